@@ -1,0 +1,258 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Address pools: CIDRs and ``start-end`` ranges of IPv4 and IPv6 addresses.
+
+Addresses are handled as integers tagged with their family (4 or 6), which
+keeps the allocator's inner loops cheap; :func:`format_address` turns them
+back into text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import InputError
+from .selectors import LabelSelector, parse_selector
+
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
+FAMILIES_BY_NAME = {"IPv4": 4, "IPv6": 6}
+
+
+def parse_address(text: object, field: str) -> tuple[int, int]:
+    """``(family, integer)`` for one IP address given as text."""
+    if not isinstance(text, str):
+        raise InputError(field, text, "must be an IP address as a string")
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise InputError(field, text, "is not a valid IPv4 or IPv6 address") from None
+    return ip.version, int(ip)
+
+
+def format_address(family: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value))
+
+
+def is_buggy(family: int, value: int) -> bool:
+    """IPv4 addresses ending in .0 or .255, which some old firmware mishandles."""
+    return family == 4 and (value & 0xFF) in (0, 255)
+
+
+def _count_buggy(first: int, last: int) -> int:
+    """How many integers in [first, last] end in .0 or .255."""
+
+    def upto(n: int) -> int:  # count in [0, n]
+        if n < 0:
+            return 0
+        full, rest = divmod(n + 1, 256)
+        return 2 * full + (1 if rest > 0 else 0) + (1 if rest == 256 else 0)
+
+    return upto(last) - upto(first - 1)
+
+
+@dataclass(frozen=True)
+class AddressRange:
+    """One declared entry of a pool: a CIDR or a range, as integers."""
+
+    text: str
+    family: int
+    first: int
+    last: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def usable(self, avoid_buggy_ips: bool) -> int:
+        if avoid_buggy_ips and self.family == 4:
+            return self.size - _count_buggy(self.first, self.last)
+        return self.size
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return self.family == other.family and self.first <= other.last and other.first <= self.last
+
+
+def parse_range(text: object, field: str) -> AddressRange:
+    """A CIDR (``198.51.100.0/24``), a range (``a-b``) or a single address."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(field, text, "must be a CIDR (198.51.100.0/24) or a range (198.51.100.10-198.51.100.20)")
+    spec = text.strip()
+    if "/" in spec:
+        try:
+            net = ipaddress.ip_network(spec, strict=True)
+        except ValueError as exc:
+            if "host bits set" in str(exc):
+                fixed = ipaddress.ip_network(spec, strict=False)
+                raise InputError(field, text, f"has host bits set; the network is {fixed}") from None
+            raise InputError(field, text, "is not a valid CIDR") from None
+        return AddressRange(spec, net.version, int(net.network_address), int(net.broadcast_address))
+    if "-" in spec:
+        start_text, _, end_text = spec.partition("-")
+        try:
+            start = ipaddress.ip_address(start_text.strip())
+            end = ipaddress.ip_address(end_text.strip())
+        except ValueError:
+            raise InputError(field, text, "is not a valid range: both ends must be IP addresses") from None
+        if start.version != end.version:
+            raise InputError(field, text, "mixes IPv4 and IPv6 in one range")
+        if int(start) > int(end):
+            raise InputError(field, text, "is reversed: the start is above the end")
+        return AddressRange(spec, start.version, int(start), int(end))
+    family, value = parse_address(spec, field)
+    return AddressRange(spec, family, value, value)
+
+
+@dataclass(frozen=True)
+class ServiceAllocation:
+    """Which services a pool serves, and with what priority (lower first, 0 = last)."""
+
+    priority: int
+    namespaces: tuple[str, ...]
+    service_selectors: tuple[LabelSelector, ...]
+
+    def allows(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        if self.namespaces and namespace not in self.namespaces:
+            return False
+        return not self.service_selectors or any(s.matches(labels) for s in self.service_selectors)
+
+    def refusal(self, namespace: str, labels: Mapping[str, str]) -> str | None:
+        """Why this pool refuses a service, or None."""
+        if self.namespaces and namespace not in self.namespaces:
+            return f"serves only namespaces {', '.join(self.namespaces)}"
+        if self.service_selectors and not any(s.matches(labels) for s in self.service_selectors):
+            return "serves only services matching its service_selectors"
+        return None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "priority": self.priority,
+            "namespaces": list(self.namespaces),
+            "service_selectors": [s.to_dict() for s in self.service_selectors],
+        }
+
+
+def parse_service_allocation(data: object, field: str) -> ServiceAllocation | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise InputError(field, data, "must be a mapping with priority, namespaces and/or service_selectors")
+    unknown = set(data) - {"priority", "namespaces", "service_selectors"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InputError(f"{field}.{key}", data[key], "unknown key")
+    priority = data.get("priority") or 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
+        raise InputError(f"{field}.priority", priority, "must be a non-negative integer (lower is tried first, 0 last)")
+    namespaces = data.get("namespaces") or []
+    if not isinstance(namespaces, list) or not all(isinstance(n, str) and n for n in namespaces):
+        raise InputError(f"{field}.namespaces", namespaces, "must be a list of namespace names")
+    selectors_data = data.get("service_selectors") or []
+    if not isinstance(selectors_data, list):
+        raise InputError(f"{field}.service_selectors", selectors_data, "must be a list of label selectors")
+    selectors = tuple(parse_selector(s, f"{field}.service_selectors[{i}]") for i, s in enumerate(selectors_data))
+    return ServiceAllocation(int(priority), tuple(namespaces), selectors)
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    ranges: tuple[AddressRange, ...]
+    auto_assign: bool = True
+    avoid_buggy_ips: bool = False
+    service_allocation: ServiceAllocation | None = None
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return tuple(f for f in (4, 6) if any(r.family == f for r in self.ranges))
+
+    def find_range(self, family: int, value: int) -> int | None:
+        """Index of the range holding the address, or None."""
+        for i, r in enumerate(self.ranges):
+            if r.family == family and r.first <= value <= r.last:
+                return i
+        return None
+
+    def allocatable(self, family: int, value: int) -> bool:
+        if self.find_range(family, value) is None:
+            return False
+        return not (self.avoid_buggy_ips and is_buggy(family, value))
+
+    def size(self, family: int) -> int:
+        return sum(r.usable(self.avoid_buggy_ips) for r in self.ranges if r.family == family)
+
+    def refusal(self, namespace: str, labels: Mapping[str, str]) -> str | None:
+        """Why this pool will not serve a service (any path), or None."""
+        if self.service_allocation is None:
+            return None
+        return self.service_allocation.refusal(namespace, labels)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "addresses": [r.text for r in self.ranges],
+            "auto_assign": self.auto_assign,
+            "avoid_buggy_ips": self.avoid_buggy_ips,
+            "service_allocation": self.service_allocation.to_dict() if self.service_allocation else None,
+        }
+
+
+def _parse_bool(data: Mapping[str, object], key: str, default: bool, field: str) -> bool:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"{field}.{key}", value, "must be true or false")
+    return value
+
+
+def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
+    """A pool from its user-facing form (as in ``address_pool``'s options)."""
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{field}.name", name, "must be a non-empty string")
+    addresses = data.get("addresses")
+    if not isinstance(addresses, list) or not addresses:
+        raise InputError(f"{field}.addresses", addresses, "must be a non-empty list of CIDRs or ranges")
+    ranges = tuple(parse_range(a, f"{field}.addresses[{i}]") for i, a in enumerate(addresses))
+    for i, a in enumerate(ranges):
+        for j in range(i):
+            if a.overlaps(ranges[j]):
+                raise InputError(f"{field}.addresses[{i}]", a.text, f"overlaps {ranges[j].text} of the same pool")
+    return Pool(
+        name=name,
+        ranges=ranges,
+        auto_assign=_parse_bool(data, "auto_assign", True, field),
+        avoid_buggy_ips=_parse_bool(data, "avoid_buggy_ips", False, field),
+        service_allocation=parse_service_allocation(data.get("service_allocation"), f"{field}.service_allocation"),
+    )
+
+
+def find_overlap(pool: Pool, others: Iterable[Pool]) -> tuple[AddressRange, Pool, AddressRange] | None:
+    """The first range of ``pool`` that overlaps a range of another pool."""
+    for other in others:
+        if other.name == pool.name:
+            continue
+        for mine in pool.ranges:
+            for theirs in other.ranges:
+                if mine.overlaps(theirs):
+                    return mine, other, theirs
+    return None
+
+
+def check_no_overlaps(pools: Iterable[Pool], field: str = "pools") -> None:
+    """Raise if any two pools share an address (sort and sweep, per family).
+
+    Ranges inside one pool never overlap (parse_pool checks), so a range that
+    starts before the furthest end seen so far overlaps another pool's range.
+    """
+    entries = sorted((r.family, r.first, r.last, p.name, r.text, idx) for idx, p in enumerate(pools) for r in p.ranges)
+    furthest: tuple[int, int, str, str] | None = None  # family, last, pool, text
+    for family, first, last, pool, text, idx in entries:
+        if furthest is not None and furthest[0] == family and first <= furthest[1]:
+            raise InputError(
+                f"{field}[{idx}]", text, f"overlaps {furthest[3]} of pool {furthest[2]!r}; pools never share addresses"
+            )
+        if furthest is None or furthest[0] != family or last > furthest[1]:
+            furthest = (family, last, pool, text)

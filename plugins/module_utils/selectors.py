@@ -1,0 +1,100 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes-style label selectors: ``match_labels`` and ``match_expressions``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import InputError
+
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def parse_labels(data: object, field: str) -> dict[str, str]:
+    """A mapping of label names to string values (None means empty)."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InputError(field, data, "must be a mapping of label names to values")
+    labels: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not key:
+            raise InputError(f"{field}", key, "label names must be non-empty strings")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise InputError(f"{field}.{key}", value, "label values must be strings")
+        labels[key] = str(value)
+    return labels
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str
+    values: tuple[str, ...]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        return self.key not in labels or labels[self.key] not in self.values
+
+    def to_dict(self) -> dict[str, object]:
+        return {"key": self.key, "operator": self.operator, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    match_labels: tuple[tuple[str, str], ...]
+    match_expressions: tuple[Requirement, ...]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "match_labels": dict(self.match_labels),
+            "match_expressions": [r.to_dict() for r in self.match_expressions],
+        }
+
+
+def parse_selector(data: object, field: str) -> LabelSelector:
+    if not isinstance(data, Mapping):
+        raise InputError(field, data, "a selector must be a mapping with match_labels and/or match_expressions")
+    unknown = set(data) - {"match_labels", "match_expressions"}
+    if unknown:
+        raise InputError(f"{field}.{sorted(unknown)[0]}", data[sorted(unknown)[0]], "unknown selector key")
+    match_labels = parse_labels(data.get("match_labels"), f"{field}.match_labels")
+    expressions = data.get("match_expressions") or []
+    if not isinstance(expressions, list):
+        raise InputError(f"{field}.match_expressions", expressions, "must be a list")
+    requirements = []
+    for i, expr in enumerate(expressions):
+        efield = f"{field}.match_expressions[{i}]"
+        if not isinstance(expr, Mapping):
+            raise InputError(efield, expr, "must be a mapping with key, operator and values")
+        key = expr.get("key")
+        if not isinstance(key, str) or not key:
+            raise InputError(f"{efield}.key", key, "must be a non-empty string")
+        operator = expr.get("operator")
+        if operator not in OPERATORS:
+            raise InputError(f"{efield}.operator", operator, f"must be one of {', '.join(OPERATORS)}")
+        values = expr.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InputError(f"{efield}.values", values, "must be a list of strings")
+        if operator in ("In", "NotIn") and not values:
+            raise InputError(f"{efield}.values", values, f"operator {operator} needs at least one value")
+        if operator in ("Exists", "DoesNotExist") and values:
+            raise InputError(f"{efield}.values", values, f"operator {operator} takes no values")
+        requirements.append(Requirement(key, operator, tuple(values)))
+    if not match_labels and not requirements:
+        raise InputError(
+            field, data, "an empty selector would match every service; give match_labels or match_expressions"
+        )
+    return LabelSelector(tuple(sorted(match_labels.items())), tuple(requirements))

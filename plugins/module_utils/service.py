@@ -1,0 +1,241 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The service a user asks addresses for, parsed and checked once.
+
+Field names follow the collection's options (snake_case); the meaning is that
+of a Kubernetes ``Service`` of type ``LoadBalancer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import InputError
+from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
+from .selectors import parse_labels
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+TRAFFIC_POLICIES = ("Cluster", "Local")
+FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+STATES = ("present", "absent")
+SERVICE_KEYS = frozenset(
+    {
+        "namespace",
+        "name",
+        "ports",
+        "external_traffic_policy",
+        "selector",
+        "labels",
+        "load_balancer_ips",
+        "address_pool",
+        "sharing_key",
+        "ip_families",
+        "ip_family_policy",
+        "state",
+    }
+)
+
+
+@dataclass(frozen=True, order=True)
+class ServicePort:
+    protocol: str
+    port: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"port": self.port, "protocol": self.protocol}
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    ports: tuple[ServicePort, ...] = ()
+    external_traffic_policy: str = "Cluster"
+    selector: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    load_balancer_ips: tuple[tuple[int, int], ...] = ()
+    address_pool: str | None = None
+    sharing_key: str = ""
+    ip_families: tuple[int, ...] = (4,)
+    ip_family_policy: str = "SingleStack"
+    state: str = "present"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def backend_key(self) -> str:
+        """Services sharing an IP must reach the same backends (MetalLB's rule).
+
+        Under Cluster every node forwards to every endpoint, so all Cluster
+        services agree. Under Local the nodes that may receive traffic are
+        those running the selected pods: the selectors must be identical.
+        """
+        if self.external_traffic_policy != "Local":
+            return ""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
+
+    @property
+    def wanted_families(self) -> tuple[int, ...]:
+        """The families to allocate, primary first.
+
+        Requested addresses decide exactly; otherwise SingleStack takes the
+        primary family and the dual-stack policies both.
+        """
+        if self.load_balancer_ips:
+            return tuple(f for f, _ in self.load_balancer_ips)
+        if self.ip_family_policy == "SingleStack":
+            return self.ip_families[:1]
+        primary = self.ip_families[0]
+        return (primary, 10 - primary)
+
+    @property
+    def requires_all_families(self) -> bool:
+        return self.ip_family_policy != "PreferDualStack" or bool(self.load_balancer_ips)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "ports": [p.to_dict() for p in self.ports],
+            "external_traffic_policy": self.external_traffic_policy,
+            "selector": dict(self.selector),
+            "labels": dict(self.labels),
+            "load_balancer_ips": [format_address(f, v) for f, v in self.load_balancer_ips],
+            "address_pool": self.address_pool,
+            "sharing_key": self.sharing_key,
+            "ip_families": [FAMILY_NAMES[f] for f in self.ip_families],
+            "ip_family_policy": self.ip_family_policy,
+        }
+
+
+def _string(data: Mapping[str, object], key: str, field: str, *, required: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise InputError(f"{field}.{key}", value, "is required")
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{field}.{key}", value, "must be a string")
+    return value
+
+
+def _choice(data: Mapping[str, object], key: str, choices: tuple[str, ...], default: str, field: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return default
+    if value not in choices:
+        raise InputError(f"{field}.{key}", value, f"must be one of {', '.join(choices)}")
+    return str(value)
+
+
+def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise InputError(field, data, "must be a list of {port, protocol}")
+    ports: list[ServicePort] = []
+    for i, item in enumerate(data):
+        pfield = f"{field}[{i}]"
+        if not isinstance(item, Mapping):
+            raise InputError(pfield, item, "must be a mapping with port and protocol")
+        unknown = set(item) - {"port", "protocol", "name", "target_port", "node_port"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise InputError(f"{pfield}.{key}", item[key], "unknown key")
+        port = item.get("port")
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InputError(f"{pfield}.port", port, "must be an integer from 1 to 65535")
+        protocol = item.get("protocol") or "TCP"
+        if protocol not in PROTOCOLS:
+            raise InputError(f"{pfield}.protocol", protocol, f"must be one of {', '.join(PROTOCOLS)}")
+        entry = ServicePort(str(protocol), port)
+        if entry in ports:
+            raise InputError(pfield, item, f"duplicates {protocol}/{port} of the same service")
+        ports.append(entry)
+    return tuple(ports)
+
+
+def parse_service(data: object, field: str = "service") -> Service:
+    """One service from its user-facing form; raises InputError naming the field."""
+    if not isinstance(data, Mapping):
+        raise InputError(field, data, "must be a mapping")
+    unknown = set(data) - SERVICE_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(SERVICE_KEYS))}")
+    namespace = _string(data, "namespace", field) or "default"
+    name = _string(data, "name", field, required=True)
+    assert name is not None
+    for key, value in (("namespace", namespace), ("name", name)):
+        if "/" in value or value.strip() != value:
+            raise InputError(f"{field}.{key}", value, "must not contain '/' or surrounding spaces")
+    state = _choice(data, "state", STATES, "present", field)
+    policy = _choice(data, "external_traffic_policy", TRAFFIC_POLICIES, "Cluster", field)
+    family_policy = _choice(data, "ip_family_policy", FAMILY_POLICIES, "SingleStack", field)
+    ports = _parse_ports(data.get("ports"), f"{field}.ports")
+    selector = parse_labels(data.get("selector"), f"{field}.selector")
+    labels = parse_labels(data.get("labels"), f"{field}.labels")
+    address_pool = _string(data, "address_pool", field)
+    sharing_key = _string(data, "sharing_key", field) or ""
+
+    ips_data = data.get("load_balancer_ips") or []
+    if isinstance(ips_data, str):
+        ips_data = [ips_data]
+    if not isinstance(ips_data, list):
+        raise InputError(f"{field}.load_balancer_ips", ips_data, "must be a list of IP addresses")
+    if len(ips_data) > 2:
+        raise InputError(f"{field}.load_balancer_ips", ips_data, "at most two addresses, one per family")
+    ips = tuple(parse_address(ip, f"{field}.load_balancer_ips[{i}]") for i, ip in enumerate(ips_data))
+    if len(ips) == 2 and ips[0][0] == ips[1][0]:
+        raise InputError(
+            f"{field}.load_balancer_ips", ips_data, f"both addresses are {FAMILY_NAMES[ips[0][0]]}; give one per family"
+        )
+
+    families_data = data.get("ip_families")
+    if families_data is None or families_data == []:
+        families = tuple(f for f, _ in ips) or (4,)
+    else:
+        if not isinstance(families_data, list) or not 1 <= len(families_data) <= 2:
+            raise InputError(f"{field}.ip_families", families_data, "must be a list of one or two of IPv4, IPv6")
+        for i, fam in enumerate(families_data):
+            if fam not in FAMILIES_BY_NAME:
+                raise InputError(f"{field}.ip_families[{i}]", fam, "must be IPv4 or IPv6")
+        families = tuple(FAMILIES_BY_NAME[str(f)] for f in families_data)
+        if len(set(families)) != len(families):
+            raise InputError(f"{field}.ip_families", families_data, "lists a family twice")
+        for i, (fam, _) in enumerate(ips):
+            if fam not in families:
+                raise InputError(
+                    f"{field}.load_balancer_ips[{i}]",
+                    ips_data[i],
+                    f"is {FAMILY_NAMES[fam]} but ip_families is {', '.join(FAMILY_NAMES[f] for f in families)}",
+                )
+    if family_policy == "SingleStack" and (len(families) > 1 or len(ips) > 1):
+        what = "ip_families" if len(families) > 1 and families_data else "load_balancer_ips"
+        value = families_data if what == "ip_families" else ips_data
+        raise InputError(
+            f"{field}.{what}", value, "two families need ip_family_policy PreferDualStack or RequireDualStack"
+        )
+    if family_policy == "RequireDualStack" and len(ips) == 1:
+        raise InputError(
+            f"{field}.load_balancer_ips", ips_data, "ip_family_policy RequireDualStack needs one address per family"
+        )
+    return Service(
+        namespace=namespace,
+        name=name,
+        ports=ports,
+        external_traffic_policy=policy,
+        selector=selector,
+        labels=labels,
+        load_balancer_ips=ips,
+        address_pool=address_pool,
+        sharing_key=sharing_key,
+        ip_families=families,
+        ip_family_policy=family_policy,
+        state=state,
+    )
