@@ -7,6 +7,7 @@ ends only the processes this lab started, by PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -106,10 +107,8 @@ class Lab:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
         for ns in self.namespaces():
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)

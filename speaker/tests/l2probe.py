@@ -10,15 +10,17 @@
         counts, and which backends answered.
 """
 
+import contextlib
 import ipaddress
 import json
 import socket
 import struct
+import subprocess
 import sys
 import time
 import urllib.request
 
-from lbspeaker import arp, ndp
+from lbspeaker import arp, membership, ndp
 from lbspeaker.layer2 import ETH_P_ALL, hardware_address
 
 
@@ -30,8 +32,6 @@ def _raw(iface: str) -> socket.socket:
 
 
 def _own_address(iface: str, family: int) -> str:
-    import subprocess
-
     out = subprocess.run(["ip", "-j", "addr", "show", iface], capture_output=True, text=True, check=True).stdout
     for a in json.loads(out)[0]["addr_info"]:
         if a["family"] == ("inet" if family == 4 else "inet6") and a.get("scope") == "global":
@@ -131,6 +131,46 @@ def outage(ip: str, port: int, seconds: float, out: str) -> None:
         json.dump(doc, fh)
 
 
+def garbage(iface: str, dst_mac: str, count: int) -> None:
+    """Truncated and malformed ARP/NDP frames at ``dst_mac``."""
+    dst = bytes.fromhex(dst_mac.replace(":", ""))
+    mac = hardware_address(iface)
+    s = _raw(iface)
+    good_arp = dst + arp.request_for(ipaddress.IPv4Address("198.51.100.100"), ipaddress.IPv4Address("198.51.100.50"),
+                                     mac)[6:]
+    good_ns = ndp.encode_ns(mac=mac, src_ip=ipaddress.IPv6Address("2001:db8:1::50"),
+                            target=ipaddress.IPv6Address("2001:db8:1::100"))
+    good_ns = dst + good_ns[6:]
+    bad_opt = bytearray(good_ns)
+    bad_opt[79] = 0
+    samples = [good_arp[:20], good_arp[:30], good_ns[:60], good_ns[:80], bytes(bad_opt),
+               dst + mac + b"\x08\x06" + b"\xff" * 28]
+    for i in range(count):
+        frame = samples[i % len(samples)]
+        with contextlib.suppress(OSError):
+            s.send(frame if len(frame) >= 14 else frame + b"\x00" * (14 - len(frame)))
+
+
+def heartbeats(dst: str, port: int, secret: str, node: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    msgs = [
+        membership.encode(membership.Message(membership.HEARTBEAT, node, 2**62, 1, frozenset()), b"w" * 32),
+        membership.encode(membership.Message(membership.HEARTBEAT, node, 2**62, 2, frozenset()), secret.encode()),
+        membership.encode(membership.Message(membership.HEARTBEAT, "intruder", 1, 1, frozenset()), secret.encode()),
+        b"\x00" * 80,
+    ]
+    for m in msgs:
+        s.sendto(m, (dst, port))
+
+
+def replay(dst: str, port: int, secret: str, node: str, src: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    old = membership.encode(membership.Message(membership.HEARTBEAT, node, 1, 1, frozenset()), secret.encode())
+    for _ in range(3):
+        s.sendto(old, (dst, port))
+
+
 def main() -> int:
     cmd = sys.argv[1]
     if cmd in ("arp", "ndp"):
@@ -149,6 +189,15 @@ def main() -> int:
             return 0
         except OSError:
             return 1
+    if cmd == "garbage":
+        garbage(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return 0
+    if cmd == "heartbeats":
+        heartbeats(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        return 0
+    if cmd == "replay":
+        replay(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6])
+        return 0
     if cmd == "outage":
         outage(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
         return 0
