@@ -133,17 +133,18 @@ def test_membership_bounds():
     bad(base(membership={"secret": SECRET, "interval_ms": "fast"}), "membership.interval_ms")
 
 
+def run_check(path):
+    cmd = [sys.executable, "-m", "lbspeaker.cli", "check", "--config", str(path)]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True)
+
+
 def test_check_command_names_field_and_exits_nonzero(tmp_path):
     doc = base(interfaces=["nosuch0"])
     path = tmp_path / "speaker.yaml"
     path.write_text(yaml.safe_dump(doc))
-    res = subprocess.run(
-        [sys.executable, "-m", "lbspeaker.cli", "check", "--config", str(path)], check=False, capture_output=True, text=True
-    )
+    res = run_check(path)
     assert res.returncode == 1
     assert "interfaces[0]" in res.stderr and "nosuch0" in res.stderr
     path.write_text(yaml.safe_dump(base()))
-    res = subprocess.run(
-        [sys.executable, "-m", "lbspeaker.cli", "check", "--config", str(path)], check=False, capture_output=True, text=True
-    )
+    res = run_check(path)
     assert res.returncode == 0, res.stderr
