@@ -103,27 +103,35 @@ class Speaker:
         """Hand over: stop answering, tell peers, keep accepting briefly, then undo everything."""
         self.stopping = True
         log.info("stopping: handing over %d IPs", sum(a.announcing for a in self.announcements.values()))
+        # Fall silent first: an answer or a scheduled gratuitous ARP from us after
+        # the new leader's would pull clients back to a node about to drop the IP.
+        self.announcer.close()
         for r in self.responders.values():
             r.answering = False
+            r.leading.clear()
         await self.membership.leave()
         if any(a.announcing for a in self.announcements.values()):
             await asyncio.sleep(HANDOVER_GRACE_S)
-        if self._work:
-            self._work.cancel()
-        for a in self.announcements.values():
-            if a.announcing:
-                await self.routes.remove(a.address)
-                a.announcing = False
-        self.membership.close()
-        self.health.close()
-        self.announcer.close()
-        self.links.close()
-        for r in self.responders.values():
-            r.close()
-        self.status_server.close()
-        await self.routes.close()
-        restore_arp_sysctls(self.sysctls_changed)
-        self.stopped.set()
+        try:
+            if self._work:
+                self._work.cancel()
+            for a in self.announcements.values():
+                if a.announcing:
+                    await self.routes.remove(a.address)
+                    a.announcing = False
+            self.membership.close()
+            self.health.close()
+            self.announcer.close()
+            self.links.close()
+            for r in self.responders.values():
+                r.close()
+            self.status_server.close()
+            await self.routes.close()
+            restore_arp_sysctls(self.sysctls_changed)
+        except Exception:
+            log.exception("cleanup failed")
+        finally:
+            self.stopped.set()
 
     # --- configuration -----------------------------------------------------------
 

@@ -9,6 +9,7 @@ the elected node's responder may) and from using them as ARP sources.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 
@@ -37,7 +38,9 @@ class LocalRoutes:
 
     async def close(self) -> None:
         if self.ipr:
-            await self.ipr.close()
+            result = self.ipr.close()
+            if asyncio.iscoroutine(result):  # pyroute2 versions differ
+                await result
             self.ipr = None
 
     def _spec(self, ip: IPAddress) -> dict[str, object]:

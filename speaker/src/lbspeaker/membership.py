@@ -174,7 +174,13 @@ class Membership(asyncio.DatagramProtocol):
         self._task = asyncio.create_task(self._run(), name="membership")
 
     async def leave(self) -> None:
-        """Tell peers we are going, so they take over without waiting."""
+        """Tell peers we are going, so they take over without waiting.
+
+        Heartbeats stop first: one sent after LEAVING would bring us back to life.
+        """
+        if self._task:
+            self._task.cancel()
+            self._task = None
         for _ in range(3):
             self._send_all(LEAVING)
             await asyncio.sleep(0.005)

@@ -25,13 +25,13 @@ def _need_tools():
         pytest.skip(f"needs root and {missing or 'tools'}")
 
 
-def stable(lab, address, timeout=10.0):
+def stable(lab, address, timeout=10.0, skip=()):
     """Wait until every running speaker agrees on one leader for ``address`` and exactly
     that one announces it; return the leader's name (or None when nobody may lead)."""
     result = {}
 
     def check():
-        views = lab.leaders(address)
+        views = {k: v for k, v in lab.leaders(address).items() if k not in skip}
         if not views:
             return False
         leaders = {leader for leader, _ in views.values()}
