@@ -10,6 +10,7 @@
         counts, and which backends answered.
 """
 
+import asyncio
 import contextlib
 import ipaddress
 import json
@@ -89,20 +90,39 @@ def tcp_once(ip: str, port: int, timeout: float) -> str | None:
         s.close()
 
 
-def outage(ip: str, port: int, seconds: float, out: str) -> None:
+async def _probe_async(ip: str, port: int, timeout: float) -> str | None:
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(ip, port)
+            try:
+                data = await reader.read(64)
+            finally:
+                writer.close()
+        return data.decode().strip() or None
+    except (OSError, TimeoutError):
+        return None
+
+
+async def _outage_async(ip: str, port: int, seconds: float) -> list[tuple[float, str | None]]:
+    """Start a TCP probe every 10 ms, whether or not earlier ones finished: a probe
+    whose SYN went to a dead MAC times out, and the next ones carry on."""
     interval = 0.01
-    results: list[tuple[float, str | None]] = []
-    start = time.monotonic()
-    nxt = start
-    while time.monotonic() - start < seconds:
-        t = time.monotonic()
-        results.append((t - start, tcp_once(ip, port, 0.1)))
-        nxt += interval
-        delay = nxt - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            nxt = time.monotonic()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: list[tuple[float, asyncio.Task[str | None]]] = []
+    n = 0
+    while True:
+        due = start + n * interval
+        if due - start >= seconds:
+            break
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tasks.append((loop.time() - start, asyncio.ensure_future(_probe_async(ip, port, 0.5))))
+        n += 1
+    return [(t, await task) for t, task in tasks]
+
+
+def outage(ip: str, port: int, seconds: float, out: str) -> None:
+    results = asyncio.run(_outage_async(ip, port, seconds))
     worst = 0.0
     last_ok = None
     failed_since_ok = False
@@ -116,7 +136,7 @@ def outage(ip: str, port: int, seconds: float, out: str) -> None:
         failed_since_ok = False
     if failed_since_ok:  # never recovered
         worst = max(worst, results[-1][0] - (last_ok or 0.0))
-    answered = []
+    answered: list[str] = []
     for _t, who in results:
         if who and (not answered or answered[-1] != who):
             answered.append(who)

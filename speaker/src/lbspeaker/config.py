@@ -100,7 +100,7 @@ def load(path: str, *, check_interfaces: bool = True) -> Config:
     """Read and parse the config file at ``path``."""
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as exc:
         raise ConfigError("<file>", path, f"cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

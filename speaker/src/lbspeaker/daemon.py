@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 # After saying we leave, keep accepting traffic this long, so connections the
 # client opened before the new leader's gratuitous ARP still land here.
 HANDOVER_GRACE_S = 0.3
+RECONCILE_CHUNK = 64
+
+
+def _summary(items: list[str], limit: int = 5) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
@@ -245,11 +250,17 @@ class Speaker:
         settled = self.membership.settled
         live = self.membership.live()
         reannounce, self._reannounce_all = self._reannounce_all, False
-        for addr, ann in list(self.announcements.items()):
+        taken: list[str] = []
+        released: list[str] = []
+        for count, (addr, ann) in enumerate(list(self.announcements.items())):
+            if count % RECONCILE_CHUNK == RECONCILE_CHUNK - 1:
+                await asyncio.sleep(0)  # let heartbeats and ARP through on big tables
+                if self.stopping:
+                    return
             result = election.elect(addr, self.services_by_ip.get(addr, []), live)
             if result.leader != ann.leader and settled:
                 self.metrics.inc("leader_changes_total")
-                log.info("%s: leader %s -> %s", addr, ann.leader, result.leader)
+                log.debug("%s: leader %s -> %s", addr, ann.leader, result.leader)
             ann.leader = result.leader
             lead = settled and result.leader == self.config.node
             if not settled:
@@ -264,11 +275,19 @@ class Speaker:
                 ann.reason = f"{result.leader} ranks higher"
             if lead and not ann.announcing:
                 await self._take(ann)
+                taken.append(str(addr))
             elif lead and reannounce:
                 for ifname in ann.interfaces:
                     self.announcer.schedule(addr, ifname)
             elif not lead and ann.announcing:
                 await self._release(ann)
+                released.append(f"{addr} ({ann.reason})")
+        if taken:
+            log.info("now announcing %d IPs: %s", len(taken), _summary(taken))
+        if released:
+            log.info("no longer announcing %d IPs: %s", len(released), _summary(released))
+        if reannounce:
+            log.info("membership grew: re-announcing every IP this node leads")
 
     async def _take(self, ann: Announcement) -> None:
         await self.routes.add(ann.address)
@@ -278,7 +297,7 @@ class Speaker:
             if responder:
                 responder.leading.add(ann.address)
             self.announcer.schedule(ann.address, ifname)
-        log.info("%s: now announcing on %s", ann.address, ", ".join(ann.interfaces))
+        log.debug("%s: now announcing on %s", ann.address, ", ".join(ann.interfaces))
 
     def _withdraw_frames(self, ann: Announcement) -> None:
         for ifname in ann.interfaces:
@@ -291,7 +310,7 @@ class Speaker:
         self._withdraw_frames(ann)
         ann.announcing = False
         await self.routes.remove(ann.address)
-        log.info("%s: no longer announcing (%s)", ann.address, ann.reason)
+        log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
 
     # --- reporting -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ sort on sha256(node + "#" + ip), first wins).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,9 +15,14 @@ from dataclasses import dataclass
 from .config import IPAddress, ServiceConfig
 
 
+@functools.lru_cache(maxsize=65536)
+def score(node: str, ip: IPAddress) -> bytes:
+    return hashlib.sha256(f"{node}#{ip}".encode()).digest()
+
+
 def rank(nodes: Iterable[str], ip: IPAddress) -> list[str]:
     """``nodes`` ordered by sha256(node + "#" + ip); the first is the leader."""
-    return sorted(nodes, key=lambda n: (hashlib.sha256(f"{n}#{ip}".encode()).digest(), n))
+    return sorted(nodes, key=lambda n: (score(n, ip), n))
 
 
 @dataclass(frozen=True)

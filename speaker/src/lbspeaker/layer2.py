@@ -35,6 +35,7 @@ SO_ATTACH_FILTER = 26
 SIOCGIFHWADDR = 0x8927
 IPV6_JOIN_GROUP = 20
 IPV6_LEAVE_GROUP = 21
+GROUPS_PER_SOCKET = 100
 
 # ARP, or IPv6 whose next header is ICMPv6 (no extension headers) of type 135.
 BPF_ARP_OR_NS = [
@@ -74,11 +75,12 @@ class InterfaceResponder:
         self.ifname = ifname
         self.metrics = metrics
         self.leading: set[IPAddress] = set()
-        self.groups: set[ipaddress.IPv6Address] = set()
+        self.groups: dict[ipaddress.IPv6Address, socket.socket] = {}
         self.answering = True
         self.mac = b""
         self.sock: socket.socket | None = None
-        self.mcast: socket.socket | None = None
+        self.mcast: list[socket.socket] = []
+        self.group_count: dict[socket.socket, int] = {}
 
     def open(self) -> None:
         self.mac = hardware_address(self.ifname)
@@ -87,7 +89,6 @@ class InterfaceResponder:
         sock.bind((self.ifname, ETH_P_ALL))
         sock.setblocking(False)
         self.sock = sock
-        self.mcast = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
     def close(self) -> None:
@@ -95,38 +96,49 @@ class InterfaceResponder:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
-        if self.mcast:
-            self.mcast.close()  # leaves every group joined on it
-            self.mcast = None
+        for m in self.mcast:
+            m.close()  # leaves every group joined on it
+        self.mcast.clear()
+        self.group_count.clear()
         self.groups.clear()
 
     # --- multicast groups ---------------------------------------------------
+    # Memberships are charged to a socket's option memory (net.core.optmem_max,
+    # a few hundred groups), so groups are spread over as many sockets as needed.
 
-    def _group_op(self, group: ipaddress.IPv6Address, op: int) -> bool:
-        if not self.mcast:
-            return False
+    def _group_op(self, group: ipaddress.IPv6Address, op: int, sock: socket.socket) -> bool:
         try:
             index = socket.if_nametoindex(self.ifname)
-            self.mcast.setsockopt(socket.IPPROTO_IPV6, op, group.packed + struct.pack("@I", index))
+            sock.setsockopt(socket.IPPROTO_IPV6, op, group.packed + struct.pack("@I", index))
             return True
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ENODEV):
                 log.warning("%s: multicast group %s: %s", self.ifname, group, exc)
             return exc.errno == errno.EADDRINUSE
 
+    def _join(self, group: ipaddress.IPv6Address) -> None:
+        target = next((m for m in self.mcast if self.group_count.get(m, 0) < GROUPS_PER_SOCKET), None)
+        if target is None:
+            target = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.mcast.append(target)
+        self._group_op(group, IPV6_JOIN_GROUP, target)
+        self.groups[group] = target
+        self.group_count[target] = self.group_count.get(target, 0) + 1
+
     def set_groups(self, addresses: set[ipaddress.IPv6Address]) -> None:
         wanted = {ndp.solicited_node(a) for a in addresses}
-        for g in self.groups - wanted:
-            self._group_op(g, IPV6_LEAVE_GROUP)
-        for g in wanted - self.groups:
-            self._group_op(g, IPV6_JOIN_GROUP)
-        self.groups = wanted
+        for g in set(self.groups) - wanted:
+            sock = self.groups.pop(g)
+            self._group_op(g, IPV6_LEAVE_GROUP, sock)
+            self.group_count[sock] -= 1
+        for g in sorted(wanted - set(self.groups)):
+            self._join(g)
 
     def rejoin_groups(self) -> None:
         """After link-up: the kernel may have dropped our memberships with the link."""
-        for g in self.groups:
-            self._group_op(g, IPV6_LEAVE_GROUP)
-            self._group_op(g, IPV6_JOIN_GROUP)
+        for g, sock in self.groups.items():
+            self._group_op(g, IPV6_LEAVE_GROUP, sock)
+            self._group_op(g, IPV6_JOIN_GROUP, sock)
 
     # --- frames -----------------------------------------------------------------
 

@@ -16,8 +16,7 @@ that is the node's eligibility (Cluster services need none).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
+import functools
 import hmac
 import json
 import logging
@@ -58,12 +57,23 @@ class Message:
     local_healthy: frozenset[str]
 
 
+@functools.lru_cache(maxsize=64)
+def _encode_payload(local_healthy: frozenset[str]) -> bytes:
+    return zlib.compress(json.dumps({"local": sorted(local_healthy)}, separators=(",", ":")).encode())
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_payload(payload: bytes) -> frozenset[str]:
+    doc = json.loads(zlib.decompress(payload, bufsize=MAX_PAYLOAD))
+    return frozenset(str(s) for s in doc["local"])
+
+
 def encode(msg: Message, secret: bytes) -> bytes:
     name = msg.node.encode()
-    payload = zlib.compress(json.dumps({"local": sorted(msg.local_healthy)}, separators=(",", ":")).encode())
+    payload = _encode_payload(msg.local_healthy)
     head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
     body = head + name + payload
-    return body + hmac.new(secret, body, hashlib.sha256).digest()
+    return body + hmac.digest(secret, body, "sha256")
 
 
 def decode(data: bytes, secret: bytes) -> Message:
@@ -76,14 +86,13 @@ def decode(data: bytes, secret: bytes) -> Message:
         raise BadMessage("malformed", "bad magic")
     if HEADER.size + name_len + payload_len != len(body):
         raise BadMessage("malformed", "lengths do not match the datagram")
-    if not hmac.compare_digest(mac, hmac.new(secret, body, hashlib.sha256).digest()):
+    if not hmac.compare_digest(mac, hmac.digest(secret, body, "sha256")):
         raise BadMessage("bad_mac", "HMAC does not verify")
     if kind not in (HEARTBEAT, LEAVING):
         raise BadMessage("malformed", f"unknown kind {kind}")
     try:
         name = body[HEADER.size : HEADER.size + name_len].decode()
-        doc = json.loads(zlib.decompress(body[HEADER.size + name_len :], bufsize=MAX_PAYLOAD))
-        local = frozenset(str(s) for s in doc["local"])
+        local = _decode_payload(body[HEADER.size + name_len :])
     except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError) as exc:
         raise BadMessage("malformed", f"bad payload: {exc}") from None
     return Message(kind, name, incarnation, sequence, local)
@@ -100,7 +109,7 @@ class Peer:
     local_healthy: frozenset[str] = field(default_factory=frozenset)
 
 
-class Membership(asyncio.DatagramProtocol):
+class Membership:
     """Sends heartbeats to every configured peer and tracks who is alive.
 
     ``on_change(joined)`` is called whenever the live set or a live node's
@@ -121,10 +130,14 @@ class Membership(asyncio.DatagramProtocol):
         self.incarnation = time.time_ns()
         self.sequence = 0
         self.started = time.monotonic()
-        self.transport: asyncio.DatagramTransport | None = None
+        self.last_tick = self.started
+        self.sock: socket.socket | None = None
+        self.sent = 0
+        self.received = 0
+        metrics.counter("heartbeats_sent_total", lambda: self.sent)
+        metrics.counter("heartbeats_received_total", lambda: self.received)
         self.peers: dict[str, Peer] = {}
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self.configure(config)
 
     # --- configuration ---------------------------------------------------
@@ -167,10 +180,12 @@ class Membership(asyncio.DatagramProtocol):
     async def start(self) -> None:
         me = self.config.this_node
         family = socket.AF_INET6 if me.address.version == 6 else socket.AF_INET
-        loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(str(me.address), self.config.membership.port), family=family
-        )
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(me.address), self.config.membership.port))
+        sock.setblocking(False)
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self._task = asyncio.create_task(self._run(), name="membership")
 
     async def leave(self) -> None:
@@ -188,35 +203,43 @@ class Membership(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._task:
             self._task.cancel()
-        if self.transport:
-            self.transport.close()
+        if self.sock:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
 
     def nudge(self) -> None:
-        """Send a heartbeat now (eligibility changed)."""
-        self._wake.set()
+        """Send a heartbeat now (eligibility changed), so peers re-elect at once."""
+        if self._task:
+            self._send_all(HEARTBEAT)
 
     async def _run(self) -> None:
         while True:
             self._send_all(HEARTBEAT)
             self._expire()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
+            await asyncio.sleep(self.interval)
 
     def _send_all(self, kind: int) -> None:
-        if not self.transport:
+        if not self.sock:
             return
         self.sequence += 1
         data = encode(Message(kind, self.node, self.incarnation, self.sequence, self.local_healthy()), self.secret)
         for p in self.peers.values():
             try:
-                self.transport.sendto(data, (p.address, self.config.membership.port))
-                self.metrics.inc("heartbeats_sent_total")
+                self.sock.sendto(data, (p.address, self.config.membership.port))
+                self.sent += 1
             except OSError:  # link down or no route: the peer will time us out
                 self.metrics.inc("heartbeats_send_errors_total")
 
     def _expire(self) -> None:
         now = time.monotonic()
+        stalled = now - self.last_tick > 2 * self.interval
+        self.last_tick = now
+        if stalled:
+            # This process did not run for a while (CPU starved, a big reconcile):
+            # heartbeats may be waiting unread in the socket, so judge nobody now.
+            self.metrics.inc("membership_stalls_total")
+            return
         changed = False
         for p in self.peers.values():
             if p.alive and now - p.last_seen > self.dead_after:
@@ -228,7 +251,19 @@ class Membership(asyncio.DatagramProtocol):
 
     # --- receiving -----------------------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:  # type: ignore[override]
+    def _readable(self) -> None:
+        assert self.sock is not None
+        for _ in range(256):  # bounded: yield to the loop under a flood
+            try:
+                data, addr = self.sock.recvfrom(MAX_PAYLOAD + 1024)
+            except BlockingIOError:
+                return
+            except OSError:  # e.g. ICMP unreachable reported on the socket
+                self.metrics.inc("heartbeats_send_errors_total")
+                continue
+            self.datagram_received(data, addr)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         try:
             msg = decode(data, self.secret)
             peer = self.peers.get(msg.node)
@@ -240,7 +275,7 @@ class Membership(asyncio.DatagramProtocol):
             self.metrics.inc("heartbeats_dropped_total", reason=exc.reason)
             log.debug("dropped membership datagram from %s: %s", addr[0], exc)
             return
-        self.metrics.inc("heartbeats_received_total")
+        self.received += 1
         peer.incarnation, peer.sequence = msg.incarnation, msg.sequence
         if msg.kind == LEAVING:
             if peer.alive:
@@ -257,6 +292,3 @@ class Membership(asyncio.DatagramProtocol):
             log.info("node %s is alive", peer.name)
         if changed:
             self.on_change(joined)
-
-    def error_received(self, exc: Exception) -> None:
-        self.metrics.inc("heartbeats_send_errors_total")
