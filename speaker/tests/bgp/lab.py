@@ -41,7 +41,10 @@ def node_v6(i: int) -> str:
 
 
 def run(cmd: list[str], check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, check=check, timeout=timeout, capture_output=True, text=True, **kw)
+    proc = subprocess.run(cmd, check=False, timeout=timeout, capture_output=True, text=True, **kw)
+    if check and proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()} {proc.stdout.strip()}")
+    return proc
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
@@ -51,7 +54,7 @@ def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.1, wha
     while time.monotonic() < deadline:
         try:
             last = pred()
-        except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        except (subprocess.SubprocessError, OSError, ValueError, RuntimeError) as exc:
             last = exc
             if isinstance(last, subprocess.CalledProcessError):
                 last = f"{exc}: {last.stderr}"
@@ -131,12 +134,13 @@ class Lab:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
         for pidfile in self.pidfiles:
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 pid = int(pidfile.read_text().split()[0])
                 # Only a daemon this lab started writes into the lab's own temp dir.
                 os.kill(pid, signal.SIGKILL)
         for ns in [*self.nodes, self.router]:
-            ns.delete()
+            with contextlib.suppress(Exception):
+                ns.delete()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- BIRD ------------------------------------------------------------
@@ -187,8 +191,8 @@ template bgp nodes {{
         self.lab.router.exec(["bird", "-c", str(self.dir / "bird.conf"), "-s", str(self.ctl), "-P", str(pid)])
         wait_for(self.ctl.exists, 10, what="bird control socket")
 
-    def cmd(self, *args: str) -> str:
-        return self.lab.router.exec(["birdc", "-s", str(self.ctl), *args]).stdout
+    def cmd(self, *args: str, check: bool = True) -> str:
+        return self.lab.router.exec(["birdc", "-s", str(self.ctl), *args], check=check).stdout
 
     def protocol(self, name: str) -> str:
         return self.cmd("show", "protocols", "all", name)
@@ -197,7 +201,7 @@ template bgp nodes {{
         return "Established" in self.cmd("show", "protocols", name)
 
     def route(self, prefix: str) -> str:
-        out = self.cmd("show", "route", "for", prefix, "all")
+        out = self.cmd("show", "route", "for", prefix, "all", check=False)
         return out if prefix.split("/", maxsplit=1)[0] in out else ""
 
     def routes(self, table: str = "master4") -> str:
@@ -227,6 +231,10 @@ class Speaker:
                 [sys.executable, "-m", "lbspeaker.bgp", "--config", str(self.config),
                  "--status-file", str(self.status_file), "--log-level", "DEBUG"],
                 stdout=log, stderr=subprocess.STDOUT, env=env))
+        # The first status file means the signal handlers are installed (SIGUSR1 would kill it before).
+        wait_for(lambda: self.status_file.exists() or self.proc.poll() is not None, 20, 0.05, "speaker start")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"speaker exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
 
     def send(self, sig: int) -> None:
         assert self.proc is not None

@@ -84,6 +84,7 @@ async def amain(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGINT, done.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, dump)
+    dump()  # also tells a supervising test that the signal handlers are in place
     await done.wait()
     await speaker.stop()
     return 0

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 BFD_PORT = 3784
 PACKET_LEN = 24
 SLOW_TX_US = 1_000_000  # RFC 5880 6.8.3: at least one second while not Up
+# Linux values; Python's socket module does not export these.
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -117,11 +121,11 @@ class BfdTransport:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if version == 4:
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTTL, 1)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
                     sock.bind(("0.0.0.0", BFD_PORT))
                 else:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
                     sock.bind(("::", BFD_PORT))
                 sock.setblocking(False)
             except OSError:
@@ -151,8 +155,7 @@ class BfdTransport:
                 return
             ttl = None
             for level, kind, value in ancdata:
-                if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6,
-                                                                           socket.IPV6_HOPLIMIT)):
+                if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)):
                     ttl = int.from_bytes(value[:4], "little") if len(value) >= 4 else value[0]
             if ttl is not None and ttl != 255:
                 continue  # RFC 5881 5: single-hop packets must arrive with TTL 255
@@ -313,11 +316,11 @@ class BfdSession:
             if self._detect_handle is not None:
                 self._detect_handle.cancel()
             self._detect_handle = self._loop.call_later(self.detect_time_s(), self._detection_expired)
-        if p.poll:
-            self._final_pending = True
+        if p.poll or self.state != old:
+            self._final_pending = p.poll
             self._send()
-        elif self.state != old:
-            self._send()
+            # New timers take effect now: the next periodic packet must not wait out the slow interval.
+            self._schedule_tx(self._tx_interval_s())
 
     def _set_state(self, state: BfdState) -> None:
         if state == self.state:

@@ -178,7 +178,8 @@ class BgpSpeaker:
             bfd = BfdSession(peer.address, session.local_address, peer.bfd, self._bfd_transport,
                              on_down=lambda reason, s=session: s.reset(f"BFD down: {reason}"))
             bfd.start()
-        except OSError as exc:
+        except Exception as exc:  # BFD trouble must not take the BGP session down
+            log.error("peer %s: cannot start BFD: %s", peer.key, exc)
             session.last_error = f"BFD: {exc}"
             return
         self._bfd[peer.key] = bfd

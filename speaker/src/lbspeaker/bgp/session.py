@@ -203,8 +203,12 @@ class BgpSession:
                 raise
             except SessionError as exc:
                 self.last_error = str(exc)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                self.last_error = self._reset_request or f"{type(exc).__name__}: {exc}".rstrip(": ")
+            except TimeoutError:
+                self.last_error = self._reset_request or f"no answer from {self.peer.address} port {self.peer.port}"
+            except asyncio.IncompleteReadError:
+                self.last_error = self._reset_request or "connection closed by peer"
+            except OSError as exc:
+                self.last_error = self._reset_request or f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # never let one peer's surprise kill the daemon
                 if self._stopping:
                     break
