@@ -133,11 +133,16 @@ class Lab:
                     proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
+        killed: list[int] = []
         for pidfile in self.pidfiles:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 pid = int(pidfile.read_text().split()[0])
                 # Only a daemon this lab started writes into the lab's own temp dir.
                 os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        deadline = time.monotonic() + 5
+        while killed and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in killed):
+            time.sleep(0.05)
         for ns in [*self.nodes, self.router]:
             with contextlib.suppress(Exception):
                 ns.delete()
@@ -206,6 +211,95 @@ template bgp nodes {{
 
     def routes(self, table: str = "master4") -> str:
         return self.cmd("show", "route", "table", table)
+
+
+class Frr:
+    """zebra + bgpd (+ bfdd) of FRR, run by hand in the router namespace."""
+
+    def __init__(self, lab: Lab, bgp_conf: str, bfd: bool = False) -> None:
+        self.lab = lab
+        self.bfd = bfd
+        self.dir = lab.dir / f"frr-{uuid.uuid4().hex[:6]}"
+        self.dir.mkdir()
+        shutil.chown(self.dir, "frr", "frr")
+        self.conf = self.dir / "frr.conf"
+        self.conf.write_text(f"""frr defaults traditional
+hostname lbbg-router
+log file {self.dir}/frr.log debugging
+!
+{bgp_conf}
+!
+""")
+        shutil.chown(self.conf, "frr", "frr")
+
+    def start(self) -> None:
+        daemons = ["zebra", "bgpd"] + (["bfdd"] if self.bfd else [])
+        for d in daemons:
+            pid = self.dir / f"{d}.pid"
+            self.lab.pidfiles.append(pid)
+            cmd = [f"/usr/lib/frr/{d}", "-d", "-u", "frr", "-g", "frr", "-z", str(self.dir / "zserv.api"),
+                   "-i", str(pid), "--vty_socket", str(self.dir), "-f", str(self.conf), "-A", "127.0.0.1"]
+            if d == "bfdd":
+                cmd += ["--bfdctl", str(self.dir / "bfdd.sock")]
+            self.lab.router.exec(cmd)
+            wait_for(pid.exists, 15, what=f"FRR {d} pid file")
+            if d == "zebra":
+                wait_for((self.dir / "zserv.api").exists, 15, what="zebra API socket")
+        wait_for(lambda: "bgpd" in self.vtysh("show daemons"), 15, what="vtysh reaching bgpd")
+
+    def vtysh(self, *commands: str) -> str:
+        cmd = ["vtysh", "--vty_socket", str(self.dir)]
+        for c in commands:
+            cmd += ["-c", c]
+        return self.lab.router.exec(cmd, check=False).stdout
+
+    def json(self, command: str) -> Any:
+        out = self.vtysh(command)
+        return json.loads(out) if out.strip() else {}
+
+    def established(self, address: str) -> bool:
+        data = self.json(f"show bgp neighbors {address} json")
+        return data.get(address, {}).get("bgpState") == "Established"
+
+    def route(self, prefix: str) -> dict[str, Any]:
+        afi = "ipv6" if ":" in prefix else "ipv4"
+        data = self.json(f"show bgp {afi} unicast {prefix} json")
+        return data if data.get("paths") else {}
+
+
+class Gobgp:
+    """gobgpd in the router namespace, API on the namespace's own loopback."""
+
+    def __init__(self, lab: Lab, toml: str) -> None:
+        self.lab = lab
+        self.dir = lab.dir / f"gobgp-{uuid.uuid4().hex[:6]}"
+        self.dir.mkdir()
+        self.conf = self.dir / "gobgpd.toml"
+        self.conf.write_text(toml)
+
+    def start(self) -> None:
+        with open(self.dir / "gobgpd.log", "ab") as log:
+            self.lab.track(self.lab.router.popen(
+                ["gobgpd", "-f", str(self.conf), "--api-hosts", "127.0.0.1:50051", "-l", "info"],
+                stdout=log, stderr=subprocess.STDOUT))
+        wait_for(lambda: self.cli("global").strip(), 20, what="gobgpd API")
+
+    def cli(self, *args: str) -> str:
+        return self.lab.router.exec(["gobgp", "-u", "127.0.0.1", "-p", "50051", *args], check=False).stdout
+
+    def neighbors(self) -> list[dict[str, Any]]:
+        out = self.cli("neighbor", "-j")
+        return json.loads(out) if out.strip() else []
+
+    def established(self, address: str) -> bool:
+        for n in self.neighbors():
+            if n.get("state", {}).get("neighbor_address") == address:
+                return n.get("state", {}).get("session_state") == 6
+        return False
+
+    def rib(self, family: str = "ipv4") -> dict[str, Any]:
+        out = self.cli("global", "rib", "-a", family, "-j")
+        return json.loads(out) if out.strip() else {}
 
 
 class Speaker:

@@ -112,7 +112,8 @@ def test_md5_right_and_wrong_password(make_lab) -> None:  # type: ignore[no-unty
     lab: Lab = make_lab(2)
     bird = lab.start_bird(bird_peer(1, extra='password "s3cret-1";') + bird_peer(2, extra='password "s3cret-2";'))
     lab.start_speaker(1, speaker_bgp(1, peer={"password": "s3cret-1"}), ANNS)
-    sp2 = lab.start_speaker(2, speaker_bgp(2, peer={"password": "wrong"}), [{"service": "x", "address": "203.0.113.20"}])
+    sp2 = lab.start_speaker(2, speaker_bgp(2, peer={"password": "wrong"}),
+                            [{"service": "x", "address": "203.0.113.20"}])
     wait_for(lambda: bird.established("n1"), 30, what="MD5 session with the right password")
     wait_for(lambda: bird.route(f"{V4}/32"), 15, what="route over the MD5 session")
     # The wrong password never gets a session: after several connect attempts it is still down.
@@ -168,3 +169,12 @@ def test_bfd_up_and_routes_dropped_on_silent_link_loss(make_lab) -> None:  # typ
     node.exec(["nft", "delete table inet lbbg"])
     wait_for(lambda: bird.established("n1"), 60, what="session back after the link heals")
     wait_for(lambda: lab.router.route(V4), 15, what="route back")
+
+
+def test_passive_speaker_with_gtsm(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    # BIRD connects (passive off) and demands TTL 255 (GTSM); the speaker only listens.
+    bird = lab.start_bird(bird_peer(1, extra="passive off; ttl security on;"))
+    lab.start_speaker(1, speaker_bgp(1, peer={"passive": True, "ttl": 255}), ANNS)
+    wait_for(lambda: bird.established("n1"), 30, what="session opened by BIRD to the passive speaker")
+    wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
