@@ -21,13 +21,14 @@ N2 = ipaddress.ip_network("203.0.113.2/32")
 class FakePeer:
     """Accepts connections; each is a (reader, writer) pair handed to the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.conns: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(lambda r, w: self.conns.put_nowait((r, w)), "127.0.0.1", 0)
+        self.server = await asyncio.start_server(lambda r, w: self.conns.put_nowait((r, w)), self.host, 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def accept(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

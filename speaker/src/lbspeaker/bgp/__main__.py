@@ -89,7 +89,10 @@ async def amain(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGUSR1, dump)
     dump()  # also tells a supervising test that the signal handlers are in place
     await done.wait()
-    await speaker.stop()
+    try:
+        await asyncio.wait_for(speaker.stop(), 10)
+    except TimeoutError:
+        logging.error("stop did not finish in 10 s; exiting anyway")
     return 0
 
 

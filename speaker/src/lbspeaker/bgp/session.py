@@ -164,11 +164,15 @@ class BgpSession:
                 await asyncio.wait_for(writer.drain(), 0.5)
             except (OSError, TimeoutError, RuntimeError):
                 pass
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        if self._task is not None and writer is not None and self.state == State.ESTABLISHED:
+            # The peer closes after reading our Cease; the session task then ends on its own.
+            await asyncio.wait({self._task}, timeout=1.0)
+        # Abort before waiting for the task: a pending read then fails at once, even if Python 3.11's
+        # wait_for swallowed the cancellation.
         self._close()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=2.0)
         self._set_state(State.IDLE)
 
     # ---- internals -----------------------------------------------------
