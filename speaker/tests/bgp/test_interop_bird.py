@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import need
-from lab import NODE_ASN, ROUTER_ASN, ROUTER_V4, Lab, node_v4, node_v6, wait_for
+from lab import NODE_ASN, ROUTER_ASN, ROUTER_V4, ROUTER_V6, Lab, node_v4, node_v6, wait_for
 
 V4 = "203.0.113.10"
 V6 = "2001:db8:ff::10"
@@ -178,3 +178,16 @@ def test_passive_speaker_with_gtsm(make_lab) -> None:  # type: ignore[no-untyped
     lab.start_speaker(1, speaker_bgp(1, peer={"passive": True, "ttl": 255}), ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="session opened by BIRD to the passive speaker")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
+
+
+def test_ipv6_session_carries_both_families(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    bird = lab.start_bird(f"protocol bgp n1 from nodes {{ local {ROUTER_V6} as {ROUTER_ASN}; "
+                          f"neighbor {node_v6(1)} as {NODE_ASN}; }}\n")
+    bgp = {"asn": NODE_ASN, "router_id": node_v4(1),
+           "peers": [{"address": ROUTER_V6, "asn": ROUTER_ASN, "next_hop_ipv4": node_v4(1),
+                      "connect_retry_time": 0.5, "connect_retry_max": 2}]}
+    lab.start_speaker(1, bgp, ANNS)
+    wait_for(lambda: bird.established("n1"), 30, what="BGP over IPv6")
+    assert f"via {node_v6(1)}" in wait_for(lambda: lab.router.route(V6), 15, what="IPv6 route in FIB")
+    assert f"via {node_v4(1)}" in wait_for(lambda: lab.router.route(V4), 15, what="IPv4 route in FIB")

@@ -95,3 +95,21 @@ def test_md5(make_lab) -> None:  # type: ignore[no-untyped-def]
     wait_for(lambda: sp2.status()["bgp"]["peers"][0]["last_error"], 30, what="a connect error on node 2")
     assert not frr.established(node_v4(2))
     assert not frr.route("203.0.113.20/32")
+
+
+def test_bfd_drops_routes_on_silent_link_loss(make_lab) -> None:  # type: ignore[no-untyped-def]
+    need("/usr/lib/frr/bfdd", "nft")
+    lab: Lab = make_lab(1)
+    conf = frr_conf(bfd=True).replace(" neighbor NODES timers connect 1",
+                                      " neighbor NODES timers connect 1\n neighbor NODES timers 80 240")
+    frr = start_frr(lab, conf, bfd=True)
+    sp = lab.start_speaker(1, speaker_bgp(1, peer={"hold_time": 240, "keepalive_time": 80,
+                                                    "bfd": {"min_rx_ms": 300, "min_tx_ms": 300}}), ANNS)
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="session")
+    wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
+    wait_for(lambda: '"status":"up"' in frr.vtysh("show bfd peers json").replace(" ", ""), 30, what="BFD up on FRR")
+    wait_for(lambda: sp.status()["bgp"]["peers"][0]["bfd"]["state"] == "Up", 15, what="BFD up on the speaker")
+    lab.nodes[0].exec(["nft", "add table inet lbbg; add chain inet lbbg in { type filter hook input priority 0;"
+                       " policy drop; }; add chain inet lbbg out { type filter hook output priority 0; policy drop; }"])
+    # Hold time 240 s: only BFD can remove the routes within this bound.
+    wait_for(lambda: not lab.router.route(V4) and not lab.router.route(V6), 30, what="routes dropped by BFD")
