@@ -1,0 +1,70 @@
+"""Interop with GoBGP 3: routes and attributes in its RIB (GoBGP installs no FIB), 4-byte ASN, withdraw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import need
+from lab import ROUTER_ASN, ROUTER_V4, Gobgp, Lab, node_v4, node_v6, wait_for
+
+V4 = "203.0.113.10/32"
+V6 = "2001:db8:ff::10/128"
+FOUR_BYTE_ASN = 4200000001
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    need("gobgpd", "gobgp")
+
+
+def toml(peer_as: int) -> str:
+    return f"""
+[global.config]
+  as = {ROUTER_ASN}
+  router-id = "{ROUTER_V4}"
+[[peer-groups]]
+  [peer-groups.config]
+    peer-group-name = "nodes"
+    peer-as = {peer_as}
+  [peer-groups.transport.config]
+    passive-mode = true
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+[[dynamic-neighbors]]
+  [dynamic-neighbors.config]
+    prefix = "198.51.100.0/24"
+    peer-group = "nodes"
+"""
+
+
+def attrs_of(rib: dict[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
+    paths = rib.get(prefix) or []
+    return {a["type"]: a for a in paths[0]["attrs"]} if paths else {}
+
+
+def test_routes_attributes_four_byte_asn_and_withdraw(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    gobgp = Gobgp(lab, toml(FOUR_BYTE_ASN))
+    gobgp.start()
+    bgp = {"asn": FOUR_BYTE_ASN, "router_id": node_v4(1),
+           "peers": [{"address": ROUTER_V4, "asn": ROUTER_ASN, "next_hop_ipv6": node_v6(1),
+                      "connect_retry_time": 0.5, "connect_retry_max": 2, "graceful_restart": True}],
+           "advertisements": [{"communities": ["64500:100"], "large_communities": ["64500:1:2"]}]}
+    sp = lab.start_speaker(1, bgp, [{"service": "web", "address": "203.0.113.10"},
+                                    {"service": "web", "address": "2001:db8:ff::10"}])
+    wait_for(lambda: gobgp.established(node_v4(1)), 30, what="session with GoBGP")
+    a4 = wait_for(lambda: attrs_of(gobgp.rib("ipv4"), V4), 15, what="IPv4 route in GoBGP")
+    a6 = wait_for(lambda: attrs_of(gobgp.rib("ipv6"), V6), 15, what="IPv6 route in GoBGP")
+    assert a4[3]["nexthop"] == node_v4(1)
+    assert a6[14]["nexthop"] == node_v6(1)
+    for attrs in (a4, a6):
+        assert attrs[2]["as_paths"][0]["asns"] == [FOUR_BYTE_ASN]
+        assert attrs[8]["communities"] == [(64500 << 16) | 100]
+        assert attrs[32]["value"] == [{"ASN": 64500, "LocalData1": 1, "LocalData2": 2}]
+    assert sp.stop() == 0
+    wait_for(lambda: not gobgp.rib("ipv4").get(V4) and not gobgp.rib("ipv6").get(V6), 15, what="withdrawn")
