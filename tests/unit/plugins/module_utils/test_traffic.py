@@ -5,7 +5,6 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-
 from ansible_collections.baremetal.lb.plugins.module_utils.traffic import (
     describe,
     per_pod_shares,
