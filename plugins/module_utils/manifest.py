@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml  # PyYAML is a requirement of ansible-core
+
 from .errors import InputError
 from .pools import FAMILY_NAMES, format_address, parse_address
 from .service import Service
@@ -265,6 +267,4 @@ def file_name(resource: Mapping[str, Any]) -> str:
 
 
 def to_yaml(resource: Mapping[str, Any]) -> str:
-    import yaml  # PyYAML ships with ansible-core; imported here so the rest works without it
-
     return "---\n" + yaml.safe_dump(dict(resource), sort_keys=False, default_flow_style=False)
