@@ -9,6 +9,7 @@ back into text.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ def parse_address(text: object, field: str) -> tuple[int, int]:
 
 
 def format_address(family: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value))
+    if family == 4:
+        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    return str(ipaddress.IPv6Address(value))
 
 
 def is_buggy(family: int, value: int) -> bool:
@@ -163,7 +166,7 @@ class Pool:
     avoid_buggy_ips: bool = False
     service_allocation: ServiceAllocation | None = None
 
-    @property
+    @functools.cached_property
     def families(self) -> tuple[int, ...]:
         return tuple(f for f in (4, 6) if any(r.family == f for r in self.ranges))
 
@@ -198,34 +201,38 @@ class Pool:
         }
 
 
-def _parse_bool(data: Mapping[str, object], key: str, default: bool, field: str) -> bool:
+def _parse_bool(data: Mapping[str, object], key: str, default: bool, prefix: str) -> bool:
     value = data.get(key)
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise InputError(f"{field}.{key}", value, "must be true or false")
+        raise InputError(f"{prefix}{key}", value, "must be true or false")
     return value
 
 
 def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
-    """A pool from its user-facing form (as in ``address_pool``'s options)."""
+    """A pool from its user-facing form (as in ``address_pool``'s options).
+
+    ``field`` prefixes the names in errors; empty for top-level options.
+    """
+    prefix = f"{field}." if field else ""
     name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{field}.name", name, "must be a non-empty string")
+    if not isinstance(name, str) or not name.strip() or name.strip() != name:
+        raise InputError(f"{prefix}name", name, "must be a non-empty string without surrounding spaces")
     addresses = data.get("addresses")
     if not isinstance(addresses, list) or not addresses:
-        raise InputError(f"{field}.addresses", addresses, "must be a non-empty list of CIDRs or ranges")
-    ranges = tuple(parse_range(a, f"{field}.addresses[{i}]") for i, a in enumerate(addresses))
+        raise InputError(f"{prefix}addresses", addresses, "must be a non-empty list of CIDRs or ranges")
+    ranges = tuple(parse_range(a, f"{prefix}addresses[{i}]") for i, a in enumerate(addresses))
     for i, a in enumerate(ranges):
         for j in range(i):
             if a.overlaps(ranges[j]):
-                raise InputError(f"{field}.addresses[{i}]", a.text, f"overlaps {ranges[j].text} of the same pool")
+                raise InputError(f"{prefix}addresses[{i}]", a.text, f"overlaps {ranges[j].text} of the same pool")
     return Pool(
         name=name,
         ranges=ranges,
-        auto_assign=_parse_bool(data, "auto_assign", True, field),
-        avoid_buggy_ips=_parse_bool(data, "avoid_buggy_ips", False, field),
-        service_allocation=parse_service_allocation(data.get("service_allocation"), f"{field}.service_allocation"),
+        auto_assign=_parse_bool(data, "auto_assign", True, prefix),
+        avoid_buggy_ips=_parse_bool(data, "avoid_buggy_ips", False, prefix),
+        service_allocation=parse_service_allocation(data.get("service_allocation"), f"{prefix}service_allocation"),
     )
 
 

@@ -8,6 +8,7 @@ of a Kubernetes ``Service`` of type ``LoadBalancer``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -61,11 +62,11 @@ class Service:
     ip_family_policy: str = "SingleStack"
     state: str = "present"
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    @property
+    @functools.cached_property
     def backend_key(self) -> str:
         """Services sharing an IP must reach the same backends (MetalLB's rule).
 
@@ -77,7 +78,7 @@ class Service:
             return ""
         return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
 
-    @property
+    @functools.cached_property
     def wanted_families(self) -> tuple[int, ...]:
         """The families to allocate, primary first.
 

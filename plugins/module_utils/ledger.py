@@ -1,0 +1,259 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ledger: where pools and allocations are kept between runs.
+
+The interface is small on purpose (``read`` and ``transaction``), so that a
+shared backend (PostgreSQL, for teams running playbooks from several
+machines) can stand beside :class:`SQLiteLedger`.
+
+SQLite is used in rollback-journal mode with ``synchronous=FULL``: a process
+killed mid-write leaves a hot journal that the next opener rolls back, so the
+file is never half-written. Every write runs in one ``BEGIN IMMEDIATE``
+transaction, which takes the database's write lock before reading: two
+playbook runs (or forks) serialise on it, each seeing what the other
+committed, so no address is handed out twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .allocator import Allocation
+from .batching import cyclic_gc_paused
+from .errors import InputError, LedgerError
+from .pools import FAMILIES_BY_NAME, Pool, parse_address, parse_pool
+from .service import Service, ServicePort
+
+DEFAULT_LEDGER = "~/.local/state/baremetal-lb/ledger.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 120.0
+
+_SCHEMA = """
+CREATE TABLE pools (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,          -- definition order (allocation order)
+    spec TEXT NOT NULL                     -- JSON, as Pool.to_dict() without name
+);
+CREATE TABLE allocations (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    pool TEXT NOT NULL REFERENCES pools(name),
+    addresses TEXT NOT NULL,               -- JSON list of addresses, primary family first
+    service TEXT NOT NULL,                 -- JSON, as Service.to_dict()
+    PRIMARY KEY (namespace, name)
+);
+CREATE INDEX allocations_pool ON allocations(pool);
+"""
+
+
+@dataclass
+class LedgerState:
+    pools: list[Pool] = field(default_factory=list)  # in definition order
+    allocations: list[Allocation] = field(default_factory=list)
+
+
+class Transaction(Protocol):
+    """What a module may do inside one ledger transaction."""
+
+    state: LedgerState
+
+    def put_pool(self, pool: Pool) -> None: ...
+    def delete_pool(self, name: str) -> None: ...
+    def put_allocation(self, allocation: Allocation) -> None: ...
+    def delete_allocation(self, key: str) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Ledger(Protocol):
+    def read(self) -> LedgerState: ...
+    def transaction(self) -> contextlib.AbstractContextManager[Transaction]: ...
+
+
+def _stored_service(data: dict[str, object]) -> Service:
+    """A service as stored; it was validated when it was first saved."""
+    ports = tuple(ServicePort(str(p["protocol"]), int(p["port"])) for p in data["ports"])  # type: ignore[attr-defined]
+    ips = tuple(parse_address(ip, "load_balancer_ips") for ip in data["load_balancer_ips"])  # type: ignore[attr-defined]
+    return Service(
+        namespace=str(data["namespace"]),
+        name=str(data["name"]),
+        ports=ports,
+        external_traffic_policy=str(data["external_traffic_policy"]),
+        selector=dict(data["selector"]),  # type: ignore[call-overload]
+        labels=dict(data["labels"]),  # type: ignore[call-overload]
+        load_balancer_ips=ips,
+        address_pool=data["address_pool"],  # type: ignore[arg-type]
+        sharing_key=str(data["sharing_key"]),
+        ip_families=tuple(FAMILIES_BY_NAME[f] for f in data["ip_families"]),  # type: ignore[attr-defined]
+        ip_family_policy=str(data["ip_family_policy"]),
+    )
+
+
+class _SQLiteTransaction:
+    def __init__(self, conn: sqlite3.Connection, state: LedgerState) -> None:
+        self._conn = conn
+        self.state = state
+        self.aborted = False
+        self._next_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM pools").fetchone()[0]
+
+    def put_pool(self, pool: Pool) -> None:
+        spec = pool.to_dict()
+        del spec["name"]
+        updated = self._conn.execute(
+            "UPDATE pools SET spec = ? WHERE name = ?", (json.dumps(spec, sort_keys=True), pool.name)
+        ).rowcount
+        if not updated:
+            self._conn.execute(
+                "INSERT INTO pools (name, seq, spec) VALUES (?, ?, ?)",
+                (pool.name, self._next_seq, json.dumps(spec, sort_keys=True)),
+            )
+            self._next_seq += 1
+
+    def delete_pool(self, name: str) -> None:
+        self._conn.execute("DELETE FROM pools WHERE name = ?", (name,))
+
+    def put_allocation(self, allocation: Allocation) -> None:
+        self.put_allocations([allocation])
+
+    def put_allocations(self, allocations: list[Allocation]) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO allocations (namespace, name, pool, addresses, service) VALUES (?, ?, ?, ?, ?)",
+            (
+                (
+                    a.service.namespace,
+                    a.service.name,
+                    a.pool,
+                    json.dumps(a.address_strings),
+                    json.dumps(a.service.to_dict(), sort_keys=True),
+                )
+                for a in allocations
+            ),
+        )
+
+    def delete_allocation(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        self._conn.execute("DELETE FROM allocations WHERE namespace = ? AND name = ?", (namespace, name))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class SQLiteLedger:
+    """A ledger in one SQLite file, readable and writable by its owner only."""
+
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self.busy_timeout = busy_timeout
+
+    def _create_file(self) -> None:
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, mode=0o700)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise LedgerError(f"cannot create the ledger's directory {directory}: {exc.strerror}") from None
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise LedgerError(f"cannot create the ledger {self.path}: {exc.strerror}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from None
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection, writable: bool) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and writable:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise LedgerError(f"{self.path} is an SQLite file but not a baremetal.lb ledger")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {self.path} has schema version {version}, newer than this collection's "
+                f"{SCHEMA_VERSION}: upgrade the collection"
+            )
+
+    def _load(self, conn: sqlite3.Connection) -> LedgerState:
+        with cyclic_gc_paused():
+            return self._load_all(conn)
+
+    def _load_all(self, conn: sqlite3.Connection) -> LedgerState:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            return LedgerState()
+        pools = []
+        for name, spec in conn.execute("SELECT name, spec FROM pools ORDER BY seq"):
+            data = json.loads(spec)
+            data["name"] = name
+            try:
+                pools.append(parse_pool(data, f"ledger pool {name!r}"))
+            except InputError as exc:
+                raise LedgerError(f"the ledger {self.path} holds an invalid pool: {exc}") from None
+        allocations = []
+        for pool, addresses, service in conn.execute("SELECT pool, addresses, service FROM allocations"):
+            allocations.append(
+                Allocation(
+                    _stored_service(json.loads(service)),
+                    pool,
+                    tuple(parse_address(a, "address") for a in json.loads(addresses)),
+                )
+            )
+        return LedgerState(pools, allocations)
+
+    def read(self) -> LedgerState:
+        """A consistent snapshot; a missing ledger reads as empty and is not created."""
+        if not os.path.exists(self.path):
+            return LedgerState()
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")
+            self._check_schema(conn, writable=False)
+            return self._load(conn)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from None
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_SQLiteTransaction]:
+        """Exclusive read-modify-write; commits on normal exit unless aborted."""
+        self._create_file()
+        conn = self._connect()
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._check_schema(conn, writable=True)
+                txn = _SQLiteTransaction(conn, self._load(conn))
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(f"cannot use the ledger {self.path}: {exc}") from None
+            try:
+                yield txn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if txn.aborted:
+                conn.execute("ROLLBACK")
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.DatabaseError as exc:
+                    raise LedgerError(f"cannot save to the ledger {self.path}: {exc}") from None
+        finally:
+            conn.close()

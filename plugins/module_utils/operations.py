@@ -1,0 +1,197 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the modules do, as plain functions over one ledger transaction.
+
+Each function reads the state the transaction loaded, decides, and writes
+only what changed. The modules add argument handling, check mode (abort the
+transaction) and result formatting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .allocator import Allocation, Allocator
+from .batching import cyclic_gc_paused
+from .errors import AllocationError, InputError
+from .ledger import LedgerState, Transaction
+from .pools import FAMILY_NAMES, Pool, find_overlap, format_address, parse_pool
+from .service import Service, parse_service
+
+
+@dataclass
+class PoolChange:
+    changed: bool
+    before: dict[str, object] | None
+    after: dict[str, object] | None
+    released: list[dict[str, object]] = field(default_factory=list)
+
+
+def _release_reason(pool: Pool, allocation: Allocation) -> str | None:
+    """Why ``allocation`` may not stay in (the new definition of) ``pool``."""
+    for family, value in allocation.addresses:
+        if pool.find_range(family, value) is None:
+            return f"{format_address(family, value)} is no longer in the pool"
+        if not pool.allocatable(family, value):
+            return f"{format_address(family, value)} ends in .0 or .255 and the pool now avoids those"
+    refusal = pool.refusal(allocation.service.namespace, allocation.service.labels)
+    if refusal:
+        return f"the pool now {refusal}"
+    return None
+
+
+def _released(allocation: Allocation, reason: str) -> dict[str, object]:
+    return {**allocation.to_dict(), "reason": reason}
+
+
+def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
+    """Create, update or remove one pool (``address_pool``'s options)."""
+    name = options.get("name")
+    state = options.get("state") or "present"
+    force = bool(options.get("force"))
+    existing = {p.name: p for p in txn.state.pools}
+    old = existing.get(str(name))
+    held = [a for a in txn.state.allocations if a.pool == name]
+
+    if state == "absent":
+        if old is None:
+            return PoolChange(False, None, None)
+        if held and not force:
+            listing = ", ".join(f"{a.key} ({', '.join(a.address_strings)})" for a in held)
+            raise InputError(
+                "state",
+                "absent",
+                f"pool {name!r} holds {len(held)} allocation(s): {listing}; set force: true to release them",
+            )
+        released = [_released(a, "the pool was removed") for a in held]
+        for a in held:
+            txn.delete_allocation(a.key)
+        txn.delete_pool(old.name)
+        return PoolChange(True, old.to_dict(), None, released)
+
+    new = parse_pool(options, "")
+    overlap = find_overlap(new, txn.state.pools)
+    if overlap is not None:
+        mine, other, theirs = overlap
+        index = new.ranges.index(mine)
+        raise InputError(
+            f"addresses[{index}]",
+            mine.text,
+            f"overlaps {theirs.text} of pool {other.name!r}; pools never share addresses",
+        )
+    if old is not None and old.to_dict() == new.to_dict():
+        return PoolChange(False, old.to_dict(), new.to_dict())
+    invalid = [(a, reason) for a in held if (reason := _release_reason(new, a)) is not None]
+    if invalid and not force:
+        listing = "; ".join(f"{a.key} holds {', '.join(a.address_strings)}: {reason}" for a, reason in invalid)
+        raise InputError(
+            "addresses",
+            options.get("addresses"),
+            f"the new definition of pool {name!r} would release {len(invalid)} allocation(s) ({listing}); "
+            "set force: true to release them",
+        )
+    for a, _ in invalid:
+        txn.delete_allocation(a.key)
+    txn.put_pool(new)
+    return PoolChange(
+        True, old.to_dict() if old else None, new.to_dict(), [_released(a, reason) for a, reason in invalid]
+    )
+
+
+@dataclass
+class AllocateResult:
+    changed: bool
+    allocations: list[dict[str, object]]
+    failures: list[dict[str, object]]
+    before: dict[str, object]
+    after: dict[str, object]
+
+
+def parse_services(data: object) -> list[Service]:
+    if not isinstance(data, list):
+        raise InputError("services", data, "must be a list of services")
+    services = [parse_service(item, f"services[{i}]") for i, item in enumerate(data)]
+    seen: dict[str, int] = {}
+    for i, service in enumerate(services):
+        if service.key in seen:
+            raise InputError(f"services[{i}]", service.key, f"is listed twice (also services[{seen[service.key]}])")
+        seen[service.key] = i
+    return services
+
+
+def _stored_form(allocation: Allocation | None) -> tuple[object, ...] | None:
+    if allocation is None:
+        return None
+    return (allocation.pool, allocation.addresses, allocation.service)
+
+
+def allocate_services(txn: Transaction, services_data: object) -> AllocateResult:
+    """Assign or release addresses for a batch of services, in list order."""
+    with cyclic_gc_paused():
+        return _allocate_services(txn, services_data)
+
+
+def _allocate_services(txn: Transaction, services_data: object) -> AllocateResult:
+    services = parse_services(services_data)
+    allocator = Allocator(txn.state.pools, txn.state.allocations)
+    before = {s.key: allocator.get(s.key) for s in services}
+    failures: list[dict[str, object]] = []
+    for service in services:
+        if service.state == "absent":
+            allocator.release(service.key)
+            continue
+        try:
+            allocator.assign(service)
+        except AllocationError as exc:
+            failures.append({"namespace": service.namespace, "name": service.name, "reason": str(exc)})
+
+    changed_puts: list[Allocation] = []
+    diff_before: dict[str, object] = {}
+    diff_after: dict[str, object] = {}
+    for service in services:
+        old, new = before[service.key], allocator.get(service.key)
+        if _stored_form(old) == _stored_form(new):
+            continue
+        diff_before[service.key] = old.to_dict() if old else None
+        diff_after[service.key] = new.to_dict() if new else None
+        if new is None:
+            txn.delete_allocation(service.key)
+        else:
+            changed_puts.append(new)
+    if changed_puts:
+        put_many = getattr(txn, "put_allocations", None)
+        if put_many is not None:
+            put_many(changed_puts)
+        else:
+            for allocation in changed_puts:
+                txn.put_allocation(allocation)
+    allocations = [a.to_dict() for s in services if (a := allocator.get(s.key)) is not None]
+    return AllocateResult(bool(diff_after), allocations, failures, diff_before, diff_after)
+
+
+def pool_report(state: LedgerState, names: Sequence[str] | None = None) -> dict[str, list[dict[str, object]]]:
+    """``pool_info``'s result: pools with counts per family, and allocations."""
+    allocator = Allocator(state.pools, state.allocations)
+    pools = [p for p in state.pools if not names or p.name in names]
+    wanted = {p.name for p in pools}
+    held: dict[str, dict[int, set[int]]] = {p.name: {4: set(), 6: set()} for p in pools}
+    for allocation in allocator.allocations.values():
+        if allocation.pool in held:
+            for family, value in allocation.addresses:
+                held[allocation.pool][family].add(value)
+    report_pools = []
+    for pool in pools:
+        assigned = {FAMILY_NAMES[f].lower(): len(held[pool.name][f]) for f in (4, 6)}
+        available = {FAMILY_NAMES[f].lower(): pool.size(f) - len(held[pool.name][f]) for f in (4, 6)}
+        report_pools.append({**pool.to_dict(), "assigned": assigned, "available": available})
+    report_allocations = [
+        {
+            **a.to_dict(),
+            "ports": [p.to_dict() for p in a.service.ports],
+            "sharing_key": a.service.sharing_key,
+        }
+        for a in sorted(allocator.allocations.values(), key=lambda a: a.key)
+        if a.pool in wanted
+    ]
+    return {"pools": report_pools, "allocations": report_allocations}

@@ -1,0 +1,310 @@
+#!/usr/bin/python
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: allocate
+short_description: Assign or release service IPs for a batch of services
+version_added: 0.1.0
+description:
+  - Gives each service of O(services) its load-balancer addresses from the pools in the ledger
+    (see M(baremetal.lb.address_pool)), or releases them (C(state=absent)), with MetalLB's rules.
+  - Services are processed in list order in one ledger transaction. A service that keeps its spec keeps its
+    addresses across runs.
+  - Choice of addresses, in order. Requested addresses (C(load_balancer_ips)) must all lie in one pool and be free,
+    or shareable. Else a requested pool (C(address_pool)) gives its lowest usable address per family.
+    Else the pools whose O(services[].labels) and O(services[].namespace) match their C(service_allocation) are tried
+    by priority, then the pools without C(service_allocation), in the order the pools were first defined;
+    only pools with C(auto_assign). Inside a pool, its CIDRs and ranges are tried in declared order, lowest free
+    address first; a pool gives at most one address per family. Requested addresses and pools ignore
+    C(auto_assign); C(service_allocation) restrictions hold on every path.
+  - Sharing. Two services may hold the same address only if both have the same non-empty C(sharing_key),
+    their (protocol, port) pairs are disjoint, and they have the same backends (both Cluster, or both Local with
+    identical selectors). TCP/53 and UDP/53 can share. A service alone on its address may change its key or
+    ports in place.
+  - A service that cannot get what it asks for keeps whatever it held before, and is listed in RV(failures)
+    with the reason.
+author:
+  - baremetal.lb developers
+extends_documentation_fragment:
+  - baremetal.lb.ledger
+attributes:
+  check_mode:
+    support: full
+    description: Computes every allocation and reports it without writing the ledger.
+  diff_mode:
+    support: full
+    description: Shows, for each service whose allocation changes, its allocation before and after.
+  idempotent:
+    support: full
+    description: A service whose spec did not change keeps its addresses; a second run reports no change.
+options:
+  services:
+    description: The services to allocate for (or release), processed in this order.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      namespace:
+        description: Kubernetes namespace, or any grouping name for hosts without Kubernetes.
+        type: str
+        default: default
+      name:
+        description: Service name; C(namespace)/C(name) identifies the service in the ledger.
+        type: str
+        required: true
+      ports:
+        description: The service's ports; used for sharing (two services on one address need disjoint ports).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          port:
+            description: Port number, 1-65535.
+            type: int
+            required: true
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [TCP, UDP, SCTP]
+            default: TCP
+      external_traffic_policy:
+        description:
+          - V(Cluster) (any node may receive traffic) or V(Local) (only nodes with a ready local endpoint).
+          - Services sharing an address must have the same backends (see above).
+        type: str
+        choices: [Cluster, Local]
+        default: Cluster
+      selector:
+        description: The service's pod selector; under V(Local) it is part of the backend key for sharing.
+        type: dict
+        default: {}
+      labels:
+        description: The service's labels; matched against pools' C(service_allocation.service_selectors).
+        type: dict
+        default: {}
+      load_balancer_ips:
+        description:
+          - Requested addresses, at most one per family, all in one pool.
+          - Their families must be among O(services[].ip_families) when that is given.
+        type: list
+        elements: str
+        default: []
+      address_pool:
+        description: Take the addresses from this pool (its C(auto_assign) does not matter).
+        type: str
+      sharing_key:
+        description: Services with the same key may share an address (see above).
+        type: str
+      ip_families:
+        description:
+          - Address families, primary first. Defaults to the families of O(services[].load_balancer_ips)
+            when given, else V(IPv4).
+        type: list
+        elements: str
+        choices: [IPv4, IPv6]
+      ip_family_policy:
+        description:
+          - V(SingleStack) takes one address of the primary family.
+          - V(PreferDualStack) takes one address of each family the chosen pool has.
+          - V(RequireDualStack) takes one of each family from one pool, or fails.
+        type: str
+        choices: [SingleStack, PreferDualStack, RequireDualStack]
+        default: SingleStack
+      state:
+        description: V(absent) releases the service's addresses.
+        type: str
+        choices: [present, absent]
+        default: present
+  fail_on_error:
+    description:
+      - Fail the task when any service could not be allocated.
+      - Successful services are saved first either way; a failed one keeps what it held.
+    type: bool
+    default: true
+seealso:
+  - module: baremetal.lb.address_pool
+  - module: baremetal.lb.pool_info
+"""
+
+EXAMPLES = r"""
+- name: Allocate addresses for two DNS services sharing one IP, and a dual-stack web service
+  baremetal.lb.allocate:
+    services:
+      - namespace: infra
+        name: dns-tcp
+        ports: [{port: 53, protocol: TCP}]
+        sharing_key: dns
+      - namespace: infra
+        name: dns-udp
+        ports: [{port: 53, protocol: UDP}]
+        sharing_key: dns
+      - namespace: shop
+        name: web
+        ports: [{port: 443}]
+        external_traffic_policy: Local
+        selector: {app: web}
+        ip_family_policy: RequireDualStack
+        ip_families: [IPv4, IPv6]
+  delegate_to: localhost
+  run_once: true
+  register: allocated
+
+- name: Show which address each service got
+  ansible.builtin.debug:
+    msg: "{{ item.namespace }}/{{ item.name }}: {{ item.addresses | join(', ') }} from {{ item.pool }}"
+  loop: "{{ allocated.allocations }}"
+
+- name: Request a specific address, and release a retired service
+  baremetal.lb.allocate:
+    services:
+      - namespace: shop
+        name: api
+        load_balancer_ips: [198.51.100.110]
+      - namespace: shop
+        name: legacy
+        state: absent
+  delegate_to: localhost
+  run_once: true
+
+- name: Allocate what can be allocated, and report the rest without failing
+  baremetal.lb.allocate:
+    services: "{{ lb_services }}"
+    fail_on_error: false
+  delegate_to: localhost
+  run_once: true
+  register: result
+
+- name: Report failures
+  ansible.builtin.debug:
+    msg: "{{ result.failures }}"
+  when: result.failures | length > 0
+"""
+
+RETURN = r"""
+allocations:
+  description: Every service of this call that holds addresses afterwards (a failed one with what it kept).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    namespace:
+      description: The service's namespace.
+      type: str
+      sample: shop
+    name:
+      description: The service's name.
+      type: str
+      sample: web
+    addresses:
+      description: Its addresses, primary family first.
+      type: list
+      elements: str
+      sample: [198.51.100.100, 2001:db8:1::100]
+    pool:
+      description: The pool they come from.
+      type: str
+      sample: lan
+  sample:
+    - namespace: shop
+      name: web
+      addresses: [198.51.100.100, 2001:db8:1::100]
+      pool: lan
+failures:
+  description: Services that could not get what they asked for, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    namespace:
+      description: The service's namespace.
+      type: str
+      sample: shop
+    name:
+      description: The service's name.
+      type: str
+      sample: api
+    reason:
+      description: Why, naming the rule and any other service involved.
+      type: str
+      sample: "requested address 198.51.100.110 cannot be shared: it is held by shop/web, which has no sharing_key"
+  sample:
+    - namespace: shop
+      name: api
+      reason: "requested address 198.51.100.110 cannot be shared: it is held by shop/web, which has no sharing_key"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger import DEFAULT_LEDGER, SQLiteLedger
+from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services
+
+SERVICE_OPTIONS = {
+    "namespace": {"type": "str", "default": "default"},
+    "name": {"type": "str", "required": True},
+    "ports": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "port": {"type": "int", "required": True},
+            "protocol": {"type": "str", "choices": ["TCP", "UDP", "SCTP"], "default": "TCP"},
+        },
+    },
+    "external_traffic_policy": {"type": "str", "choices": ["Cluster", "Local"], "default": "Cluster"},
+    "selector": {"type": "dict", "default": {}},
+    "labels": {"type": "dict", "default": {}},
+    "load_balancer_ips": {"type": "list", "elements": "str", "default": []},
+    "address_pool": {"type": "str"},
+    "sharing_key": {"type": "str", "no_log": False},
+    "ip_families": {"type": "list", "elements": "str", "choices": ["IPv4", "IPv6"]},
+    "ip_family_policy": {
+        "type": "str",
+        "choices": ["SingleStack", "PreferDualStack", "RequireDualStack"],
+        "default": "SingleStack",
+    },
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "ledger": {"type": "path", "default": DEFAULT_LEDGER},
+            "services": {"type": "list", "elements": "dict", "required": True, "options": SERVICE_OPTIONS},
+            "fail_on_error": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        with SQLiteLedger(module.params["ledger"]).transaction() as txn:
+            outcome = allocate_services(txn, module.params["services"])
+            if module.check_mode:
+                txn.abort()
+    except InputError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    except LedgerError as exc:
+        module.fail_json(msg=str(exc))
+
+    result: dict[str, object] = {
+        "changed": outcome.changed,
+        "allocations": outcome.allocations,
+        "failures": outcome.failures,
+    }
+    if module._diff:
+        result["diff"] = {"before": outcome.before, "after": outcome.after}
+    if outcome.failures and module.params["fail_on_error"]:
+        names = ", ".join(f"{f['namespace']}/{f['name']}" for f in outcome.failures)
+        first = outcome.failures[0]
+        module.fail_json(
+            msg=f"{len(outcome.failures)} service(s) could not be allocated ({names}); "
+            f"first: {first['namespace']}/{first['name']}: {first['reason']}",
+            **result,
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
