@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import InputError
+from .allocator import Allocator
+from .errors import AllocationError, InputError
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
 from .sharing import sharing_conflict
@@ -181,13 +182,25 @@ def parse_desired_state(
 def validate(state: DesiredState) -> Report:
     report = Report()
     pools = _check_pools(state, report)
+    # Overlapping or duplicate pools make any simulated allocation meaningless.
+    allocator = Allocator(list(pools.values())) if not report.errors else None
     services = _check_duplicates(state.services, report)
+    _check_requested_sharing(services, report)
     pool_of: dict[str, Pool] = {}
     for service in services:
+        already_failed = any(f.service == service.key for f in report.errors)
         pool = resolve_pool(service, pools, report)
-        if pool is not None:
-            pool_of[service.key] = pool
-    _check_requested_sharing(services, report)
+        if pool is None:
+            continue
+        if allocator is not None and not already_failed:
+            # The allocator itself, run over the desired state in list order
+            # (an empty ledger): it knows which pool wins, and when one runs out.
+            try:
+                pool = pools[allocator.assign(service).pool]
+            except AllocationError as exc:
+                report.error(service.key, f"cannot get its addresses: {exc}")
+                continue
+        pool_of[service.key] = pool
     _check_sharing_groups(services, pool_of, report)
     _check_advertisements(state, pools, report)
     _check_placement_keys(state, services, report)
@@ -235,8 +248,9 @@ def resolve_pool(service: Service, pools: Mapping[str, Pool], report: Report) ->
     requested ``address_pool``; else the automatic order of DESIGN.md: pools
     pinned to the service by ``service_allocation`` (lower priority first,
     0 last), then unpinned pools, in the order given, ``auto_assign`` on.
-    Exhaustion is not predicted: that needs the ledger (``allocate`` in check
-    mode tells).
+    This gives the reasons in the user's terms; :func:`validate` then runs
+    the allocator over the desired state, which settles the pool (a full pool
+    falls through to the next) and finds pools that run out.
     """
     key = service.key
     if service.load_balancer_ips:

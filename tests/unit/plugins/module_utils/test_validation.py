@@ -336,3 +336,28 @@ def test_bad_other_input_names_the_field(kwargs, field):
     with pytest.raises(InputError) as info:
         run([], **kwargs)
     assert info.value.field == field
+
+
+def test_pool_running_out_within_the_desired_state_is_an_error():
+    pools = [{"name": "tiny", "addresses": ["198.51.100.100/32"]}]
+    result = run([svc("a"), svc("b")], pools=pools, l2=[{"pools": ["tiny"]}], bgp=[])
+    assert messages(result["errors"], "default/a") == []
+    assert "no free IPv4 address" in messages(result["errors"], "default/b")[0]
+
+
+def test_services_sharing_one_address_fit_a_one_address_pool():
+    pools = [{"name": "tiny", "addresses": ["198.51.100.100/32"]}]
+    services = [svc("a", sharing_key="web"), svc("b", sharing_key="web", ports=[{"port": 443}])]
+    assert run(services, pools=pools, l2=[{"pools": ["tiny"]}], bgp=[])["errors"] == []
+
+
+def test_full_pool_falls_through_to_the_next_for_the_announcement_mode():
+    pools = [{"name": "tiny", "addresses": ["198.51.100.100/32"]}, BGP_POOL]
+    result = run(
+        [svc("a"), svc("b", external_traffic_policy="Local")],
+        pools=pools,
+        l2=[{"pools": ["tiny"]}],
+        placement={"default/b": {"node-a": 2, "node-b": 1}},
+    )
+    assert result["errors"] == []
+    assert result["traffic"]["default/b"]["mode"] == "bgp"
