@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
-import json
-
 from ansible_collections.baremetal.lb.plugins.modules import validate
 from ansible_collections.baremetal.lb.tests.unit.plugins.modules.module_runner import run_module
 
@@ -17,7 +15,9 @@ FRONTEND = {
 }
 
 
-def test_seed_example_through_the_module(capsys):
+def test_seed_example_through_the_module(capsys, monkeypatch):
+    shown: list[str] = []
+    monkeypatch.setattr(validate.AnsibleModule, "warn", lambda self, message: shown.append(message))
     code, result = run_module(
         validate.main,
         {
@@ -36,7 +36,8 @@ def test_seed_example_through_the_module(capsys):
     assert [round(p["share"], 2) for p in traffic["other_policy_per_pod"]] == [0.33, 0.33, 0.33]
     assert len(result["validation_warnings"]) == 1
     # the warning is also shown as an Ansible warning
-    assert "25%" in json.dumps(result["warnings"])  # the form of these differs across ansible-core versions
+    assert len(shown) == 1
+    assert shown[0].startswith("web/frontend: BGP + Local spreads traffic per node")
 
 
 def test_errors_fail_the_task(capsys):
