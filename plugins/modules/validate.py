@@ -178,18 +178,26 @@ EXAMPLES = r"""
         state: present
         definition: "{{ lb_manifests.results | map(attribute='resources') | flatten }}"
 
-# Only the checks, with the findings in a variable and no failure
-- name: Check, and keep going when there are errors
-  baremetal.lb.validate:
-    pools: [{name: lan, addresses: [198.51.100.100-198.51.100.120]}]
-    services:
-      - {namespace: dns, name: dns-tcp, ports: [{port: 53, protocol: TCP}], sharing_key: dns,
-         load_balancer_ips: [198.51.100.110], external_traffic_policy: Local, selector: {app: dns}}
-      - {namespace: dns, name: dns-udp, ports: [{port: 53, protocol: UDP}], sharing_key: dns,
-         load_balancer_ips: [198.51.100.110], external_traffic_policy: Local, selector: {app: dns}}
-    l2_advertisements: [{pools: [lan]}]
-  register: lb_check
-  ignore_errors: true
+# Only the checks: keep going on errors and show them
+- name: Check a DNS service split over TCP and UDP on one IP
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Check
+      baremetal.lb.validate:
+        pools: [{name: lan, addresses: [198.51.100.100-198.51.100.120]}]
+        services:
+          - {namespace: dns, name: dns-tcp, ports: [{port: 53, protocol: TCP}], sharing_key: dns,
+             load_balancer_ips: [198.51.100.110], external_traffic_policy: Local, selector: {app: dns}}
+          - {namespace: dns, name: dns-udp, ports: [{port: 53, protocol: UDP}], sharing_key: dns,
+             load_balancer_ips: [198.51.100.110], external_traffic_policy: Local, selector: {app: dns}}
+        l2_advertisements: [{pools: [lan]}]
+      register: lb_check
+      ignore_errors: true
+
+    - name: Show what was found
+      ansible.builtin.debug:
+        msg: "{{ lb_check.errors + lb_check.validation_warnings }}"
 """
 
 RETURN = r"""
