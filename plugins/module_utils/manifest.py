@@ -19,7 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml  # PyYAML is a requirement of ansible-core
+try:
+    import yaml
+except ImportError:  # only writing files needs it; service_manifest reports it with missing_required_lib
+    HAS_YAML = False
+else:
+    HAS_YAML = True
 
 from .errors import InputError
 from .pools import FAMILY_NAMES, format_address, parse_address

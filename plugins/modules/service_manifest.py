@@ -228,11 +228,12 @@ files:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.baremetal.lb.plugins.module_utils.argspecs import SERVICE_SPEC, without_none
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.manifest import (
     ANTI_AFFINITY,
+    HAS_YAML,
     IP_FIELDS,
     WORKLOAD_KINDS,
     file_name,
@@ -292,6 +293,8 @@ def main() -> None:
     result: dict[str, object] = {"changed": False, "resources": resources}
     dest = params["dest"]
     if dest:
+        if not HAS_YAML:
+            module.fail_json(msg=missing_required_lib("PyYAML"))
         files, diffs = [], []
         for resource in resources:
             path = os.path.join(dest, file_name(resource))
