@@ -24,12 +24,12 @@ description:
   - The module is pure - it returns RV(resources), ready for the C(definition) option of
     C(kubernetes.core.k8s). With O(dest) it also writes one YAML file per resource.
 author:
-  - baremetal.lb contributors
+  - baremetal.lb developers
 extends_documentation_fragment:
   - baremetal.lb.service
 attributes:
   check_mode:
-    description: In check mode the files under O(dest) are not written; RV(changed) says whether they would be.
+    description: In check mode the files under O(dest) are not written; C(changed) says whether they would be.
     support: full
   diff_mode:
     description: With O(dest), shows the difference between the files present and the ones rendered.

@@ -29,7 +29,7 @@ description:
   - Exhaustion of a pool is not predicted; that needs the ledger (run M(baremetal.lb.allocate) in check mode).
   - See C(docs/validate.md) in the collection for what each finding means and how to fix it.
 author:
-  - baremetal.lb contributors
+  - baremetal.lb developers
 extends_documentation_fragment:
   - baremetal.lb.service.services
 attributes:
