@@ -58,7 +58,8 @@ def _port(value: object, field: str) -> int:
     return value
 
 
-def parse_workload(data: object, service: Service, field: str = "workload") -> Workload:
+def parse_workload(data: object, service: Service, field: str = "workload", *, rendering: bool = True) -> Workload:
+    """The workload of a service; ``rendering=False`` (shape only) needs no image and no selector."""
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with kind and image")
     unknown = set(data) - WORKLOAD_KEYS
@@ -69,6 +70,8 @@ def parse_workload(data: object, service: Service, field: str = "workload") -> W
     if kind not in WORKLOAD_KINDS:
         raise InputError(f"{field}.kind", kind, f"must be one of {', '.join(WORKLOAD_KINDS)}")
     image = data.get("image")
+    if not rendering and image is None:
+        image = "-"
     if not isinstance(image, str) or not image.strip():
         raise InputError(f"{field}.image", image, "must be a container image reference")
     replicas = data.get("replicas")
@@ -95,7 +98,7 @@ def parse_workload(data: object, service: Service, field: str = "workload") -> W
         raise InputError(
             f"{field}.{what}", data.get(what), "a DaemonSet already runs exactly one pod per node; leave it out"
         )
-    if not service.selector:
+    if rendering and not service.selector:
         if anti_affinity != "none":
             raise InputError(
                 f"{field}.anti_affinity",

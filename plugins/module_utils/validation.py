@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .allocator import Allocator
 from .errors import AllocationError, InputError
+from .manifest import Workload, parse_workload
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
 from .sharing import sharing_conflict
@@ -64,6 +65,7 @@ class DesiredState:
     advertisements: list[Advertisement]
     nodes: list[str]
     placement: dict[str, dict[str, int]]
+    workloads: dict[str, Workload] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def parse_desired_state(
     bgp_advertisements: object = None,
     nodes: object = None,
     placement: object = None,
+    workloads: object = None,
 ) -> DesiredState:
     """Parse every option; raises InputError naming the first bad field."""
     parsed_pools = []
@@ -170,13 +173,53 @@ def parse_desired_state(
     parsed_services = [parse_service(s, f"services[{i}]") for i, s in enumerate(_list(services, "services"))]
     ads = [parse_advertisement(a, "l2", i) for i, a in enumerate(_list(l2_advertisements, "l2_advertisements"))]
     ads += [parse_advertisement(a, "bgp", i) for i, a in enumerate(_list(bgp_advertisements, "bgp_advertisements"))]
+    present = [s for s in parsed_services if s.state == "present"]
     return DesiredState(
         pools=parsed_pools,
-        services=[s for s in parsed_services if s.state == "present"],
+        services=present,
         advertisements=ads,
         nodes=list(_names(nodes, "nodes", "node")),
         placement=parse_placement(placement),
+        workloads=parse_workloads(workloads, present),
     )
+
+
+def parse_workloads(data: object, services: Sequence[Service], field: str = "workloads") -> dict[str, Workload]:
+    """``{namespace/name: workload}``, the shape of each service's pods (as for ``service_manifest``)."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InputError(field, data, "must be a mapping of namespace/name to a workload")
+    by_key = {s.key: s for s in services}
+    workloads: dict[str, Workload] = {}
+    for key, workload in data.items():
+        kfield = f"{field}[{key!r}]"
+        service = by_key.get(str(key))
+        if service is None:
+            raise InputError(kfield, key, "is not among the services (keys are namespace/name)")
+        workloads[service.key] = parse_workload(workload, service, kfield, rendering=False)
+    return workloads
+
+
+def placement_from_workload(workload: Workload, nodes: Sequence[str]) -> dict[str, int] | None:
+    """One placement the scheduler may choose for the workload, or None if nothing bounds it.
+
+    A DaemonSet runs one pod per node. A Deployment spread with maxSkew 1
+    (DoNotSchedule) puts floor(R/N) or ceil(R/N) pods on every node; with
+    required anti-affinity at most one per node. Which nodes get the extra
+    pods is the scheduler's choice: the first nodes are taken here.
+    """
+    if not nodes:
+        return None
+    if workload.kind == "DaemonSet":
+        return dict.fromkeys(nodes, 1)
+    replicas = workload.replicas or 0
+    if workload.anti_affinity == "required":
+        return {node: 1 if i < replicas else 0 for i, node in enumerate(nodes)}
+    if workload.spread:
+        base, extra = divmod(replicas, len(nodes))
+        return {node: base + (1 if i < extra else 0) for i, node in enumerate(nodes)}
+    return None
 
 
 def validate(state: DesiredState) -> Report:
@@ -460,7 +503,13 @@ def _check_traffic(service: Service, pool: Pool, state: DesiredState, report: Re
         return
     placement = state.placement.get(key)
     policy = service.external_traffic_policy
-    if "l2" in modes and policy == "Local":
+    workload = state.workloads.get(key)
+    derived = placement is None and workload is not None
+    if derived:
+        assert workload is not None
+        _check_workload_shape(service, workload, mode=mode, modes=modes, nodes=state.nodes, report=report)
+        placement = placement_from_workload(workload, state.nodes)
+    elif "l2" in modes and policy == "Local":
         _check_l2_local(service, pool, state, placement, report)
     if placement is None:
         return
@@ -480,13 +529,69 @@ def _check_traffic(service: Service, pool: Pool, state: DesiredState, report: Re
     }
     if mode == "l2":
         entry["leader"] = leader
-    entry["note"] = _traffic_note(mode, policy, modes, leader)
+    note = _traffic_note(mode, policy, modes, leader)
+    if derived:
+        note += "; pods placed as the workload's shape allows (which nodes get extra pods may differ)"
+    entry["note"] = note
     report.traffic[key] = entry
 
-    if mode == "bgp" and policy == "Local":
+    if mode == "bgp" and policy == "Local" and not derived:
         _check_bgp_local(
             service, placement=placement, candidates=candidates, shares=shares, cluster=other, report=report
         )
+
+
+def _check_workload_shape(
+    service: Service, workload: Workload, *, mode: str, modes: Sequence[str], nodes: Sequence[str], report: Report
+) -> None:
+    """What the workload's shape guarantees under a Local policy (all nodes, not only announcing ones)."""
+    if service.external_traffic_policy != "Local":
+        return
+    key = service.key
+    if workload.kind == "DaemonSet":
+        return
+    replicas = workload.replicas or 0
+    bounded = workload.spread or workload.anti_affinity == "required"
+    if not nodes:
+        report.warn(key, "has a workload but nodes is not given: its shape cannot be checked")
+        return
+    count = len(nodes)
+    if workload.anti_affinity == "required" and replicas > count:
+        report.warn(
+            key,
+            f"required pod anti-affinity allows one pod per node: {replicas - count} of {replicas} replicas "
+            f"stay pending on {count} nodes",
+        )
+    if "l2" in modes:
+        if not bounded:
+            report.warn(
+                key,
+                "L2 + Local: nothing makes the scheduler put a pod on every node, so the elected node may have "
+                f"no pod, and then nobody answers; {COVER_FIX}",
+            )
+        elif replicas < count:
+            report.warn(
+                key,
+                f"L2 + Local: {replicas} replicas cannot cover {count} nodes, so the elected node may have no pod, "
+                f"and then nobody answers; {COVER_FIX}",
+            )
+    if mode == "bgp":
+        if not bounded:
+            report.warn(
+                key,
+                f"BGP + Local: nothing stops the scheduler from piling pods on one node, and traffic is "
+                f"spread per node, not per pod; {SPREAD_FIX}",
+            )
+        elif workload.anti_affinity != "required" and replicas > count and replicas % count:
+            base = replicas // count
+            shares = per_pod_shares("bgp", "Local", placement_from_workload(workload, nodes) or {})
+            cluster = per_pod_shares("bgp", "Cluster", placement_from_workload(workload, nodes) or {})
+            report.warn(
+                key,
+                f"BGP + Local: {replicas} replicas on {count} nodes put {base + 1} pods on some nodes and {base} "
+                f"on others, and traffic is spread per node: {describe(shares)} (under Cluster: "
+                f"{describe(cluster)}); make replicas a multiple of {count}, or {SPREAD_FIX}",
+            )
 
 
 def _traffic_note(mode: str, policy: str, modes: Sequence[str], leader: str | None) -> str:

@@ -23,8 +23,10 @@ description:
     some node that may be elected runs no pod of the service (the elected node may have no pod, and then
     nobody answers), BGP + Local where pods get unequal shares of the traffic (with the shares under
     both policies), pods on nodes that do not announce, a pool no advertisement announces."
-  - Returns, per service with a O(placement), the expected share of its traffic each pod gets under
-    its policy and announcement mode, and under the other policy for comparison.
+  - Instead of the placement, the shape of a service's workload (O(workloads)) can be given - DaemonSet,
+    or Deployment replicas with spread or anti-affinity - and what it guarantees is checked.
+  - Returns, per service with a O(placement) (or a O(workloads) entry), the expected share of its
+    traffic each pod gets under its policy and announcement mode, and under the other policy for comparison.
   - The task fails when RV(errors) is not empty. Warnings are also shown as Ansible warnings.
   - Exhaustion of a pool is not predicted; that needs the ledger (run M(baremetal.lb.allocate) in check mode).
   - See C(docs/validate.md) in the collection for what each finding means and how to fix it.
@@ -101,7 +103,21 @@ options:
       - >-
         Where the pods of each service run, as a mapping of C(namespace/name) to a mapping of node name
         to the number of pods on that node, for example C({"web/frontend": {"node-a": 2, "node-b": 1}}).
-      - Without a placement a service gets no RV(traffic) entry and no coverage or balance checks.
+      - Without a placement (or a O(workloads) entry) a service gets no RV(traffic) entry and no coverage
+        or balance checks.
+    type: dict
+    default: {}
+  workloads:
+    description:
+      - The shape of each service's workload, when the placement is not known yet - a mapping of
+        C(namespace/name) to the O(baremetal.lb.service_manifest#module:workload) dict of
+        M(baremetal.lb.service_manifest) (C(kind), C(replicas), C(spread), C(anti_affinity); C(image) and
+        C(container_port) are ignored here), so the same dict serves both modules.
+      - Used for a service without a O(placement) entry. Under V(Local) it checks what the shape
+        guarantees over O(nodes) - a DaemonSet covers every node; a Deployment spread with maxSkew 1 or with
+        required anti-affinity covers every node when it has at least one replica per node, and is balanced
+        when the replica count is a multiple of the node count (or below it); without either nothing is
+        guaranteed. RV(traffic) then shows one placement the shape allows.
     type: dict
     default: {}
 seealso:
@@ -332,6 +348,7 @@ def main() -> None:
             "bgp_advertisements": ADVERTISEMENT_SPEC,
             "nodes": {"type": "list", "elements": "str", "default": []},
             "placement": {"type": "dict", "default": {}},
+            "workloads": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -344,6 +361,7 @@ def main() -> None:
             bgp_advertisements=params.get("bgp_advertisements"),
             nodes=params.get("nodes"),
             placement=params.get("placement"),
+            workloads=params.get("workloads"),
         )
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field)

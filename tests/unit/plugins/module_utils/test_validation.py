@@ -361,3 +361,82 @@ def test_full_pool_falls_through_to_the_next_for_the_announcement_mode():
     )
     assert result["errors"] == []
     assert result["traffic"]["default/b"]["mode"] == "bgp"
+
+
+# --- workload shape instead of a placement -------------------------------------------------------
+
+
+def run_shape(service, workload, **kw):
+    state = parse_desired_state(
+        pools=[L2_POOL, BGP_POOL],
+        services=[service],
+        l2_advertisements=[{"pools": ["lan"]}],
+        bgp_advertisements=[{"pools": ["routed"]}],
+        nodes=kw.get("nodes", NODES),
+        workloads={"default/web": workload},
+    )
+    return validate(state).to_dict()
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"kind": "DaemonSet"},
+        {"replicas": 3},  # spread by default, one per node
+        {"replicas": 3, "spread": False, "anti_affinity": "required"},
+    ],
+)
+def test_l2_local_workload_that_covers_every_node_is_clean(workload):
+    result = run_shape(local_l2(), workload)
+    assert result["warnings"] == [] and result["errors"] == []
+    assert result["traffic"]["default/web"]["mode"] == "l2"
+
+
+@pytest.mark.parametrize(
+    ("workload", "text"),
+    [
+        ({"replicas": 2}, "2 replicas cannot cover 3 nodes"),
+        ({"replicas": 5, "spread": False}, "nothing makes the scheduler put a pod on every node"),
+        ({"replicas": 5, "spread": False, "anti_affinity": "preferred"}, "nothing makes the scheduler"),
+    ],
+)
+def test_l2_local_workload_that_cannot_cover_every_node_warns(workload, text):
+    (message,) = messages(run_shape(local_l2(), workload)["warnings"], "default/web")
+    assert text in message and "DaemonSet" in message
+
+
+def bgp_local():
+    return svc("web", address_pool="routed", external_traffic_policy="Local")
+
+
+def test_bgp_local_replicas_not_a_multiple_of_nodes_warns_with_shares():
+    (message,) = messages(run_shape(bgp_local(), {"replicas": 4})["warnings"], "default/web")
+    assert "4 replicas on 3 nodes" in message
+    assert "node-a: 2 pods x 16.7%, node-b: 1 pod x 33.3%, node-c: 1 pod x 33.3%" in message
+    assert "multiple of 3" in message
+
+
+@pytest.mark.parametrize("workload", [{"replicas": 6}, {"replicas": 2}, {"kind": "DaemonSet"}])
+def test_bgp_local_even_workload_is_clean(workload):
+    result = run_shape(bgp_local(), workload)
+    assert result["warnings"] == []
+    shares = [p["share"] for p in result["traffic"]["default/web"]["per_pod"]]
+    assert max(shares) - min(shares) <= 0.0001 + 1e-12  # equal up to the rounding that keeps the sum at 1
+
+
+def test_required_anti_affinity_beyond_the_node_count_warns():
+    workload = {"replicas": 4, "spread": False, "anti_affinity": "required"}
+    message = messages(run_shape(bgp_local(), workload)["warnings"], "default/web")[0]
+    assert "1 of 4 replicas stay pending" in message
+
+
+def test_workload_for_an_unknown_service_names_the_field():
+    with pytest.raises(InputError) as info:
+        parse_desired_state(services=[svc("web")], workloads={"default/ghost": {"replicas": 1}})
+    assert info.value.field == "workloads['default/ghost']"
+
+
+def test_daemonset_with_replicas_in_workloads_names_the_field():
+    with pytest.raises(InputError) as info:
+        parse_desired_state(services=[svc("web")], workloads={"default/web": {"kind": "DaemonSet", "replicas": 2}})
+    assert info.value.field == "workloads['default/web'].replicas"
