@@ -48,6 +48,8 @@ lint: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 ansible-test-tree:
 	rm -rf build/ansible-test && mkdir -p $(ANSIBLE_TEST_ROOT)
 	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C $(ANSIBLE_TEST_ROOT) -xf -
+	# its own git index, so ansible-test lists these files and not the outer repo's
+	cd $(ANSIBLE_TEST_ROOT) && git init -q && git add -A
 
 sanity: $(STAMP) ansible-test-tree
 	$(BIN)/python tests/sanity/install_get_pip_standin.py

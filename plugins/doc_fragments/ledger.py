@@ -18,6 +18,7 @@ options:
     type: path
     default: ~/.local/state/baremetal-lb/ledger.sqlite3
 notes:
-  - These modules run on the control node; use C(delegate_to: localhost) and C(run_once: true)
+  - >-
+    These modules run on the control node; use C(delegate_to: localhost) and C(run_once: true)
     when the play targets other hosts.
 """

@@ -191,7 +191,8 @@ class Allocator:
                     f"{text} is in {owner.name!r}"
                 )
             pool = owner
-        assert pool is not None
+        if pool is None:  # parse_service guarantees at least one address here
+            raise AllocationError("no requested address")
         if service.address_pool is not None and service.address_pool != pool.name:
             text = format_address(*service.load_balancer_ips[0])
             raise AllocationError(f"requested address {text} is in pool {pool.name!r}, not in {service.address_pool!r}")

@@ -59,7 +59,11 @@ class LedgerState:
 
 
 class Transaction(Protocol):
-    """What a module may do inside one ledger transaction."""
+    """What a module may do inside one ledger transaction.
+
+    ``state`` is what the ledger held when the transaction began; writes do
+    not update it, so each transaction carries one operation.
+    """
 
     state: LedgerState
 
@@ -136,7 +140,7 @@ class _SQLiteTransaction:
         )
 
     def delete_allocation(self, key: str) -> None:
-        namespace, _, name = key.partition("/")
+        namespace, _sep, name = key.partition("/")
         self._conn.execute("DELETE FROM allocations WHERE namespace = ? AND name = ?", (namespace, name))
 
     def abort(self) -> None:

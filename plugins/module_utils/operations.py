@@ -91,7 +91,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
             f"the new definition of pool {name!r} would release {len(invalid)} allocation(s) ({listing}); "
             "set force: true to release them",
         )
-    for a, _ in invalid:
+    for a, _reason in invalid:
         txn.delete_allocation(a.key)
     txn.put_pool(new)
     return PoolChange(

@@ -92,7 +92,7 @@ def parse_range(text: object, field: str) -> AddressRange:
             raise InputError(field, text, "is not a valid CIDR") from None
         return AddressRange(spec, net.version, int(net.network_address), int(net.broadcast_address))
     if "-" in spec:
-        start_text, _, end_text = spec.partition("-")
+        start_text, _sep, end_text = spec.partition("-")
         try:
             start = ipaddress.ip_address(start_text.strip())
             end = ipaddress.ip_address(end_text.strip())

@@ -86,7 +86,7 @@ class Service:
         primary family and the dual-stack policies both.
         """
         if self.load_balancer_ips:
-            return tuple(f for f, _ in self.load_balancer_ips)
+            return tuple(family for family, _value in self.load_balancer_ips)
         if self.ip_family_policy == "SingleStack":
             return self.ip_families[:1]
         primary = self.ip_families[0]
@@ -170,8 +170,7 @@ def parse_service(data: object, field: str = "service") -> Service:
         key = sorted(unknown)[0]
         raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(SERVICE_KEYS))}")
     namespace = _string(data, "namespace", field) or "default"
-    name = _string(data, "name", field, required=True)
-    assert name is not None
+    name = _string(data, "name", field, required=True) or ""
     for key, value in (("namespace", namespace), ("name", name)):
         if "/" in value or value.strip() != value:
             raise InputError(f"{field}.{key}", value, "must not contain '/' or surrounding spaces")
@@ -199,7 +198,7 @@ def parse_service(data: object, field: str = "service") -> Service:
 
     families_data = data.get("ip_families")
     if families_data is None or families_data == []:
-        families = tuple(f for f, _ in ips) or (4,)
+        families = tuple(family for family, _value in ips) or (4,)
     else:
         if not isinstance(families_data, list) or not 1 <= len(families_data) <= 2:
             raise InputError(f"{field}.ip_families", families_data, "must be a list of one or two of IPv4, IPv6")
@@ -209,7 +208,7 @@ def parse_service(data: object, field: str = "service") -> Service:
         families = tuple(FAMILIES_BY_NAME[str(f)] for f in families_data)
         if len(set(families)) != len(families):
             raise InputError(f"{field}.ip_families", families_data, "lists a family twice")
-        for i, (fam, _) in enumerate(ips):
+        for i, (fam, _value) in enumerate(ips):
             if fam not in families:
                 raise InputError(
                     f"{field}.load_balancer_ips[{i}]",

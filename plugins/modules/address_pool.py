@@ -18,7 +18,7 @@ description:
     O(service_allocation) no longer admitting a holder), is refused while services hold those addresses, unless
     O(force=true); then every released allocation is reported in RV(released).
 author:
-  - baremetal.lb developers
+  - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.ledger
 attributes:
@@ -39,7 +39,7 @@ options:
   addresses:
     description:
       - CIDRs (V(198.51.100.0/25), V(2001:db8:1::/64)), ranges (V(198.51.100.100-198.51.100.120)) or single addresses.
-      - Order matters: automatic allocation tries them in the order given, lowest free address first.
+      - The order matters, as automatic allocation tries them in the order given, lowest free address first.
       - A CIDR with host bits set is refused (the error gives the network address).
       - Required when O(state=present).
     type: list

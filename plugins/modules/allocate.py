@@ -27,7 +27,7 @@ description:
   - A service that cannot get what it asks for keeps whatever it held before, and is listed in RV(failures)
     with the reason.
 author:
-  - baremetal.lb developers
+  - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.ledger
 attributes:

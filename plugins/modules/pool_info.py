@@ -13,7 +13,7 @@ description:
     and every allocation with its addresses, pool, ports and sharing key.
   - Read-only. A ledger that does not exist yet reads as empty and is not created.
 author:
-  - baremetal.lb developers
+  - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.ledger
 attributes:
@@ -22,6 +22,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
   idempotent:
     support: full
     description: Never changes anything.
