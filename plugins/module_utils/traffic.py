@@ -72,13 +72,13 @@ def per_pod_shares(
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
     pods = [(node, count) for node, count in placement.items() if count > 0]
-    total = sum(count for _, count in pods)
+    total = sum(count for _node, count in pods)
     candidate_list = None if candidates is None else list(candidates)
     if total == 0 or candidate_list == []:
-        return [PodShare(node, Fraction(0)) for node, count in pods for _ in range(count)]
+        return [PodShare(node, Fraction(0)) for node, count in pods for _pod in range(count)]
 
     if policy == "Cluster":
-        return [PodShare(node, Fraction(1, total)) for node, count in pods for _ in range(count)]
+        return [PodShare(node, Fraction(1, total)) for node, count in pods for _pod in range(count)]
 
     eligible = eligible_nodes(placement, candidate_list)
     if mode == "l2":
@@ -86,7 +86,7 @@ def per_pod_shares(
         shares: dict[str, Fraction] = {chosen: Fraction(1)} if chosen is not None else {}
     else:
         shares = {node: Fraction(1, len(eligible)) for node in eligible}
-    return [PodShare(node, shares.get(node, Fraction(0)) / count) for node, count in pods for _ in range(count)]
+    return [PodShare(node, shares.get(node, Fraction(0)) / count) for node, count in pods for _pod in range(count)]
 
 
 def round_shares(shares: Sequence[Fraction], decimals: int = DECIMALS) -> list[float]:

@@ -504,9 +504,9 @@ def _check_traffic(service: Service, pool: Pool, state: DesiredState, report: Re
     placement = state.placement.get(key)
     policy = service.external_traffic_policy
     workload = state.workloads.get(key)
-    derived = placement is None and workload is not None
-    if derived:
-        assert workload is not None
+    derived = False
+    if placement is None and workload is not None:
+        derived = True
         _check_workload_shape(service, workload, mode=mode, modes=modes, nodes=state.nodes, report=report)
         placement = placement_from_workload(workload, state.nodes)
     elif "l2" in modes and policy == "Local":
@@ -617,7 +617,7 @@ def _check_l2_local(
     """L2 + Local: every candidate node must run a pod, or the elected one may have none."""
     if placement is None:
         return
-    _, candidates, _ = announcement_for_mode(pool, state, "l2")
+    candidates = announcement_for_mode(pool, state, "l2")[1]
     if candidates is None:
         candidates = list(placement)
     covered = [n for n in candidates if placement.get(n, 0) > 0]

@@ -24,7 +24,7 @@ description:
   - The module is pure - it returns RV(resources), ready for the C(definition) option of
     C(kubernetes.core.k8s). With O(dest) it also writes one YAML file per resource.
 author:
-  - baremetal.lb developers
+  - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.service
 attributes:

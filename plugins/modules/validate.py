@@ -31,7 +31,7 @@ description:
   - Exhaustion of a pool is not predicted; that needs the ledger (run M(baremetal.lb.allocate) in check mode).
   - See C(docs/validate.md) in the collection for what each finding means and how to fix it.
 author:
-  - baremetal.lb developers
+  - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.service.services
 attributes:

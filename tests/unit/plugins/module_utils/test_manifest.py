@@ -122,7 +122,7 @@ def test_dual_stack_annotation_lists_both():
 
 def test_deployment_spreads_one_per_node_by_default():
     svc = service()
-    _, deployment = render(svc, [], workload=parse_workload({"image": "nginx", "replicas": 3}, svc))
+    deployment = render(svc, [], workload=parse_workload({"image": "nginx", "replicas": 3}, svc))[1]
     pod = deployment["spec"]["template"]["spec"]
     (constraint,) = pod["topologySpreadConstraints"]
     assert constraint["maxSkew"] == 1
@@ -142,14 +142,14 @@ def test_deployment_spreads_one_per_node_by_default():
 def test_deployment_anti_affinity(mode, key):
     svc = service()
     workload = parse_workload({"image": "nginx", "replicas": 3, "anti_affinity": mode}, svc)
-    _, deployment = render(svc, [], workload=workload)
+    deployment = render(svc, [], workload=workload)[1]
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert list(anti) == [key]
 
 
 def test_daemonset_has_no_replicas_and_no_spread():
     svc = service()
-    _, daemonset = render(svc, [], workload=parse_workload({"kind": "DaemonSet", "image": "nginx"}, svc))
+    daemonset = render(svc, [], workload=parse_workload({"kind": "DaemonSet", "image": "nginx"}, svc))[1]
     assert daemonset["kind"] == "DaemonSet"
     assert "replicas" not in daemonset["spec"]
     assert "topologySpreadConstraints" not in daemonset["spec"]["template"]["spec"]
