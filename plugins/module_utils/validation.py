@@ -413,10 +413,16 @@ def _check_sharing_groups(services: Sequence[Service], pool_of: Mapping[str, Poo
                     continue  # requested the same IP: _check_requested_sharing decided
                 reason = sharing_conflict(later, earlier)
                 if reason:
+                    detail = (
+                        reason.removeprefix(f"it is held by {earlier.key}, ")
+                        .replace("whose backends differ", "their backends differ")
+                        .replace("which already uses", "both use")
+                        .removesuffix(" on it")
+                    )
                     report.warn(
                         later.key,
-                        f"has sharing_key {key!r} like {earlier.key} but the two can never share an IP "
-                        f"({reason.removeprefix('it is held by ')}); they will get separate addresses",
+                        f"has sharing_key {key!r} like {earlier.key} but the two can never share an IP: "
+                        f"{detail}; they will get separate addresses",
                     )
                     continue
                 if later.load_balancer_ips and earlier.load_balancer_ips:
