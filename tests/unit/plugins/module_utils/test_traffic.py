@@ -11,6 +11,8 @@ from ansible_collections.baremetal.lb.plugins.module_utils.traffic import (
     round_shares,
     shares_to_list,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 SEED = {"node-a": 2, "node-b": 1}  # MetalLB's example: 2 pods on node A, 1 on node B
 
@@ -74,3 +76,25 @@ def test_rounded_shares_sum_to_one(n):
 def test_describe_names_nodes_and_percentages():
     assert describe(per_pod_shares("bgp", "Local", SEED)) == "node-a: 2 pods x 25%, node-b: 1 pod x 50%"
     assert describe(per_pod_shares("bgp", "Cluster", SEED)) == "node-a: 2 pods x 33.3%, node-b: 1 pod x 33.3%"
+
+
+placements = st.dictionaries(
+    st.sampled_from([f"node-{c}" for c in "abcdefgh"]), st.integers(min_value=0, max_value=7), max_size=8
+)
+
+
+@given(placements, st.sampled_from(["l2", "bgp"]), st.sampled_from(["Cluster", "Local"]))
+def test_shares_sum_to_one_exactly_and_when_rounded(placement, mode, policy):
+    shares = per_pod_shares(mode, policy, placement)
+    assert len(shares) == sum(placement.values())
+    if shares:
+        assert sum(s.share for s in shares) == 1
+        assert sum(round(e["share"] * 10000) for e in shares_to_list(shares)) == 10000
+
+
+@given(placements)
+def test_bgp_local_gives_every_node_with_pods_the_same_total(placement):
+    per_node: dict[str, Fraction] = {}
+    for s in per_pod_shares("bgp", "Local", placement):
+        per_node[s.node] = per_node.get(s.node, Fraction(0)) + s.share
+    assert len(set(per_node.values())) <= 1
