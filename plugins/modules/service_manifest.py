@@ -156,6 +156,12 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 # The allocation straight from baremetal.lb.allocate, and a DaemonSet
+- name: A pool in the ledger
+  baremetal.lb.address_pool:
+    name: lan
+    addresses: [198.51.100.100-198.51.100.120]
+  delegate_to: localhost
+
 - name: Give dns/resolver an address
   baremetal.lb.allocate:
     services:

@@ -169,6 +169,12 @@ EXAMPLES = r"""
       ansible.builtin.debug:
         msg: "{{ lb_check.traffic['web/frontend'].per_pod }}"
 
+    - name: Put the pools in the ledger
+      baremetal.lb.address_pool:
+        name: "{{ item.name }}"
+        addresses: "{{ item.addresses }}"
+      loop: "{{ lb_pools }}"
+
     - name: Give the services their addresses
       baremetal.lb.allocate:
         services: "{{ lb_services }}"
