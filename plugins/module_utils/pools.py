@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -33,9 +34,12 @@ def parse_address(text: object, field: str) -> tuple[int, int]:
 
 
 def format_address(family: int, value: int) -> str:
+    # inet_ntop gives the same canonical (RFC 5952) text as ipaddress, several times faster
     if family == 4:
-        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
-    return str(ipaddress.IPv6Address(value))
+        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+    if value >> 48 == 0:  # ::a.b.c.d and ::ffff:a.b.c.d: inet_ntop writes these dotted, ipaddress does not
+        return str(ipaddress.IPv6Address(value))
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
 
 
 def is_buggy(family: int, value: int) -> bool:

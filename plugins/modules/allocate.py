@@ -241,39 +241,15 @@ from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputEr
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import DEFAULT_LEDGER, SQLiteLedger
 from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services
 
-SERVICE_OPTIONS = {
-    "namespace": {"type": "str", "default": "default"},
-    "name": {"type": "str", "required": True},
-    "ports": {
-        "type": "list",
-        "elements": "dict",
-        "default": [],
-        "options": {
-            "port": {"type": "int", "required": True},
-            "protocol": {"type": "str", "choices": ["TCP", "UDP", "SCTP"], "default": "TCP"},
-        },
-    },
-    "external_traffic_policy": {"type": "str", "choices": ["Cluster", "Local"], "default": "Cluster"},
-    "selector": {"type": "dict", "default": {}},
-    "labels": {"type": "dict", "default": {}},
-    "load_balancer_ips": {"type": "list", "elements": "str", "default": []},
-    "address_pool": {"type": "str"},
-    "sharing_key": {"type": "str", "no_log": False},
-    "ip_families": {"type": "list", "elements": "str", "choices": ["IPv4", "IPv6"]},
-    "ip_family_policy": {
-        "type": "str",
-        "choices": ["SingleStack", "PreferDualStack", "RequireDualStack"],
-        "default": "SingleStack",
-    },
-    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-}
-
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "ledger": {"type": "path", "default": DEFAULT_LEDGER},
-            "services": {"type": "list", "elements": "dict", "required": True, "options": SERVICE_OPTIONS},
+            # Each service is validated by parse_service, which names the field with its index
+            # (services[3].ports[0].port) and costs a fraction of Ansible's per-item suboption
+            # validation on batches of 100,000 services. The suboptions are documented above.
+            "services": {"type": "list", "elements": "dict", "required": True},
             "fail_on_error": {"type": "bool", "default": True},
         },
         supports_check_mode=True,

@@ -181,7 +181,12 @@ def test_sharing_rules_in_order():
             ),
             Step(
                 "requested and overlapping",
-                svc("dns3", ports=[{"port": 53, "protocol": "UDP"}], sharing_key="dns", load_balancer_ips=["198.51.100.10"]),
+                svc(
+                    "dns3",
+                    ports=[{"port": 53, "protocol": "UDP"}],
+                    sharing_key="dns",
+                    load_balancer_ips=["198.51.100.10"],
+                ),
                 error="already uses UDP/53",
             ),
             Step(
@@ -216,8 +221,16 @@ def test_local_services_share_only_with_identical_selectors():
         [V4],
         [
             Step("first", svc("a", ports=[{"port": 80}], selector={"app": "x"}, **local), ["198.51.100.10"]),
-            Step("same selector shares", svc("b", ports=[{"port": 81}], selector={"app": "x"}, **local), ["198.51.100.10"]),
-            Step("another selector: next address", svc("c", ports=[{"port": 82}], selector={"app": "y"}, **local), ["198.51.100.11"]),
+            Step(
+                "same selector shares",
+                svc("b", ports=[{"port": 81}], selector={"app": "x"}, **local),
+                ["198.51.100.10"],
+            ),
+            Step(
+                "another selector: next address",
+                svc("c", ports=[{"port": 82}], selector={"app": "y"}, **local),
+                ["198.51.100.11"],
+            ),
         ],
     )
 
@@ -299,7 +312,9 @@ def test_a_service_stays_in_its_pool_when_a_better_one_frees_up():
             Step("a fills the first pool", svc("a"), ["198.51.100.1"], pool="first"),
             Step("b goes to the second", svc("b"), ["198.51.100.2"], pool="second"),
             Step("release a", release="default/a"),
-            Step("b keeps its address on the next run", svc("b", ports=[{"port": 80}]), ["198.51.100.2"], pool="second"),
+            Step(
+                "b keeps its address on the next run", svc("b", ports=[{"port": 80}]), ["198.51.100.2"], pool="second"
+            ),
         ],
     )
 

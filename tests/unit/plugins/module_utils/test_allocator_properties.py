@@ -50,7 +50,9 @@ def service_specs(pools):
             "namespace": st.sampled_from(["a", "b"]),
             "name": st.sampled_from([f"s{i}" for i in range(8)]),
             "ports": st.lists(
-                st.fixed_dictionaries({"port": st.sampled_from([53, 80, 443]), "protocol": st.sampled_from(["TCP", "UDP"])}),
+                st.fixed_dictionaries(
+                    {"port": st.sampled_from([53, 80, 443]), "protocol": st.sampled_from(["TCP", "UDP"])}
+                ),
                 max_size=2,
                 unique_by=lambda p: (p["port"], p["protocol"]),
             ),

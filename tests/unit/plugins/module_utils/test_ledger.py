@@ -122,7 +122,7 @@ def test_killed_before_commit_leaves_previous_state(tmp_path):
     with ledger.transaction() as txn:
         allocate_services(txn, [{"name": "kept"}])
     before = dump(ledger.path)
-    proc, _ = _kill(_hold_open_transaction, ledger.path)
+    proc, _ready = _kill(_hold_open_transaction, ledger.path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)
     assert dump(ledger.path) == before
@@ -134,7 +134,7 @@ def test_killed_before_commit_leaves_previous_state(tmp_path):
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
 def test_killed_mid_write_is_all_or_nothing(tmp_path, delay):
     ledger = make_ledger(tmp_path, addresses=("100.64.0.0/16",))
-    proc, _ = _kill(_big_batch, ledger.path)
+    proc, _ready = _kill(_big_batch, ledger.path)
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)

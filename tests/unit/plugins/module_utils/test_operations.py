@@ -32,16 +32,38 @@ def allocate(ledger, services):
     ("options", "field", "message"),
     [
         ({"name": "x", "addresses": ["198.51.100.300/32"]}, "addresses[0]", "not a valid CIDR"),
-        ({"name": "x", "addresses": ["198.51.100.1/24"]}, "addresses[0]", "host bits set; the network is 198.51.100.0/24"),
+        (
+            {"name": "x", "addresses": ["198.51.100.1/24"]},
+            "addresses[0]",
+            "host bits set; the network is 198.51.100.0/24",
+        ),
         ({"name": "x", "addresses": ["198.51.100.20-198.51.100.10"]}, "addresses[0]", "reversed"),
         ({"name": "x", "addresses": ["198.51.100.1-2001:db8::1"]}, "addresses[0]", "mixes IPv4 and IPv6"),
         ({"name": "x", "addresses": ["banana"]}, "addresses[0]", "not a valid IPv4 or IPv6 address"),
-        ({"name": "x", "addresses": ["203.0.113.64/26", "198.51.100.102/31"]}, "addresses[1]", "overlaps 198.51.100.100-198.51.100.103 of pool 'lan'"),
-        ({"name": "x", "addresses": ["203.0.113.64/26", "203.0.113.96/27"]}, "addresses[1]", "overlaps 203.0.113.64/26 of the same pool"),
-        ({"name": "x", "addresses": []}, "addresses", "non-empty list"),
-        ({"name": "x", "addresses": ["203.0.113.64/26"], "service_allocation": {"priority": -1}}, "service_allocation.priority", "non-negative"),
         (
-            {"name": "x", "addresses": ["203.0.113.64/26"], "service_allocation": {"service_selectors": [{"match_expressions": [{"key": "a", "operator": "Maybe"}]}]}},
+            {"name": "x", "addresses": ["203.0.113.64/26", "198.51.100.102/31"]},
+            "addresses[1]",
+            "overlaps 198.51.100.100-198.51.100.103 of pool 'lan'",
+        ),
+        (
+            {"name": "x", "addresses": ["203.0.113.64/26", "203.0.113.96/27"]},
+            "addresses[1]",
+            "overlaps 203.0.113.64/26 of the same pool",
+        ),
+        ({"name": "x", "addresses": []}, "addresses", "non-empty list"),
+        (
+            {"name": "x", "addresses": ["203.0.113.64/26"], "service_allocation": {"priority": -1}},
+            "service_allocation.priority",
+            "non-negative",
+        ),
+        (
+            {
+                "name": "x",
+                "addresses": ["203.0.113.64/26"],
+                "service_allocation": {
+                    "service_selectors": [{"match_expressions": [{"key": "a", "operator": "Maybe"}]}]
+                },
+            },
             "service_allocation.service_selectors[0].match_expressions[0].operator",
             "must be one of In, NotIn, Exists, DoesNotExist",
         ),
@@ -61,15 +83,35 @@ def test_bad_pool_input_names_the_field_and_changes_nothing(ledger, options, fie
 @pytest.mark.parametrize(
     ("service", "field", "message"),
     [
-        ({"name": "a", "load_balancer_ips": ["198.51.100.100", "2001:db8:1::100", "203.0.113.1"]}, "services[0].load_balancer_ips", "at most two"),
-        ({"name": "a", "load_balancer_ips": ["198.51.100.100", "198.51.100.101"], "ip_family_policy": "RequireDualStack"}, "services[0].load_balancer_ips", "both addresses are IPv4"),
-        ({"name": "a", "load_balancer_ips": ["2001:db8:1::100"], "ip_families": ["IPv4"]}, "services[0].load_balancer_ips[0]", "is IPv6 but ip_families is IPv4"),
+        (
+            {"name": "a", "load_balancer_ips": ["198.51.100.100", "2001:db8:1::100", "203.0.113.1"]},
+            "services[0].load_balancer_ips",
+            "at most two",
+        ),
+        (
+            {
+                "name": "a",
+                "load_balancer_ips": ["198.51.100.100", "198.51.100.101"],
+                "ip_family_policy": "RequireDualStack",
+            },
+            "services[0].load_balancer_ips",
+            "both addresses are IPv4",
+        ),
+        (
+            {"name": "a", "load_balancer_ips": ["2001:db8:1::100"], "ip_families": ["IPv4"]},
+            "services[0].load_balancer_ips[0]",
+            "is IPv6 but ip_families is IPv4",
+        ),
         ({"name": "a", "load_balancer_ips": ["not-an-ip"]}, "services[0].load_balancer_ips[0]", "not a valid"),
         ({"name": "a", "ports": [{"port": 70000}]}, "services[0].ports[0].port", "1 to 65535"),
         ({"name": "a", "ports": [{"port": 80, "protocol": "ICMP"}]}, "services[0].ports[0].protocol", "TCP, UDP, SCTP"),
         ({"name": "a", "external_traffic_policy": "Nearest"}, "services[0].external_traffic_policy", "Cluster, Local"),
         ({"name": "a", "selector": ["app"]}, "services[0].selector", "must be a mapping"),
-        ({"name": "a", "ip_families": ["IPv4", "IPv6"]}, "services[0].ip_families", "PreferDualStack or RequireDualStack"),
+        (
+            {"name": "a", "ip_families": ["IPv4", "IPv6"]},
+            "services[0].ip_families",
+            "PreferDualStack or RequireDualStack",
+        ),
         ({"name": "a", "ip_families": ["IPv5"]}, "services[0].ip_families[0]", "IPv4 or IPv6"),
         ({"name": "a", "colour": "blue"}, "services[0].colour", "unknown key"),
         ({"namespace": "x"}, "services[0].name", "is required"),
@@ -119,7 +161,9 @@ def test_second_identical_batch_changes_nothing(ledger):
 def test_absent_releases_and_reports_diff(ledger):
     result = allocate(ledger, [{"namespace": "shop", "name": "web", "state": "absent"}])
     assert result.changed
-    assert result.before == {"shop/web": {"namespace": "shop", "name": "web", "addresses": ["198.51.100.100"], "pool": "lan"}}
+    assert result.before == {
+        "shop/web": {"namespace": "shop", "name": "web", "addresses": ["198.51.100.100"], "pool": "lan"}
+    }
     assert result.after == {"shop/web": None}
     assert result.allocations == []
     again = allocate(ledger, [{"namespace": "shop", "name": "web", "state": "absent"}])
@@ -130,7 +174,13 @@ def test_force_shrink_reports_released(ledger):
     change = pool_change(ledger, name="lan", addresses=["198.51.100.101-198.51.100.103"], force=True)
     assert change.changed
     assert change.released == [
-        {"namespace": "shop", "name": "web", "addresses": ["198.51.100.100"], "pool": "lan", "reason": "198.51.100.100 is no longer in the pool"}
+        {
+            "namespace": "shop",
+            "name": "web",
+            "addresses": ["198.51.100.100"],
+            "pool": "lan",
+            "reason": "198.51.100.100 is no longer in the pool",
+        }
     ]
     assert ledger.read().allocations == []
 
@@ -143,7 +193,12 @@ def test_force_remove_reports_released(ledger):
 
 def test_restricting_a_pool_refuses_to_strand_holders(ledger):
     with pytest.raises(InputError, match="the pool now serves only namespaces payments"):
-        pool_change(ledger, name="lan", addresses=["198.51.100.100-198.51.100.103", "2001:db8:1::100/127"], service_allocation={"namespaces": ["payments"]})
+        pool_change(
+            ledger,
+            name="lan",
+            addresses=["198.51.100.100-198.51.100.103", "2001:db8:1::100/127"],
+            service_allocation={"namespaces": ["payments"]},
+        )
 
 
 def test_unchanged_pool_is_not_changed_and_keeps_definition_order(ledger):
@@ -154,7 +209,14 @@ def test_unchanged_pool_is_not_changed_and_keeps_definition_order(ledger):
 
 
 def test_pool_report_counts_per_family(ledger):
-    allocate(ledger, [{"name": "dual", "ip_family_policy": "RequireDualStack"}, {"name": "share1", "sharing_key": "k", "ports": [{"port": 1}]}, {"name": "share2", "sharing_key": "k", "ports": [{"port": 2}]}])
+    allocate(
+        ledger,
+        [
+            {"name": "dual", "ip_family_policy": "RequireDualStack"},
+            {"name": "share1", "sharing_key": "k", "ports": [{"port": 1}]},
+            {"name": "share2", "sharing_key": "k", "ports": [{"port": 2}]},
+        ],
+    )
     report = pool_report(ledger.read())
     lan = report["pools"][0]
     assert lan["name"] == "lan"
