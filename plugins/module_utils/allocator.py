@@ -240,9 +240,7 @@ class Allocator:
         first_free = self._first_free(pool, family)
         if service.sharing_key:
             shared = sorted(
-                a
-                for a in self._by_sharing_key.get(service.sharing_key, ())
-                if a[0] == family and pool.allocatable(*a)
+                a for a in self._by_sharing_key.get(service.sharing_key, ()) if a[0] == family and pool.allocatable(*a)
             )
             for address in shared:
                 if first_free is not None and address[1] > first_free:

@@ -1,0 +1,176 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The service dict of DESIGN.md, shared by every module that takes services.
+
+``DOCUMENTATION`` documents one ``service`` option, ``SERVICES`` a ``services``
+list of the same dicts (with ``state``). The argument spec that matches these
+lives in ``plugins/module_utils/argspecs.py``.
+"""
+
+from __future__ import annotations
+
+# Both fragments spell out the same fields: ansible-test wants each fragment as one
+# plain string literal. Keep them in step.
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  service:
+    description:
+      - The service, as in the C(services) option of M(baremetal.lb.allocate).
+    type: dict
+    required: true
+    suboptions:
+
+      namespace:
+        description: Namespace of the Kubernetes Service.
+        type: str
+        default: default
+      name:
+        description: Name of the Kubernetes Service; with C(namespace), it identifies the service.
+        type: str
+        required: true
+      ports:
+        description:
+          - The ports the service listens on.
+          - Two services can share an IP only if their (protocol, port) pairs are disjoint
+            (TCP/53 and UDP/53 can share).
+        type: list
+        elements: dict
+        suboptions:
+          port:
+            description: Port number, 1 to 65535.
+            type: int
+            required: true
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [TCP, UDP, SCTP]
+            default: TCP
+      external_traffic_policy:
+        description:
+          - V(Cluster) lets any node receive the traffic; kube-proxy spreads it over every pod and hides
+            the client address.
+          - V(Local) sends traffic only to nodes running a pod of the service, keeps the client address,
+            and spreads per node, not per pod.
+        type: str
+        choices: [Cluster, Local]
+        default: Cluster
+      selector:
+        description:
+          - Pod selector of the Service (label name to value).
+          - Two V(Local) services share an IP only with identical selectors.
+        type: dict
+      labels:
+        description: Labels of the Service itself; pools' C(service_allocation.service_selectors) match them.
+        type: dict
+      load_balancer_ips:
+        description:
+          - Requested addresses, at most one per family. They must all lie in one pool.
+        type: list
+        elements: str
+      address_pool:
+        description: Requested pool (C(auto_assign) does not matter for a requested pool).
+        type: str
+      sharing_key:
+        description:
+          - Services with the same non-empty key may share an IP, when their ports are disjoint and their
+            backends agree (both V(Cluster), or both V(Local) with identical selectors).
+          - Rendered as the C(metallb.io/allow-shared-ip) annotation.
+        type: str
+      ip_families:
+        description: Address families, primary first. Defaults to the families of the requested addresses, else V(IPv4).
+        type: list
+        elements: str
+        choices: [IPv4, IPv6]
+      ip_family_policy:
+        description: Kubernetes C(ipFamilyPolicy).
+        type: str
+        choices: [SingleStack, PreferDualStack, RequireDualStack]
+        default: SingleStack
+"""
+
+    SERVICES = r"""
+options:
+  services:
+    description:
+      - The services, as in M(baremetal.lb.allocate). Services with O(services[].state=absent) are ignored.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+
+      namespace:
+        description: Namespace of the Kubernetes Service.
+        type: str
+        default: default
+      name:
+        description: Name of the Kubernetes Service; with C(namespace), it identifies the service.
+        type: str
+        required: true
+      ports:
+        description:
+          - The ports the service listens on.
+          - Two services can share an IP only if their (protocol, port) pairs are disjoint
+            (TCP/53 and UDP/53 can share).
+        type: list
+        elements: dict
+        suboptions:
+          port:
+            description: Port number, 1 to 65535.
+            type: int
+            required: true
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [TCP, UDP, SCTP]
+            default: TCP
+      external_traffic_policy:
+        description:
+          - V(Cluster) lets any node receive the traffic; kube-proxy spreads it over every pod and hides
+            the client address.
+          - V(Local) sends traffic only to nodes running a pod of the service, keeps the client address,
+            and spreads per node, not per pod.
+        type: str
+        choices: [Cluster, Local]
+        default: Cluster
+      selector:
+        description:
+          - Pod selector of the Service (label name to value).
+          - Two V(Local) services share an IP only with identical selectors.
+        type: dict
+      labels:
+        description: Labels of the Service itself; pools' C(service_allocation.service_selectors) match them.
+        type: dict
+      load_balancer_ips:
+        description:
+          - Requested addresses, at most one per family. They must all lie in one pool.
+        type: list
+        elements: str
+      address_pool:
+        description: Requested pool (C(auto_assign) does not matter for a requested pool).
+        type: str
+      sharing_key:
+        description:
+          - Services with the same non-empty key may share an IP, when their ports are disjoint and their
+            backends agree (both V(Cluster), or both V(Local) with identical selectors).
+          - Rendered as the C(metallb.io/allow-shared-ip) annotation.
+        type: str
+      ip_families:
+        description: Address families, primary first. Defaults to the families of the requested addresses, else V(IPv4).
+        type: list
+        elements: str
+        choices: [IPv4, IPv6]
+      ip_family_policy:
+        description: Kubernetes C(ipFamilyPolicy).
+        type: str
+        choices: [SingleStack, PreferDualStack, RequireDualStack]
+        default: SingleStack
+
+      state:
+        description: V(absent) services are left out of the checks.
+        type: str
+        choices: [present, absent]
+        default: present
+"""

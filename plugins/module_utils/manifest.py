@@ -1,0 +1,278 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes manifests for one service and its allocation.
+
+The ``Service`` carries its addresses the way MetalLB reads them, so a
+cluster can move between MetalLB and this collection without re-addressing:
+the ``metallb.io/loadBalancerIPs`` annotation (dual-stack capable, MetalLB
+0.13+) or the older ``spec.loadBalancerIP`` (one address only, deprecated
+since Kubernetes 1.24). Never both: MetalLB refuses a Service that has both.
+
+The optional workload places pods so that the traffic policy works: spread
+one per node (``topologySpreadConstraints`` maxSkew 1 on the hostname),
+pod anti-affinity on the hostname, or a DaemonSet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+try:
+    import yaml
+except ImportError:  # only writing files needs it; service_manifest reports it with missing_required_lib
+    HAS_YAML = False
+else:
+    HAS_YAML = True
+
+from .errors import InputError
+from .pools import FAMILY_NAMES, format_address, parse_address
+from .service import Service
+
+HOSTNAME_KEY = "kubernetes.io/hostname"
+WORKLOAD_KINDS = ("Deployment", "DaemonSet")
+ANTI_AFFINITY = ("none", "preferred", "required")
+IP_FIELDS = ("annotation", "spec")
+WORKLOAD_KEYS = frozenset({"kind", "image", "replicas", "container_port", "spread", "anti_affinity"})
+ANNOTATION_IPS = "metallb.io/loadBalancerIPs"
+ANNOTATION_SHARED = "metallb.io/allow-shared-ip"
+ANNOTATION_POOL = "metallb.io/address-pool"
+
+
+@dataclass(frozen=True)
+class Workload:
+    kind: str
+    image: str
+    replicas: int | None
+    container_port: int | None
+    spread: bool
+    anti_affinity: str
+
+
+def _port(value: object, field: str) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InputError(field, value, "must be an integer from 1 to 65535")
+    return value
+
+
+def parse_workload(data: object, service: Service, field: str = "workload", *, rendering: bool = True) -> Workload:
+    """The workload of a service; ``rendering=False`` (shape only) needs no image and no selector."""
+    if not isinstance(data, Mapping):
+        raise InputError(field, data, "must be a mapping with kind and image")
+    unknown = set(data) - WORKLOAD_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(WORKLOAD_KEYS))}")
+    kind = data.get("kind") or "Deployment"
+    if kind not in WORKLOAD_KINDS:
+        raise InputError(f"{field}.kind", kind, f"must be one of {', '.join(WORKLOAD_KINDS)}")
+    image = data.get("image")
+    if not rendering and image is None:
+        image = "-"
+    if not isinstance(image, str) or not image.strip():
+        raise InputError(f"{field}.image", image, "must be a container image reference")
+    replicas = data.get("replicas")
+    if kind == "DaemonSet" and replicas is not None:
+        raise InputError(f"{field}.replicas", replicas, "a DaemonSet runs one pod per node: leave replicas out")
+    if kind == "Deployment":
+        if replicas is None:
+            replicas = 1
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise InputError(f"{field}.replicas", replicas, "must be a non-negative integer")
+    container_port = data.get("container_port")
+    if container_port is not None:
+        container_port = _port(container_port, f"{field}.container_port")
+    spread = data.get("spread")
+    if spread is None:
+        spread = kind == "Deployment"
+    if not isinstance(spread, bool):
+        raise InputError(f"{field}.spread", spread, "must be true or false")
+    anti_affinity = data.get("anti_affinity") or "none"
+    if anti_affinity not in ANTI_AFFINITY:
+        raise InputError(f"{field}.anti_affinity", anti_affinity, f"must be one of {', '.join(ANTI_AFFINITY)}")
+    if kind == "DaemonSet" and (spread or anti_affinity != "none"):
+        what = "spread" if spread else "anti_affinity"
+        raise InputError(
+            f"{field}.{what}", data.get(what), "a DaemonSet already runs exactly one pod per node; leave it out"
+        )
+    if rendering and not service.selector:
+        if anti_affinity != "none":
+            raise InputError(
+                f"{field}.anti_affinity",
+                anti_affinity,
+                "needs service.selector: pod anti-affinity keeps apart pods that carry the selector's labels",
+            )
+        raise InputError("service.selector", {}, "a workload needs the service's selector: its pods get those labels")
+    return Workload(str(kind), image.strip(), replicas, container_port, spread, str(anti_affinity))
+
+
+def parse_addresses(data: object, service: Service, field: str = "addresses") -> list[str]:
+    """The allocation: a list of IPs, or an ``allocate`` result entry (a mapping with ``addresses``)."""
+    if data is None:
+        data = [format_address(f, v) for f, v in service.load_balancer_ips]
+    if isinstance(data, Mapping):
+        for key in ("namespace", "name"):
+            value = data.get(key)
+            mine = getattr(service, key)
+            if value is not None and value != mine:
+                raise InputError(f"{field}.{key}", value, f"is the allocation of another service (this one is {mine})")
+        field = f"{field}.addresses"
+        data = data.get("addresses") or []
+    if isinstance(data, str):
+        data = [data]
+    if not isinstance(data, list):
+        raise InputError(field, data, "must be a list of IP addresses or an allocation from allocate")
+    if len(data) > 2:
+        raise InputError(field, data, "at most two addresses, one per family")
+    parsed = [parse_address(ip, f"{field}[{i}]") for i, ip in enumerate(data)]
+    if len(parsed) == 2 and parsed[0][0] == parsed[1][0]:
+        raise InputError(field, data, "both addresses are of one family; give one per family")
+    return [format_address(f, v) for f, v in parsed]
+
+
+def _port_name(protocol: str, port: int) -> str:
+    return f"{protocol.lower()}-{port}"
+
+
+def render_service(
+    service: Service,
+    addresses: Sequence[str],
+    *,
+    health_check_node_port: int | None = None,
+    ip_field: str = "annotation",
+    workload: Workload | None = None,
+) -> dict[str, Any]:
+    if not service.ports:
+        raise InputError("service.ports", [], "a Kubernetes Service needs at least one port")
+    if ip_field not in IP_FIELDS:
+        raise InputError("ip_field", ip_field, f"must be one of {', '.join(IP_FIELDS)}")
+    if health_check_node_port is not None:
+        health_check_node_port = _port(health_check_node_port, "health_check_node_port")
+        if service.external_traffic_policy != "Local":
+            raise InputError(
+                "health_check_node_port",
+                health_check_node_port,
+                "only applies to external_traffic_policy Local (kube-proxy serves it only then)",
+            )
+    annotations: dict[str, str] = {}
+    spec: dict[str, Any] = {"type": "LoadBalancer"}
+    if addresses:
+        if ip_field == "spec":
+            if len(addresses) > 1:
+                raise InputError(
+                    "ip_field", ip_field, "spec.loadBalancerIP holds one address; dual-stack needs the annotation"
+                )
+            spec["loadBalancerIP"] = addresses[0]
+        else:
+            annotations[ANNOTATION_IPS] = ",".join(addresses)
+    if service.sharing_key:
+        annotations[ANNOTATION_SHARED] = service.sharing_key
+    if service.address_pool:
+        annotations[ANNOTATION_POOL] = service.address_pool
+
+    single_port = len(service.ports) == 1
+    target = workload.container_port if workload is not None and single_port else None
+    spec["ports"] = [
+        {
+            "name": _port_name(p.protocol, p.port),
+            "port": p.port,
+            "protocol": p.protocol,
+            "targetPort": target or p.port,
+        }
+        for p in service.ports
+    ]
+    if service.selector:
+        spec["selector"] = dict(service.selector)
+    spec["externalTrafficPolicy"] = service.external_traffic_policy
+    if health_check_node_port is not None:
+        spec["healthCheckNodePort"] = health_check_node_port
+    families = [parse_address(a, "addresses")[0] for a in addresses] or list(service.wanted_families)
+    spec["ipFamilies"] = [FAMILY_NAMES[f] for f in families]
+    spec["ipFamilyPolicy"] = service.ip_family_policy
+
+    metadata: dict[str, Any] = {"name": service.name, "namespace": service.namespace}
+    if service.labels:
+        metadata["labels"] = dict(service.labels)
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+def render_workload(service: Service, workload: Workload) -> dict[str, Any]:
+    labels = dict(service.selector)
+    if workload.container_port is not None:
+        container_ports = [{"containerPort": workload.container_port, "protocol": service.ports[0].protocol}]
+    else:
+        container_ports = [{"containerPort": p.port, "protocol": p.protocol} for p in service.ports]
+    pod_spec: dict[str, Any] = {
+        "containers": [{"name": service.name, "image": workload.image, "ports": container_ports}],
+    }
+    match = {"matchLabels": labels}
+    if workload.spread:
+        # DoNotSchedule: a pod that would break the spread waits, rather than
+        # piling onto a node and leaving another node with none.
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": HOSTNAME_KEY,
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": match,
+            }
+        ]
+    term = {"labelSelector": match, "topologyKey": HOSTNAME_KEY}
+    if workload.anti_affinity == "required":
+        pod_spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    elif workload.anti_affinity == "preferred":
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]
+            }
+        }
+    spec: dict[str, Any] = {
+        "selector": match,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if workload.kind == "Deployment":
+        spec = {"replicas": workload.replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": workload.kind,
+        "metadata": {"name": service.name, "namespace": service.namespace, "labels": labels},
+        "spec": spec,
+    }
+
+
+def render(
+    service: Service,
+    addresses: Sequence[str],
+    *,
+    health_check_node_port: int | None = None,
+    ip_field: str = "annotation",
+    workload: Workload | None = None,
+) -> list[dict[str, Any]]:
+    """The resources, Service first (apply order)."""
+    resources = [
+        render_service(
+            service,
+            addresses,
+            health_check_node_port=health_check_node_port,
+            ip_field=ip_field,
+            workload=workload,
+        )
+    ]
+    if workload is not None:
+        resources.append(render_workload(service, workload))
+    return resources
+
+
+def file_name(resource: Mapping[str, Any]) -> str:
+    """``<namespace>_<name>_<kind>.yaml``, lower case: unique per resource."""
+    meta = resource["metadata"]
+    return f"{meta['namespace']}_{meta['name']}_{resource['kind'].lower()}.yaml"
+
+
+def to_yaml(resource: Mapping[str, Any]) -> str:
+    return "---\n" + yaml.safe_dump(dict(resource), sort_keys=False, default_flow_style=False)
