@@ -18,12 +18,15 @@ export PATH := $(BIN):$(PATH)
 test: lint sanity units integration collection-check speaker-test
 	@echo "make test: all stages passed"
 
-demo:
-	@echo "The lab (make demo) is not built yet: it arrives with the speaker role (issue 6)." >&2
-	@exit 1
+# The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
+LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml $(BIN)/ansible-playbook -i playbooks/inventory/lab
 
-demo-destroy:
-	@echo "Nothing to destroy: the lab is not built yet." >&2
+demo: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+	$(LAB) playbooks/lab.yml
+
+# IMAGE=1 also removes the cached lab image
+demo-destroy: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+	$(LAB) playbooks/lab_destroy.yml $(if $(IMAGE),-e lab_destroy_image=true)
 
 venv: $(STAMP)
 

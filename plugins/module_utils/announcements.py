@@ -1,0 +1,194 @@
+# Copyright: baremetal.lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""From the inventory data model (``lb_*`` variables) to each speaker's configuration.
+
+``resolve`` turns the allocations and the advertisements into the announced
+services of the whole cluster (each with the nodes that may announce it) and
+the BGP advertisements in the speaker's format; ``node_config`` cuts out one
+node's configuration document. ``inventory_errors`` finds, before anything is
+touched, the mistakes the modules cannot see (unknown BGP peers, a short
+membership secret), each message starting with the variable to fix.
+
+Plain Python, no Ansible imports: the filter plugin ``baremetal.lb.lb`` and
+the unit tests call these functions directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MIN_SECRET_BYTES = 32
+# the speaker's own keys for a BGP advertisement (lbspeaker/bgp/config.py)
+BGP_ADVERTISEMENT_KEYS = ("communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6")
+# keys of lb_bgp_peers entries that are ours, not the speaker's
+PEER_SELECTION_KEYS = ("nodes",)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _applies(advertisement: Mapping[str, Any], pool: str | None) -> bool:
+    """An advertisement without ``pools`` announces every pool, as in MetalLB."""
+    pools = _as_list(advertisement.get("pools"))
+    return not pools or pool in pools
+
+
+def _nodes_of(advertisements: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Union of the advertisements' ``nodes``; [] (every node) as soon as one has none."""
+    out: list[str] = []
+    for ad in advertisements:
+        nodes = _as_list(ad.get("nodes"))
+        if not nodes:
+            return []
+        out.extend(n for n in nodes if n not in out)
+    return out
+
+
+def inventory_errors(
+    membership_secret: Any,
+    bgp_peers: Sequence[Mapping[str, Any]] | None,
+    l2_advertisements: Sequence[Mapping[str, Any]] | None,
+    bgp_advertisements: Sequence[Mapping[str, Any]] | None,
+    pools: Sequence[Mapping[str, Any]] | None,
+) -> list[str]:
+    """Mistakes in the data model, each naming its variable; [] when all is well."""
+    errors: list[str] = []
+    if not isinstance(membership_secret, str) or not membership_secret:
+        errors.append("lb_membership_secret: is required (a shared secret of at least 32 bytes; keep it in a vault)")
+    elif len(membership_secret.encode()) < MIN_SECRET_BYTES:
+        errors.append(f"lb_membership_secret: must be at least {MIN_SECRET_BYTES} bytes (got {len(membership_secret.encode())})")
+    pool_names = {p.get("name") for p in pools or []}
+    peer_keys: set[str] = set()
+    for i, peer in enumerate(bgp_peers or []):
+        where = f"lb_bgp_peers[{i}]"
+        if not isinstance(peer, Mapping):
+            errors.append(f"{where}: must be a mapping")
+            continue
+        try:
+            address = ipaddress.ip_address(str(peer.get("address", "")))
+        except ValueError:
+            errors.append(f"{where}.address: must be an IP address (got {peer.get('address')!r})")
+            continue
+        if not isinstance(peer.get("asn"), int) or isinstance(peer.get("asn"), bool):
+            errors.append(f"{where}.asn: must be an AS number (got {peer.get('asn')!r})")
+        password = peer.get("password")
+        if password is not None and not 1 <= len(str(password).encode()) <= 80:
+            errors.append(f"{where}.password: must be 1-80 bytes (TCP-MD5)")
+        peer_keys.update({str(address), str(peer.get("address")), str(peer.get("name") or address)})
+    for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
+        for i, ad in enumerate(ads or []):
+            if not isinstance(ad, Mapping):
+                errors.append(f"{var}[{i}]: must be a mapping")
+                continue
+            for j, pool in enumerate(_as_list(ad.get("pools"))):
+                if pool not in pool_names:
+                    errors.append(f"{var}[{i}].pools[{j}]: {pool!r} is not a pool in lb_pools")
+            if var == "lb_bgp_advertisements":
+                for j, peer_name in enumerate(_as_list(ad.get("peers"))):
+                    if str(peer_name) not in peer_keys:
+                        errors.append(f"{var}[{i}].peers[{j}]: {peer_name!r} is not a peer in lb_bgp_peers (by name or address)")
+    return errors
+
+
+def resolve(
+    allocations: Sequence[Mapping[str, Any]],
+    services: Sequence[Mapping[str, Any]],
+    l2_advertisements: Sequence[Mapping[str, Any]] | None,
+    bgp_advertisements: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, list[dict[str, Any]]]:
+    """The cluster's announced services and BGP advertisements.
+
+    A service's mode follows its pool: any BGP advertisement of the pool makes
+    it ``bgp``, else any L2 one ``l2`` (the rule ``baremetal.lb.validate``
+    applies); a pool no advertisement names is not announced.
+    """
+    by_key = {f"{s.get('namespace')}/{s.get('name')}": s for s in services}
+    out_services: list[dict[str, Any]] = []
+    bgp_names: dict[int, list[str]] = {}
+    for alloc in allocations:
+        key = f"{alloc['namespace']}/{alloc['name']}"
+        addresses = list(alloc.get("addresses") or [])
+        if not addresses:
+            continue
+        spec = by_key.get(key, {})
+        pool = alloc.get("pool")
+        bgp = [(i, ad) for i, ad in enumerate(bgp_advertisements or []) if _applies(ad, pool)]
+        l2 = [ad for ad in l2_advertisements or [] if _applies(ad, pool)]
+        if not bgp and not l2:
+            continue
+        entry: dict[str, Any] = {
+            "name": key,
+            "addresses": addresses,
+            "mode": "bgp" if bgp else "l2",
+            "external_traffic_policy": spec.get("external_traffic_policy", "Cluster"),
+        }
+        if spec.get("health_check"):
+            entry["health_check"] = dict(spec["health_check"])
+        if bgp:
+            entry["nodes"] = _nodes_of([ad for _, ad in bgp])
+            for i, _ in bgp:
+                bgp_names.setdefault(i, []).append(key)
+        else:
+            entry["nodes"] = _nodes_of(l2)
+            interfaces = [x for ad in l2 for x in _as_list(ad.get("interfaces"))]
+            if interfaces:
+                entry["interfaces"] = sorted(set(interfaces), key=interfaces.index)
+        out_services.append(entry)
+    out_ads: list[dict[str, Any]] = []
+    for i, ad in enumerate(bgp_advertisements or []):
+        names = bgp_names.get(i)
+        if not names:  # an empty list would mean "every service" to the speaker
+            continue
+        rendered: dict[str, Any] = {"services": names}
+        if ad.get("peers"):
+            rendered["peers"] = [str(p) for p in _as_list(ad["peers"])]
+        for k in BGP_ADVERTISEMENT_KEYS:
+            if ad.get(k) not in (None, [], ""):
+                rendered[k] = ad[k]
+        rendered["nodes"] = _as_list(ad.get("nodes"))
+        out_ads.append(rendered)
+    return {"services": out_services, "bgp_advertisements": out_ads}
+
+
+def _for_node(items: Sequence[Mapping[str, Any]], node: str) -> list[dict[str, Any]]:
+    """The items whose ``nodes`` is empty or names ``node``, without that key."""
+    return [
+        {k: v for k, v in item.items() if k not in PEER_SELECTION_KEYS}
+        for item in items
+        if not _as_list(item.get("nodes")) or node in _as_list(item.get("nodes"))
+    ]
+
+
+def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """One node's speaker configuration document (the YAML ``lb-speaker check`` reads).
+
+    ``settings`` carries ``interfaces``, ``membership``, ``status``,
+    ``services`` and ``bgp_advertisements`` (as from ``resolve``), ``bgp_asn``,
+    ``bgp_router_id`` and ``bgp_peers``.
+    """
+    services = _for_node(settings.get("services") or [], node)
+    doc: dict[str, Any] = {
+        "node": node,
+        "nodes": [{"name": n["name"], "address": str(n["address"])} for n in nodes],
+        "membership": dict(settings["membership"]),
+        "interfaces": list(settings.get("interfaces") or []),
+        "status": dict(settings["status"]),
+        "services": services,
+    }
+    peers = _for_node(settings.get("bgp_peers") or [], node)
+    if any(s["mode"] == "bgp" for s in services) and peers:
+        advertisements = _for_node(settings.get("bgp_advertisements") or [], node)
+        doc["bgp"] = {
+            "asn": settings["bgp_asn"],
+            "router_id": str(settings["bgp_router_id"]),
+            "peers": peers,
+            "advertisements": advertisements,
+        }
+    return doc
