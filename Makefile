@@ -19,7 +19,7 @@ test: lint sanity units integration collection-check speaker-test
 	@echo "make test: all stages passed"
 
 # The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
-LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml $(BIN)/ansible-playbook -i playbooks/inventory/lab
+LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playbook -i playbooks/inventory/lab
 
 demo: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(LAB) playbooks/lab.yml
