@@ -7,7 +7,7 @@ import socketserver
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         client = self.client_address[0].removeprefix("::ffff:")
         body = b"ok\n" if self.path == "/healthz" else f"{socket.gethostname()} saw {client}\n".encode()
         self.send_response(200)

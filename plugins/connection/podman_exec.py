@@ -1,6 +1,7 @@
 # Copyright: baremetal.lb developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
+# ruff: noqa: E402 - DOCUMENTATION comes first in Ansible plugins
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -67,7 +68,7 @@ class Connection(ConnectionBase):
         self._container = None
 
     def _podman(self, *args):
-        return [self.get_option("podman_executable")] + list(args)
+        return [self.get_option("podman_executable"), *args]
 
     def _env(self):
         env = dict(os.environ)
@@ -84,7 +85,9 @@ class Connection(ConnectionBase):
                 capture_output=True, env=self._env(), timeout=60, check=False,
             )
             if result.returncode != 0 or result.stdout.strip() != b"true":
-                raise AnsibleConnectionFailure(f"podman container {self._container} is not running: {to_native(result.stderr).strip()}")
+                raise AnsibleConnectionFailure(
+                    f"podman container {self._container} is not running: {to_native(result.stderr).strip()}"
+                )
             display.vvv(f"podman_exec: container {self._container} is running", host=self._container)
             self._connected = True
         return self
@@ -93,7 +96,9 @@ class Connection(ConnectionBase):
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         argv = self._podman("exec", "-i", self._container, "/bin/sh", "-c", cmd)
         display.vvv(f"EXEC {shlex.join(argv)}", host=self._container)
-        with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env()) as proc:
+        with subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env()
+        ) as proc:
             stdout, stderr = proc.communicate(in_data)
         return proc.returncode, stdout, stderr
 
@@ -104,8 +109,10 @@ class Connection(ConnectionBase):
             raise AnsibleError(f"file or module does not exist: {in_path}")
         script = f"cat > {shlex.quote(out_path)}"
         with open(to_bytes(in_path, errors="surrogate_or_strict"), "rb") as src:
-            result = subprocess.run(self._podman("exec", "-i", self._container, "/bin/sh", "-c", script),
-                                    stdin=src, capture_output=True, env=self._env(), timeout=TRANSFER_TIMEOUT_S, check=False)
+            result = subprocess.run(
+                self._podman("exec", "-i", self._container, "/bin/sh", "-c", script),
+                stdin=src, capture_output=True, env=self._env(), timeout=TRANSFER_TIMEOUT_S, check=False,
+            )
         if result.returncode != 0:
             raise AnsibleError(f"failed to transfer {in_path} to {out_path}: {to_native(result.stderr)}")
 
@@ -114,8 +121,10 @@ class Connection(ConnectionBase):
         display.vvv(f"FETCH {in_path} TO {out_path}", host=self._container)
         script = f"cat {shlex.quote(in_path)}"
         with open(to_bytes(out_path, errors="surrogate_or_strict"), "wb") as dst:
-            result = subprocess.run(self._podman("exec", self._container, "/bin/sh", "-c", script),
-                                    stdout=dst, stderr=subprocess.PIPE, env=self._env(), timeout=TRANSFER_TIMEOUT_S, check=False)
+            result = subprocess.run(
+                self._podman("exec", self._container, "/bin/sh", "-c", script),
+                stdout=dst, stderr=subprocess.PIPE, env=self._env(), timeout=TRANSFER_TIMEOUT_S, check=False,
+            )
         if result.returncode != 0:
             raise AnsibleError(f"failed to fetch {in_path} to {out_path}: {to_native(result.stderr)}")
 

@@ -41,7 +41,10 @@ def lb_node_names(hosts, hostvars):
 
 def lb_status_line(entry):
     """One line for a service IP of baremetal.lb.speaker_status: address, mode, services, who announces."""
-    who = f"leader {entry['leader']}" if entry.get("leader") else "announced by " + (", ".join(entry.get("announcing_nodes") or []) or "nobody")
+    if entry.get("leader"):
+        who = f"leader {entry['leader']}"
+    else:
+        who = "announced by " + (", ".join(entry.get("announcing_nodes") or []) or "nobody")
     flag = "" if entry.get("agreed", True) else "  (nodes disagree)"
     return f"{entry['address']:<18} {entry['mode']:<4} {', '.join(entry.get('services') or []):<16} {who}{flag}"
 

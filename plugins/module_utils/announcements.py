@@ -21,7 +21,9 @@ from typing import Any
 
 MIN_SECRET_BYTES = 32
 # the speaker's own keys for a BGP advertisement (lbspeaker/bgp/config.py)
-BGP_ADVERTISEMENT_KEYS = ("communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6")
+BGP_ADVERTISEMENT_KEYS = (
+    "communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6",
+)
 # keys of lb_bgp_peers entries that are ours, not the speaker's
 PEER_SELECTION_KEYS = ("nodes",)
 
@@ -63,7 +65,8 @@ def inventory_errors(
     if not isinstance(membership_secret, str) or not membership_secret:
         errors.append("lb_membership_secret: is required (a shared secret of at least 32 bytes; keep it in a vault)")
     elif len(membership_secret.encode()) < MIN_SECRET_BYTES:
-        errors.append(f"lb_membership_secret: must be at least {MIN_SECRET_BYTES} bytes (got {len(membership_secret.encode())})")
+        got = len(membership_secret.encode())
+        errors.append(f"lb_membership_secret: must be at least {MIN_SECRET_BYTES} bytes (got {got})")
     pool_names = {p.get("name") for p in pools or []}
     peer_keys: set[str] = set()
     for i, peer in enumerate(bgp_peers or []):
@@ -93,7 +96,9 @@ def inventory_errors(
             if var == "lb_bgp_advertisements":
                 for j, peer_name in enumerate(_as_list(ad.get("peers"))):
                     if str(peer_name) not in peer_keys:
-                        errors.append(f"{var}[{i}].peers[{j}]: {peer_name!r} is not a peer in lb_bgp_peers (by name or address)")
+                        errors.append(
+                            f"{var}[{i}].peers[{j}]: {peer_name!r} is not a peer in lb_bgp_peers (by name or address)"
+                        )
     return errors
 
 

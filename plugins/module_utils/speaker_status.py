@@ -29,7 +29,7 @@ class StatusError(Exception):
 def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """The JSON document at ``url`` (a speaker's ``/status``)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the URL is the operator's
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             doc = json.load(resp)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise StatusError(f"cannot read {url}: {exc}") from exc
@@ -62,7 +62,9 @@ def aggregate(views: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             continue
         nodes.append(node)
         for ann in view.get("announcements") or []:
-            entry = per_ip.setdefault(ann["address"], {"address": ann["address"], "services": [], "modes": set(), "views": {}})
+            entry = per_ip.setdefault(
+                ann["address"], {"address": ann["address"], "services": [], "modes": set(), "views": {}}
+            )
             if ann.get("service") and ann["service"] not in entry["services"]:
                 entry["services"].append(ann["service"])
             entry["modes"].add(ann.get("mode", "l2"))
@@ -95,7 +97,10 @@ def aggregate(views: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
         if mode == "l2":
             if len(announcing) > 1:
-                errors.append(f"{address}: {len(announcing)} nodes answer ARP/NDP for it ({', '.join(announcing)}); exactly one may")
+                errors.append(
+                    f"{address}: {len(announcing)} nodes answer ARP/NDP for it "
+                    f"({', '.join(announcing)}); exactly one may"
+                )
                 item["agreed"] = False
             if len(leaders) > 1:
                 disagreements.append(f"{address}: nodes name different leaders ({', '.join(leaders)})")
