@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: collection-check ansible-test-tree test demo demo-destroy venv lint sanity units integration speaker-test bench collection clean
+.PHONY: collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
 
 test: lint sanity units integration collection-check speaker-test
 	@echo "make test: all stages passed"
@@ -23,6 +23,11 @@ LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playb
 
 demo: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(LAB) playbooks/lab.yml
+
+# Molecule scenarios (extensions/molecule): the same podman hosts, named lbmol-*
+molecule: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+	$(BIN)/molecule test -s default
+	$(BIN)/molecule test -s upgrade
 
 # IMAGE=1 also removes the cached lab image
 demo-destroy: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Lab client probe. `lab-probe get URL`: one request, prints the answer.
-`lab-probe watch URL SECONDS`: a request every 10 ms for SECONDS, prints JSON with
-the longest time without an answer (the outage) and the nodes that answered."""
+`lab-probe watch URL SECONDS [STOPFILE]`: a request every 10 ms for SECONDS (or until
+STOPFILE exists), prints JSON with the longest time without an answer (the outage)
+and the nodes that answered, in order."""
 
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -14,13 +16,13 @@ def get(url, timeout):
         return resp.read().decode().strip()
 
 
-def watch(url, seconds):
+def watch(url, seconds, stopfile=None):
     start = time.monotonic()
     last_ok = None
     longest = 0.0
     answers = []
     failures = 0
-    while time.monotonic() - start < seconds:
+    while time.monotonic() - start < seconds and not (stopfile and os.path.exists(stopfile)):
         t = time.monotonic()
         try:
             node = get(url, 0.2).split()[0]
@@ -43,4 +45,4 @@ if __name__ == "__main__":
         except OSError as exc:
             print(f"no answer ({exc})")
     else:
-        print(json.dumps(watch(sys.argv[2], float(sys.argv[3]))))
+        print(json.dumps(watch(sys.argv[2], float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)))
