@@ -13,7 +13,7 @@ description:
   - Made for the lab (C(make demo)) and the Molecule scenarios of this collection, whose hosts
     are podman containers with systemd as PID 1. Works as root only (rootful podman).
   - Needs no collection from Galaxy (C(containers.podman) provides a fuller plugin).
-author: baremetal.lb developers
+author: baremetal.lb developers (@baremetal-lb)
 version_added: 0.1.0
 options:
   remote_addr:

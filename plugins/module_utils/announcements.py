@@ -124,7 +124,8 @@ def resolve(
             continue
         spec = by_key.get(key, {})
         pool = alloc.get("pool")
-        bgp = [(i, ad) for i, ad in enumerate(bgp_advertisements or []) if _applies(ad, pool)]
+        bgp_indexes = [i for i, ad in enumerate(bgp_advertisements or []) if _applies(ad, pool)]
+        bgp = [(bgp_advertisements or [])[i] for i in bgp_indexes]
         l2 = [ad for ad in l2_advertisements or [] if _applies(ad, pool)]
         if not bgp and not l2:
             continue
@@ -137,9 +138,9 @@ def resolve(
         if spec.get("health_check"):
             entry["health_check"] = dict(spec["health_check"])
         if bgp:
-            entry["nodes"] = _nodes_of([ad for _, ad in bgp])
-            for i, _ in bgp:
-                bgp_names.setdefault(i, []).append(key)
+            entry["nodes"] = _nodes_of(bgp)
+            for index in bgp_indexes:
+                bgp_names.setdefault(index, []).append(key)
         else:
             entry["nodes"] = _nodes_of(l2)
             interfaces = [x for ad in l2 for x in _as_list(ad.get("interfaces"))]

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reading speakers' ``/status`` and putting the nodes' views side by side.
 
-``fetch`` reads one speaker's document. ``aggregate`` takes every node's
+``check_document`` checks one speaker's document. ``aggregate`` takes every node's
 document and returns, per service IP, its mode, its leader (L2) or announcing
 nodes (BGP), each node's view, and the disagreements between nodes. Two nodes
 announcing one L2 IP is an error (both answer ARP: traffic flaps between
@@ -15,26 +15,14 @@ Plain Python, no Ansible imports.
 from __future__ import annotations
 
 import ipaddress
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-class StatusError(Exception):
-    """A speaker's status could not be read."""
-
-
-def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The JSON document at ``url`` (a speaker's ``/status``)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            doc = json.load(resp)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise StatusError(f"cannot read {url}: {exc}") from exc
+def check_document(doc: Any, url: str) -> dict[str, Any]:
+    """``doc`` if it looks like a speaker's status document, else ``ValueError``."""
     if not isinstance(doc, dict) or "node" not in doc:
-        raise StatusError(f"{url} did not answer with a speaker status document")
+        raise ValueError(f"{url} did not answer with a speaker status document")
     return doc
 
 
@@ -72,7 +60,6 @@ def aggregate(views: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             seen["announcing"] = seen["announcing"] or bool(ann.get("announcing"))
             seen["leader"] = seen["leader"] or ann.get("leader")
             seen["reason"] = seen["reason"] or ann.get("reason") or ""
-
 
     addresses: list[dict[str, Any]] = []
     errors: list[str] = []

@@ -154,8 +154,17 @@ unreachable:
   sample: [{"node": "node3", "error": "cannot read http://127.0.0.1:7473/status: connection refused"}]
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.baremetal.lb.plugins.module_utils.speaker_status import StatusError, aggregate, fetch
+from ansible.module_utils.urls import open_url
+from ansible_collections.baremetal.lb.plugins.module_utils.speaker_status import aggregate, check_document
+
+
+def fetch(url: str, timeout: float) -> dict:
+    """One speaker's /status document."""
+    with open_url(url, timeout=timeout, validate_certs=True) as resp:
+        return check_document(json.loads(resp.read()), url)
 
 
 def main() -> None:
@@ -172,9 +181,10 @@ def main() -> None:
     params = module.params
     if params["views"] is None:
         try:
-            module.exit_json(changed=False, status=fetch(params["url"], params["timeout"]))
-        except StatusError as exc:
-            module.fail_json(msg=str(exc))
+            status = fetch(params["url"], params["timeout"])
+        except (OSError, ValueError) as exc:
+            module.fail_json(msg=f"cannot read {params['url']}: {exc}")
+        module.exit_json(changed=False, status=status)
     result = aggregate(params["views"])
     problems = list(result["errors"]) + [f"{u['node']}: {u['error']}" for u in result["unreachable"]]
     if params["fail_on_disagreement"]:
