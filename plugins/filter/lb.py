@@ -1,61 +1,72 @@
 # Copyright: baremetal.lb contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that turn the inventory data model into speaker configurations."""
+"""Filters for playbook authors: expected traffic share, and whether two services can share an IP.
+
+Each filter is documented in a sidecar file next to this one (``<filter>.yml``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ansible.errors import AnsibleFilterError
-from ansible_collections.baremetal.lb.plugins.module_utils import announcements
+from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
+from ansible_collections.baremetal.lb.plugins.module_utils.service import Service, parse_service
+from ansible_collections.baremetal.lb.plugins.module_utils.sharing import sharing_conflict as _sharing_conflict
+from ansible_collections.baremetal.lb.plugins.module_utils.traffic import (
+    MODES,
+    POLICIES,
+    per_pod_shares,
+    shares_to_list,
+)
+from ansible_collections.baremetal.lb.plugins.module_utils.validation import parse_placement
 
 
-def lb_announcements(allocations, services, l2_advertisements, bgp_advertisements):
-    """Announced services (with their nodes) and BGP advertisements from the allocations."""
+def traffic_share(
+    placement: Any,
+    mode: str = "bgp",
+    policy: str = "Cluster",
+    nodes: list[str] | None = None,
+    leader: str | None = None,
+) -> list[dict[str, object]]:
+    """``{node: pods}`` -> ``[{node, share}]``, one entry per pod."""
+    if not isinstance(placement, Mapping):
+        raise AnsibleFilterError(
+            f"traffic_share: the input must be a mapping of node name to pod count, not {placement!r}"
+        )
+    mode = str(mode).lower()
+    if mode not in MODES:
+        raise AnsibleFilterError(f"traffic_share: mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if policy not in POLICIES:
+        raise AnsibleFilterError(f"traffic_share: policy must be one of {', '.join(POLICIES)}, not {policy!r}")
     try:
-        return announcements.resolve(allocations or [], services or [], l2_advertisements, bgp_advertisements)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"lb_announcements: cannot resolve the announcements: {exc}") from exc
+        counts = parse_placement({"filter/input": placement})["filter/input"]
+    except InputError as exc:
+        raise AnsibleFilterError(f"traffic_share: {exc.message} (got {exc.value!r})") from None
+    return shares_to_list(per_pod_shares(mode, policy, counts, nodes, leader))
 
 
-def lb_inventory_errors(membership_secret, bgp_peers=None, l2_advertisements=None, bgp_advertisements=None, pools=None):
-    """Mistakes in the lb_* variables, each naming its variable."""
-    return announcements.inventory_errors(membership_secret, bgp_peers, l2_advertisements, bgp_advertisements, pools)
-
-
-def lb_speaker_config(node, nodes, settings):
-    """One node's speaker configuration document."""
+def _service(data: Any, field: str) -> Service:
     try:
-        return announcements.node_config(node, nodes, settings)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"lb_speaker_config: {exc}") from exc
+        return parse_service(data, field)
+    except InputError as exc:
+        raise AnsibleFilterError(str(exc)) from None
 
 
-def lb_only_keys(items, keys):
-    """Each mapping of ``items`` with only ``keys`` (for modules with strict options)."""
-    return [{k: v for k, v in item.items() if k in keys} for item in items or []]
+def sharing_conflict(service: Any, other: Any) -> str:
+    """Why the two services can never share an IP, or an empty string when they can."""
+    return _sharing_conflict(_service(service, "service"), _service(other, "other")) or ""
 
 
-def lb_node_names(hosts, hostvars):
-    """The speakers' node names: each host's lb_node_name, else its inventory name."""
-    return [str(hostvars[h].get("lb_node_name") or h) for h in hosts or []]
-
-
-def lb_status_line(entry):
-    """One line for a service IP of baremetal.lb.speaker_status: address, mode, services, who announces."""
-    if entry.get("leader"):
-        who = f"leader {entry['leader']}"
-    else:
-        who = "announced by " + (", ".join(entry.get("announcing_nodes") or []) or "nobody")
-    flag = "" if entry.get("agreed", True) else "  (nodes disagree)"
-    return f"{entry['address']:<18} {entry['mode']:<4} {', '.join(entry.get('services') or []):<16} {who}{flag}"
+def can_share(service: Any, other: Any) -> bool:
+    return not sharing_conflict(service, other)
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Any]:
         return {
-            "lb_announcements": lb_announcements,
-            "lb_inventory_errors": lb_inventory_errors,
-            "lb_speaker_config": lb_speaker_config,
-            "lb_only_keys": lb_only_keys,
-            "lb_node_names": lb_node_names,
-            "lb_status_line": lb_status_line,
+            "traffic_share": traffic_share,
+            "sharing_conflict": sharing_conflict,
+            "can_share": can_share,
         }

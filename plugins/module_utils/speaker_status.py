@@ -92,7 +92,7 @@ def aggregate(views: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             if len(leaders) > 1:
                 disagreements.append(f"{address}: nodes name different leaders ({', '.join(leaders)})")
                 item["agreed"] = False
-            if leaders and announcing and announcing != leaders[:1]:
+            if len(leaders) == 1 and announcing and announcing != leaders:
                 disagreements.append(f"{address}: leader {leaders[0]} but announced by {', '.join(announcing)}")
                 item["agreed"] = False
         if missing and mode == "l2":

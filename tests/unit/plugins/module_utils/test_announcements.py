@@ -1,0 +1,96 @@
+"""From the inventory data model to speaker configurations: modes, nodes, BGP policy, inventory errors."""
+
+from __future__ import annotations
+
+from ansible_collections.baremetal.lb.plugins.module_utils.announcements import (
+    inventory_errors,
+    node_config,
+    resolve,
+)
+
+SERVICES = [
+    {"namespace": "demo", "name": "web", "ports": [{"port": 80}]},
+    {"namespace": "demo", "name": "local", "external_traffic_policy": "Local",
+     "health_check": {"type": "http", "url": "http://127.0.0.1:80/healthz"}},
+    {"namespace": "demo", "name": "routed"},
+    {"namespace": "demo", "name": "orphan"},
+]
+ALLOCATIONS = [
+    {"namespace": "demo", "name": "web", "addresses": ["198.51.100.100", "2001:db8:1::100"], "pool": "lan"},
+    {"namespace": "demo", "name": "local", "addresses": ["198.51.100.101"], "pool": "lan"},
+    {"namespace": "demo", "name": "routed", "addresses": ["203.0.113.1"], "pool": "routed"},
+    {"namespace": "demo", "name": "orphan", "addresses": ["192.0.2.200"], "pool": "nowhere"},
+]
+L2 = [{"name": "lan", "pools": ["lan"], "nodes": ["node1", "node2"], "interfaces": ["eth0"]}]
+BGP = [{"name": "routed", "pools": ["routed"], "peers": ["tor"], "communities": ["64500:100"]}]
+PEERS = [{"name": "tor", "address": "198.51.100.2", "asn": 64500, "password": "s3cret"}]
+SECRET = "x" * 32
+
+
+def test_modes_follow_the_pools_and_unadvertised_pools_are_not_announced():
+    plan = resolve(ALLOCATIONS, SERVICES, L2, BGP)
+    by_name = {s["name"]: s for s in plan["services"]}
+    assert by_name["demo/web"]["mode"] == "l2"
+    assert by_name["demo/web"]["nodes"] == ["node1", "node2"]
+    assert by_name["demo/web"]["interfaces"] == ["eth0"]
+    assert by_name["demo/local"]["external_traffic_policy"] == "Local"
+    assert by_name["demo/local"]["health_check"]["type"] == "http"
+    assert by_name["demo/routed"]["mode"] == "bgp"
+    assert by_name["demo/routed"]["nodes"] == []
+    assert "demo/orphan" not in by_name
+
+
+def test_bgp_advertisements_name_their_services_and_never_go_out_empty():
+    plan = resolve(ALLOCATIONS, SERVICES, L2, BGP + [{"name": "unused", "pools": ["other"]}])
+    assert plan["bgp_advertisements"] == [
+        {"services": ["demo/routed"], "peers": ["tor"], "communities": ["64500:100"], "nodes": []}
+    ]
+
+
+def test_a_pool_with_both_advertisements_is_bgp():
+    plan = resolve(ALLOCATIONS[:1], SERVICES, [{"pools": ["lan"]}], [{"pools": ["lan"]}])
+    assert plan["services"][0]["mode"] == "bgp"
+
+
+def test_node_config_keeps_a_node_to_its_services_and_peers():
+    plan = resolve(ALLOCATIONS, SERVICES, L2, BGP)
+    settings = {
+        "interfaces": ["eth0"],
+        "membership": {"secret_file": "/etc/baremetal-lb/membership.secret", "port": 7946},
+        "status": {"address": "127.0.0.1", "port": 7473},
+        "services": plan["services"],
+        "bgp_advertisements": plan["bgp_advertisements"],
+        "bgp_asn": 64501,
+        "bgp_router_id": "198.51.100.13",
+        "bgp_peers": PEERS,
+    }
+    nodes = [{"name": f"node{i}", "address": f"198.51.100.1{i}"} for i in (1, 2, 3)]
+    node3 = node_config("node3", nodes, settings)
+    assert [s["name"] for s in node3["services"]] == ["demo/routed"]
+    assert "nodes" not in node3["services"][0]
+    assert node3["bgp"]["peers"] == PEERS
+    assert node3["bgp"]["advertisements"][0]["services"] == ["demo/routed"]
+    node1 = node_config("node1", nodes, {**settings, "bgp_peers": [{**PEERS[0], "nodes": ["node3"]}]})
+    assert [s["name"] for s in node1["services"]] == ["demo/web", "demo/local", "demo/routed"]
+    assert "bgp" not in node1  # no peer is meant for node1
+
+
+def test_inventory_errors_name_the_variable():
+    assert inventory_errors(SECRET, PEERS, L2, BGP, [{"name": "lan"}, {"name": "routed"}]) == []
+    errors = inventory_errors(
+        "short",
+        [{"name": "tor", "address": "not-an-ip", "asn": 1}, {"address": "198.51.100.3", "asn": "x", "password": "p" * 81}],
+        [{"pools": ["lan", "missing"]}],
+        [{"pools": ["routed"], "peers": ["tor", "tor9"]}],
+        [{"name": "lan"}, {"name": "routed"}],
+    )
+    assert errors == [
+        "lb_membership_secret: must be at least 32 bytes (got 5)",
+        "lb_bgp_peers[0].address: must be an IP address (got 'not-an-ip')",
+        "lb_bgp_peers[1].asn: must be an AS number (got 'x')",
+        "lb_bgp_peers[1].password: must be 1-80 bytes (TCP-MD5)",
+        "lb_l2_advertisements[0].pools[1]: 'missing' is not a pool in lb_pools",
+        "lb_bgp_advertisements[0].peers[0]: 'tor' is not a peer in lb_bgp_peers (by name or address)",
+        "lb_bgp_advertisements[0].peers[1]: 'tor9' is not a peer in lb_bgp_peers (by name or address)",
+    ]
+    assert inventory_errors(None, [], [], [], [])[0].startswith("lb_membership_secret: is required")
