@@ -19,7 +19,7 @@ ALLOCATIONS = [
     {"namespace": "demo", "name": "web", "addresses": ["198.51.100.100", "2001:db8:1::100"], "pool": "lan"},
     {"namespace": "demo", "name": "local", "addresses": ["198.51.100.101"], "pool": "lan"},
     {"namespace": "demo", "name": "routed", "addresses": ["203.0.113.1"], "pool": "routed"},
-    {"namespace": "demo", "name": "orphan", "addresses": ["192.0.2.200"], "pool": "nowhere"},
+    {"namespace": "demo", "name": "orphan", "addresses": ["203.0.113.200"], "pool": "nowhere"},
 ]
 L2 = [{"name": "lan", "pools": ["lan"], "nodes": ["node1", "node2"], "interfaces": ["eth0"]}]
 BGP = [{"name": "routed", "pools": ["routed"], "peers": ["tor"], "communities": ["64500:100"]}]
@@ -41,7 +41,7 @@ def test_modes_follow_the_pools_and_unadvertised_pools_are_not_announced():
 
 
 def test_bgp_advertisements_name_their_services_and_never_go_out_empty():
-    plan = resolve(ALLOCATIONS, SERVICES, L2, BGP + [{"name": "unused", "pools": ["other"]}])
+    plan = resolve(ALLOCATIONS, SERVICES, L2, [*BGP, {"name": "unused", "pools": ["other"]}])
     assert plan["bgp_advertisements"] == [
         {"services": ["demo/routed"], "peers": ["tor"], "communities": ["64500:100"], "nodes": []}
     ]
