@@ -13,9 +13,9 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: ansible-test-tree test demo demo-destroy venv lint sanity units integration speaker-test bench collection clean
+.PHONY: collection-check ansible-test-tree test demo demo-destroy venv lint sanity units integration speaker-test bench collection clean
 
-test: lint sanity units integration speaker-test
+test: lint sanity units integration collection-check speaker-test
 	@echo "make test: all stages passed"
 
 demo:
@@ -43,6 +43,7 @@ lint: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	  -p ansible_collections.baremetal.lb.plugins.module_utils \
 	  -p ansible_collections.baremetal.lb.plugins.modules
 	$(BIN)/ansible-lint
+	$(BIN)/antsibull-changelog lint
 
 # The test tree is a fresh copy of what git tracks plus new files not ignored.
 ansible-test-tree:
@@ -68,7 +69,19 @@ bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done
 
 collection: $(STAMP)
-	mkdir -p build/dist && $(BIN)/ansible-galaxy collection build --force --output-path build/dist .
+	rm -rf build/dist && mkdir -p build/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path build/dist .
+
+# The tarball users install from Galaxy: no tests, benches or scenarios in it,
+# it installs, and ansible-doc teaches every module from the installed copy.
+collection-check: collection
+	@if tar -tzf build/dist/baremetal-lb-*.tar.gz | grep -E '^(tests|bench|extensions|speaker/tests|\.ci)/'; then \
+	  echo "the collection tarball contains test or scenario files (above)"; exit 1; fi
+	rm -rf build/installed
+	$(BIN)/ansible-galaxy collection install --offline --force -p build/installed build/dist/baremetal-lb-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-doc -t module \
+	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.pool_info > build/dist/ansible-doc.txt
+	@echo "collection tarball: OK ($$(tar -tzf build/dist/baremetal-lb-*.tar.gz | wc -l) entries)"
 
 clean:
 	rm -rf build tests/output

@@ -217,9 +217,9 @@ def parse_service(data: object, field: str = "service") -> Service:
                 )
     if family_policy == "SingleStack" and (len(families) > 1 or len(ips) > 1):
         what = "ip_families" if len(families) > 1 and families_data else "load_balancer_ips"
-        value = families_data if what == "ip_families" else ips_data
+        offending: object = families_data if what == "ip_families" else ips_data
         raise InputError(
-            f"{field}.{what}", value, "two families need ip_family_policy PreferDualStack or RequireDualStack"
+            f"{field}.{what}", offending, "two families need ip_family_policy PreferDualStack or RequireDualStack"
         )
     if family_policy == "RequireDualStack" and len(ips) == 1:
         raise InputError(
