@@ -76,7 +76,9 @@ class Service:
         """
         if self.external_traffic_policy != "Local":
             return ""
-        return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
+        # Prefixed, so that a Local service without a selector (endpoints managed
+        # by hand) never looks like a Cluster one. MetalLB leaves both empty.
+        return "Local:" + ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
 
     @functools.cached_property
     def wanted_families(self) -> tuple[int, ...]:
