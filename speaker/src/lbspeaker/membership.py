@@ -214,10 +214,18 @@ class Membership:
             self._send_all(HEARTBEAT)
 
     async def _run(self) -> None:
+        """Send every interval; in between, wake exactly when a peer's time runs out,
+        so detection takes dead_after and not up to one interval more."""
+        next_send = time.monotonic()
         while True:
-            self._send_all(HEARTBEAT)
+            now = time.monotonic()
+            if now >= next_send:
+                self._send_all(HEARTBEAT)
+                next_send = now + self.interval
             self._expire()
-            await asyncio.sleep(self.interval)
+            deadlines = [p.last_seen + self.dead_after for p in self.peers.values() if p.alive]
+            wake = min([next_send, *deadlines])
+            await asyncio.sleep(max(0.001, wake - time.monotonic() + 0.0005))
 
     def _send_all(self, kind: int) -> None:
         if not self.sock:
