@@ -1,0 +1,357 @@
+"""Speaker configuration: parsed once from YAML into typed, validated objects.
+
+Every error names the offending field with its dotted path (for example
+``services[1].addresses[0]``) and the value found, through ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"
+DEFAULT_PORT = 7474  # UDP; not memberlist's 7946, so it can run next to MetalLB while migrating
+DEFAULT_INTERVAL_MS = 75
+DEFAULT_DEAD_AFTER = 3
+MIN_SECRET_BYTES = 32
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    address: IPAddress
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    secret: bytes
+    port: int = DEFAULT_PORT
+    interval_ms: int = DEFAULT_INTERVAL_MS
+    dead_after: int = DEFAULT_DEAD_AFTER
+
+    @property
+    def dead_after_s(self) -> float:
+        return self.interval_ms * self.dead_after / 1000.0
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    address: str = "127.0.0.1"
+    port: int = 7473
+
+
+@dataclass(frozen=True)
+class HealthCheckConfig:
+    type: str  # http | tcp | kube_proxy
+    url: str = ""
+    host: str = ""
+    port: int = 0
+    interval_ms: int = 1000
+    timeout_ms: int = 500
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str
+    addresses: tuple[IPAddress, ...]
+    mode: str = "l2"  # l2 | bgp
+    external_traffic_policy: str = "Cluster"  # Cluster | Local
+    health_check: HealthCheckConfig | None = None
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    node: str
+    nodes: tuple[NodeConfig, ...]
+    membership: MembershipConfig
+    interfaces: tuple[str, ...]
+    status: StatusConfig
+    services: tuple[ServiceConfig, ...]
+    bgp_raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def this_node(self) -> NodeConfig:
+        return next(n for n in self.nodes if n.name == self.node)
+
+    def l2_services(self) -> tuple[ServiceConfig, ...]:
+        return tuple(s for s in self.services if s.mode == "l2")
+
+    def interfaces_for(self, service: ServiceConfig) -> tuple[str, ...]:
+        return service.interfaces or self.interfaces
+
+
+TOP_KEYS = {"node", "nodes", "membership", "interfaces", "status", "services", "bgp"}
+MODES = ("l2", "bgp")
+POLICIES = ("Cluster", "Local")
+CHECK_TYPES = ("http", "tcp", "kube_proxy")
+
+
+def load(path: str, *, check_interfaces: bool = True) -> Config:
+    """Read and parse the config file at ``path``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except OSError as exc:
+        raise ConfigError("<file>", path, f"cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", path, f"not valid YAML: {exc}") from exc
+    return parse(raw, check_interfaces=check_interfaces)
+
+
+def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
+    """Turn the decoded YAML document into a ``Config``, or raise ``ConfigError``.
+
+    ``check_interfaces`` verifies that every L2 interface exists on this host;
+    it is on for ``run`` and ``check``, off where the config is validated away
+    from the host (unit tests).
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>", raw, "must be a mapping")
+    for key, value in raw.items():
+        if key not in TOP_KEYS:
+            raise ConfigError(str(key), value, f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})")
+
+    node = _str(raw, "node", "node", required=True)
+    nodes = _nodes(raw.get("nodes"))
+    if node not in {n.name for n in nodes}:
+        raise ConfigError("node", node, "not listed in nodes")
+    membership = _membership(raw.get("membership"))
+    interfaces = _iface_list(raw.get("interfaces", []), "interfaces", check_interfaces)
+    status = _status(raw.get("status", {}))
+    services = _services(raw.get("services", []), check_interfaces)
+
+    for i, svc in enumerate(services):
+        if svc.mode == "l2" and not svc.interfaces and not interfaces:
+            raise ConfigError(f"services[{i}].interfaces", [], "an l2 service needs interfaces (here or top-level)")
+
+    _check_shared_ips(services)
+    node_addresses = {n.address: f"nodes[{i}].address" for i, n in enumerate(nodes)}
+    for i, svc in enumerate(services):
+        for j, addr in enumerate(svc.addresses):
+            if addr in node_addresses:
+                raise ConfigError(
+                    f"services[{i}].addresses[{j}]", str(addr), f"is a node address ({node_addresses[addr]})"
+                )
+    if check_interfaces:
+        _check_local_address(nodes, node)
+
+    bgp_raw = raw.get("bgp") or {}
+    if not isinstance(bgp_raw, dict):
+        raise ConfigError("bgp", bgp_raw, "must be a mapping")
+
+    return Config(node, nodes, membership, interfaces, status, services, bgp_raw)
+
+
+# --- field helpers -----------------------------------------------------------
+
+
+def _str(raw: dict[str, Any], key: str, path: str, *, required: bool = False, default: str = "") -> str:
+    if key not in raw or raw[key] is None:
+        if required:
+            raise ConfigError(path, None, "is required")
+        return default
+    value = raw[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(path, value, "must be a non-empty string")
+    return value
+
+
+def _int(raw: dict[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:  # noqa: PLR0917
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, value, "must be an integer")
+    if not lo <= value <= hi:
+        raise ConfigError(path, value, f"must be between {lo} and {hi}")
+    return value
+
+
+def _ip(value: Any, path: str) -> IPAddress:
+    if not isinstance(value, str):
+        raise ConfigError(path, value, "must be an IP address string")
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ConfigError(path, value, "not a valid IP address") from None
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, value, "must be a mapping")
+    return value
+
+
+def _unknown_keys(raw: dict[str, Any], allowed: set[str], path: str) -> None:
+    for key, value in raw.items():
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key}", value, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _nodes(value: Any) -> tuple[NodeConfig, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError("nodes", value, "must be a non-empty list")
+    seen: dict[str, int] = {}
+    out = []
+    for i, entry in enumerate(value):
+        path = f"nodes[{i}]"
+        item = _mapping(entry, path)
+        _unknown_keys(item, {"name", "address"}, path)
+        name = _str(item, "name", f"{path}.name", required=True)
+        if name in seen:
+            raise ConfigError(f"{path}.name", name, f"duplicate node name (also nodes[{seen[name]}])")
+        seen[name] = i
+        address = _ip(item.get("address"), f"{path}.address")
+        out.append(NodeConfig(name, address))
+    return tuple(out)
+
+
+def _membership(value: Any) -> MembershipConfig:
+    raw = _mapping(value, "membership") if value is not None else {}
+    _unknown_keys(raw, {"secret", "secret_file", "port", "interval_ms", "dead_after"}, "membership")
+    if raw.get("secret_file"):
+        try:
+            with open(raw["secret_file"], "rb") as fh:
+                secret = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError("membership.secret_file", raw["secret_file"], f"cannot read: {exc.strerror}") from None
+        secret_path, secret_shown = "membership.secret_file", raw["secret_file"]
+    else:
+        if not raw.get("secret"):
+            raise ConfigError("membership.secret", None, "is required (a shared secret of at least 32 bytes)")
+        if not isinstance(raw["secret"], str):
+            raise ConfigError("membership.secret", "<hidden>", "must be a string")
+        secret = raw["secret"].encode()
+        secret_path, secret_shown = "membership.secret", "<hidden>"
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(secret_path, secret_shown, f"must be at least {MIN_SECRET_BYTES} bytes (got {len(secret)})")
+    return MembershipConfig(
+        secret=secret,
+        port=_int(raw, "port", "membership.port", DEFAULT_PORT, 1, 65535),
+        interval_ms=_int(raw, "interval_ms", "membership.interval_ms", DEFAULT_INTERVAL_MS, 10, 10000),
+        dead_after=_int(raw, "dead_after", "membership.dead_after", DEFAULT_DEAD_AFTER, 2, 100),
+    )
+
+
+def _iface_list(value: Any, path: str, check: bool) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(path, value, "must be a list of interface names")
+    out = []
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not name or len(name) > 15:
+            raise ConfigError(f"{path}[{i}]", name, "must be an interface name")
+        if check:
+            try:
+                socket.if_nametoindex(name)
+            except OSError:
+                raise ConfigError(f"{path}[{i}]", name, "no such interface on this host") from None
+        out.append(name)
+    return tuple(out)
+
+
+def _status(value: Any) -> StatusConfig:
+    raw = _mapping(value, "status")
+    _unknown_keys(raw, {"address", "port"}, "status")
+    address = _str(raw, "address", "status.address", default="127.0.0.1")
+    _ip(address, "status.address")
+    return StatusConfig(address, _int(raw, "port", "status.port", 7473, 1, 65535))
+
+
+def _health(value: Any, path: str) -> HealthCheckConfig:
+    raw = _mapping(value, path)
+    _unknown_keys(raw, {"type", "url", "host", "port", "interval_ms", "timeout_ms"}, path)
+    kind = raw.get("type")
+    if kind not in CHECK_TYPES:
+        raise ConfigError(f"{path}.type", kind, f"must be one of {', '.join(CHECK_TYPES)}")
+    url = host = ""
+    port = 0
+    if kind in ("http", "kube_proxy"):
+        url = _str(raw, "url", f"{path}.url", required=True)
+        if not url.startswith("http://"):
+            raise ConfigError(f"{path}.url", url, "must be an http:// URL")
+    else:
+        host = _str(raw, "host", f"{path}.host", default="127.0.0.1")
+        port = _int(raw, "port", f"{path}.port", 0, 1, 65535)
+    interval = _int(raw, "interval_ms", f"{path}.interval_ms", 1000, 50, 600000)
+    timeout = _int(raw, "timeout_ms", f"{path}.timeout_ms", min(500, interval), 10, 600000)
+    return HealthCheckConfig(kind, url, host, port, interval, timeout)
+
+
+def _services(value: Any, check_interfaces: bool) -> tuple[ServiceConfig, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("services", value, "must be a list")
+    out = []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(value):
+        path = f"services[{i}]"
+        item = _mapping(entry, path)
+        _unknown_keys(
+            item, {"name", "addresses", "mode", "external_traffic_policy", "health_check", "interfaces"}, path
+        )
+        name = _str(item, "name", f"{path}.name", required=True)
+        if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
+            raise ConfigError(f"{path}.name", name, 'must be "namespace/name"')
+        if name in names:
+            raise ConfigError(f"{path}.name", name, f"duplicate service (also services[{names[name]}])")
+        names[name] = i
+        addrs = item.get("addresses")
+        if not isinstance(addrs, list) or not addrs:
+            raise ConfigError(f"{path}.addresses", addrs, "must be a non-empty list of IP addresses")
+        addresses = tuple(_ip(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
+        for j, a in enumerate(addresses):
+            if a.is_multicast or a.is_unspecified or a.is_loopback or a.is_link_local:
+                raise ConfigError(f"{path}.addresses[{j}]", str(a), "not a usable unicast service address")
+        if len(set(addresses)) != len(addresses):
+            raise ConfigError(f"{path}.addresses", addrs, "lists an address twice")
+        mode = item.get("mode", "l2")
+        if mode not in MODES:
+            raise ConfigError(f"{path}.mode", mode, f"must be one of {', '.join(MODES)}")
+        policy = item.get("external_traffic_policy", "Cluster")
+        if policy not in POLICIES:
+            raise ConfigError(f"{path}.external_traffic_policy", policy, f"must be one of {', '.join(POLICIES)}")
+        health = _health(item["health_check"], f"{path}.health_check") if item.get("health_check") else None
+        if policy == "Local" and health is None:
+            raise ConfigError(f"{path}.health_check", None, "is required when external_traffic_policy is Local")
+        ifaces = _iface_list(item.get("interfaces", []), f"{path}.interfaces", check_interfaces and mode == "l2")
+        out.append(ServiceConfig(name, addresses, mode, policy, health, ifaces))
+    return tuple(out)
+
+
+def _check_shared_ips(services: tuple[ServiceConfig, ...]) -> None:
+    """Services sharing an IP must share its traffic policy (same backend key)."""
+    policy_of: dict[tuple[str, IPAddress], tuple[str, str]] = {}
+    for i, svc in enumerate(services):
+        for j, addr in enumerate(svc.addresses):
+            key = (svc.mode, addr)
+            if key in policy_of and policy_of[key][0] != svc.external_traffic_policy:
+                raise ConfigError(
+                    f"services[{i}].addresses[{j}]",
+                    str(addr),
+                    f"shared with {policy_of[key][1]} whose external_traffic_policy differs",
+                )
+            policy_of.setdefault(key, (svc.external_traffic_policy, svc.name))
+
+
+def _check_local_address(nodes: tuple[NodeConfig, ...], node: str) -> None:
+    """This node's membership address must be an address of this host."""
+    for i, n in enumerate(nodes):
+        if n.name != node:
+            continue
+        family = socket.AF_INET6 if n.address.version == 6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((str(n.address), 0))
+            except OSError:
+                raise ConfigError(f"nodes[{i}].address", str(n.address), "is not an address of this host") from None
+
+
+def default_path() -> str:
+    return os.environ.get("LB_SPEAKER_CONFIG", DEFAULT_PATH)

@@ -1,0 +1,302 @@
+"""Membership: authenticated, replay-protected UDP heartbeats between speakers.
+
+Wire format (network byte order), followed by an HMAC-SHA256 over all of it:
+
+    magic "LBM1" | kind u8 | reserved u8 | name length u16 | incarnation u64 |
+    sequence u64 | payload length u32 | name (UTF-8) | payload
+
+``kind`` is HEARTBEAT or LEAVING. ``incarnation`` is the sender's start time in
+nanoseconds and ``sequence`` counts up within it: a receiver accepts a message
+only if (incarnation, sequence) is greater than the last it accepted from that
+node, so a captured message cannot be replayed. The payload is zlib-compressed
+JSON ``{"local": [names of Local services with a healthy endpoint here]}``:
+that is the node's eligibility (Cluster services need none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import socket
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import Config
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"LBM1"
+HEARTBEAT = 1
+LEAVING = 2
+HEADER = struct.Struct("!4sBBHQQI")
+MAC_LEN = 32
+MAX_PAYLOAD = 60000
+
+
+class BadMessage(ValueError):
+    """A datagram could not be accepted; ``reason`` is the metrics label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: int
+    node: str
+    incarnation: int
+    sequence: int
+    local_healthy: frozenset[str]
+
+
+@functools.lru_cache(maxsize=64)
+def _encode_payload(local_healthy: frozenset[str]) -> bytes:
+    return zlib.compress(json.dumps({"local": sorted(local_healthy)}, separators=(",", ":")).encode())
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_payload(payload: bytes) -> frozenset[str]:
+    doc = json.loads(zlib.decompress(payload, bufsize=MAX_PAYLOAD))
+    return frozenset(str(s) for s in doc["local"])
+
+
+def encode(msg: Message, secret: bytes) -> bytes:
+    name = msg.node.encode()
+    payload = _encode_payload(msg.local_healthy)
+    head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
+    body = head + name + payload
+    return body + hmac.digest(secret, body, "sha256")
+
+
+def decode(data: bytes, secret: bytes) -> Message:
+    """Verify and decode a datagram; raise ``BadMessage`` (reason malformed or bad_mac)."""
+    if len(data) < HEADER.size + MAC_LEN:
+        raise BadMessage("malformed", "datagram too short")
+    body, mac = data[:-MAC_LEN], data[-MAC_LEN:]
+    magic, kind, _res, name_len, incarnation, sequence, payload_len = HEADER.unpack_from(body)
+    if magic != MAGIC:
+        raise BadMessage("malformed", "bad magic")
+    if HEADER.size + name_len + payload_len != len(body):
+        raise BadMessage("malformed", "lengths do not match the datagram")
+    if not hmac.compare_digest(mac, hmac.digest(secret, body, "sha256")):
+        raise BadMessage("bad_mac", "HMAC does not verify")
+    if kind not in (HEARTBEAT, LEAVING):
+        raise BadMessage("malformed", f"unknown kind {kind}")
+    try:
+        name = body[HEADER.size : HEADER.size + name_len].decode()
+        local = _decode_payload(body[HEADER.size + name_len :])
+    except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError) as exc:
+        raise BadMessage("malformed", f"bad payload: {exc}") from None
+    return Message(kind, name, incarnation, sequence, local)
+
+
+@dataclass
+class Peer:
+    name: str
+    address: str
+    incarnation: int = 0
+    sequence: int = 0
+    last_seen: float = 0.0
+    alive: bool = False
+    local_healthy: frozenset[str] = field(default_factory=frozenset)
+
+
+class Membership:
+    """Sends heartbeats to every configured peer and tracks who is alive.
+
+    ``on_change(joined)`` is called whenever the live set or a live node's
+    eligibility changes; ``joined`` is true when a node came (back) to life,
+    which is when a partition heals.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        local_healthy: Callable[[], frozenset[str]],
+        on_change: Callable[[bool], None],
+        metrics: Metrics,
+    ) -> None:
+        self.local_healthy = local_healthy
+        self.on_change = on_change
+        self.metrics = metrics
+        self.incarnation = time.time_ns()
+        self.sequence = 0
+        self.started = time.monotonic()
+        self.last_tick = self.started
+        self.sock: socket.socket | None = None
+        self.sent = 0
+        self.received = 0
+        metrics.counter("heartbeats_sent_total", lambda: self.sent)
+        metrics.counter("heartbeats_received_total", lambda: self.received)
+        self.peers: dict[str, Peer] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.configure(config)
+
+    # --- configuration ---------------------------------------------------
+
+    def configure(self, config: Config) -> None:
+        """Adopt a (re)loaded config, keeping what is known of nodes still listed."""
+        self.config = config
+        self.node = config.node
+        self.secret = config.membership.secret
+        self.interval = config.membership.interval_ms / 1000.0
+        self.dead_after = config.membership.dead_after_s
+        old = self.peers
+        self.peers = {}
+        for n in config.nodes:
+            if n.name == config.node:
+                continue
+            peer = old.get(n.name) or Peer(n.name, str(n.address))
+            peer.address = str(n.address)
+            self.peers[n.name] = peer
+        self.by_address = {p.address: p for p in self.peers.values()}
+
+    @property
+    def settled(self) -> bool:
+        """True once every peer has been heard or had time to be: before that,
+        a starting node would think it is alone and grab every IP."""
+        if all(p.alive for p in self.peers.values()):
+            return True
+        return time.monotonic() - self.started >= self.dead_after + self.interval
+
+    def live(self) -> dict[str, frozenset[str]]:
+        """Live nodes (this one included) and the Local services each has healthy."""
+        view = {self.node: self.local_healthy()}
+        for p in self.peers.values():
+            if p.alive:
+                view[p.name] = p.local_healthy
+        return view
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        me = self.config.this_node
+        family = socket.AF_INET6 if me.address.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(me.address), self.config.membership.port))
+        sock.setblocking(False)
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self._task = asyncio.create_task(self._run(), name="membership")
+
+    async def leave(self) -> None:
+        """Tell peers we are going, so they take over without waiting.
+
+        Heartbeats stop first: one sent after LEAVING would bring us back to life.
+        """
+        if self._task:
+            self._task.cancel()
+            self._task = None
+        for _ in range(3):
+            self._send_all(LEAVING)
+            await asyncio.sleep(0.005)
+
+    def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self.sock:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def nudge(self) -> None:
+        """Send a heartbeat now (eligibility changed), so peers re-elect at once."""
+        if self._task:
+            self._send_all(HEARTBEAT)
+
+    async def _run(self) -> None:
+        """Send every interval; in between, wake exactly when a peer's time runs out,
+        so detection takes dead_after and not up to one interval more."""
+        next_send = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_send:
+                self._send_all(HEARTBEAT)
+                next_send = now + self.interval
+            self._expire()
+            deadlines = [p.last_seen + self.dead_after for p in self.peers.values() if p.alive]
+            wake = min([next_send, *deadlines])
+            await asyncio.sleep(max(0.001, wake - time.monotonic() + 0.0005))
+
+    def _send_all(self, kind: int) -> None:
+        if not self.sock:
+            return
+        self.sequence += 1
+        data = encode(Message(kind, self.node, self.incarnation, self.sequence, self.local_healthy()), self.secret)
+        for p in self.peers.values():
+            try:
+                self.sock.sendto(data, (p.address, self.config.membership.port))
+                self.sent += 1
+            except OSError:  # link down or no route: the peer will time us out
+                self.metrics.inc("heartbeats_send_errors_total")
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        stalled = now - self.last_tick > 2 * self.interval
+        self.last_tick = now
+        if stalled:
+            # This process did not run for a while (CPU starved, a big reconcile):
+            # heartbeats may be waiting unread in the socket, so judge nobody now.
+            self.metrics.inc("membership_stalls_total")
+            return
+        changed = False
+        for p in self.peers.values():
+            if p.alive and now - p.last_seen > self.dead_after:
+                p.alive = False
+                changed = True
+                log.warning("node %s declared dead (no heartbeat for %.0f ms)", p.name, (now - p.last_seen) * 1000)
+        if changed:
+            self.on_change(False)
+
+    # --- receiving -----------------------------------------------------------
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        for _ in range(256):  # bounded: yield to the loop under a flood
+            try:
+                data, addr = self.sock.recvfrom(MAX_PAYLOAD + 1024)
+            except BlockingIOError:
+                return
+            except OSError:  # e.g. ICMP unreachable reported on the socket
+                self.metrics.inc("heartbeats_send_errors_total")
+                continue
+            self.datagram_received(data, addr)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        try:
+            msg = decode(data, self.secret)
+            peer = self.peers.get(msg.node)
+            if peer is None or self.by_address.get(str(addr[0]).split("%")[0]) is not peer:
+                raise BadMessage("unknown_node", f"from unknown node {msg.node!r} at {addr[0]}")
+            if (msg.incarnation, msg.sequence) <= (peer.incarnation, peer.sequence):
+                raise BadMessage("replay", f"replayed sequence {msg.sequence} from {msg.node}")
+        except BadMessage as exc:
+            self.metrics.inc("heartbeats_dropped_total", reason=exc.reason)
+            log.debug("dropped membership datagram from %s: %s", addr[0], exc)
+            return
+        self.received += 1
+        peer.incarnation, peer.sequence = msg.incarnation, msg.sequence
+        if msg.kind == LEAVING:
+            if peer.alive:
+                log.info("node %s is leaving", peer.name)
+                peer.alive = False
+                self.on_change(False)
+            return
+        peer.last_seen = time.monotonic()
+        joined = not peer.alive
+        changed = joined or peer.local_healthy != msg.local_healthy
+        peer.alive = True
+        peer.local_healthy = msg.local_healthy
+        if joined:
+            log.info("node %s is alive", peer.name)
+        if changed:
+            self.on_change(joined)

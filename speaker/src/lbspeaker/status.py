@@ -1,0 +1,75 @@
+"""The status HTTP server: ``/status`` (JSON), ``/metrics`` (Prometheus), ``/healthz``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+BgpProvider = Callable[[], dict[str, Any]]
+
+
+def no_bgp() -> dict[str, Any]:
+    return {"peers": []}
+
+
+class StatusServer:
+    """Serves the speaker's state; ``bgp`` supplies the ``bgp`` section of ``/status``."""
+
+    def __init__(
+        self,
+        status: Callable[[], dict[str, Any]],
+        metrics: Metrics,
+        healthy: Callable[[], bool],
+        bgp: BgpProvider | None = None,
+    ) -> None:
+        self.status = status
+        self.metrics = metrics
+        self.healthy = healthy
+        self.bgp = bgp or no_bgp
+        self.server: asyncio.Server | None = None
+
+    async def start(self, address: str, port: int) -> None:
+        self.server = await asyncio.start_server(self._client, address, port)
+
+    def close(self) -> None:
+        if self.server:
+            self.server.close()
+
+    def body_for(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/status":
+            doc = self.status()
+            doc["bgp"] = self.bgp()
+            return 200, "application/json", json.dumps(doc, indent=2).encode() + b"\n"
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4", self.metrics.render().encode()
+        if path == "/healthz":
+            ok = self.healthy()
+            return (200 if ok else 503), "text/plain", b"ok\n" if ok else b"not ready\n"
+        return 404, "text/plain", b"not found\n"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                request = await reader.readuntil(b"\r\n\r\n")
+            parts = request.split(b"\r\n", 1)[0].split()
+            if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
+                code, ctype, body = 405, "text/plain", b"only GET\n"
+            else:
+                code, ctype, body = self.body_for(parts[1].decode("latin-1").split("?", 1)[0])
+            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}[code]
+            head = f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            writer.write(head.encode() + b"Connection: close\r\n\r\n" + (body if parts[0] != b"HEAD" else b""))
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        except Exception:  # a status request must never take the daemon down
+            log.exception("status request failed")
+        finally:
+            writer.close()

@@ -1,0 +1,60 @@
+"""Failover as a client sees it: TCP probe every 10 ms while the leader is lost.
+
+Outage figures are printed; the assertions are about behaviour only (traffic
+resumes, exactly one node answers, it is the elected one), never timings.
+"""
+
+import json
+import time
+
+import pytest
+from conftest import stable
+from l2lab import VIP4, VIP6
+
+KINDS = ["kill9", "sigterm", "linkdown", "partition"]
+
+
+@pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_failover(lab, kind, address, tmp_path, capsys):
+    lab.all_alive()
+    leader = lab.node_by_name(stable(lab, address))
+    assert lab.tcp(address) == leader.name
+    out = str(tmp_path / "probe.json")
+    duration = 6.0 if kind == "partition" else 4.0
+    probe = lab.start_outage_probe(address, duration, out)
+    time.sleep(1.0)
+    lab.fail(leader, kind)
+    try:
+        if kind == "partition":
+            # the others elect a new leader while the old one still thinks it leads
+            time.sleep(1.5)
+            others = [n for n in lab.nodes if n is not leader]
+            views = {n.name: v for n, v in ((n, lab.status(n)) for n in others) if v}
+            owners = {
+                name for name, doc in views.items()
+                for a in doc["announcements"] if a["address"] == address and a["announcing"]
+            }
+            assert len(owners) == 1 and leader.name not in owners
+            lab.restore(leader, kind)
+        assert probe.wait(timeout=duration + 20) == 0
+        with open(out) as fh:
+            result = json.load(fh)
+        if kind != "partition":
+            new = lab.node_by_name(stable(lab, address, skip=(leader.name,)))
+            assert new is not leader
+            assert lab.who_has(address) == [new.mac]  # exactly one owner answers
+            assert lab.tcp(address) == new.name
+    finally:
+        if kind != "partition":
+            lab.restore(leader, kind)
+    with capsys.disabled():
+        print(f"\n  {kind:9s} {'IPv6' if ':' in address else 'IPv4'}: outage {result['outage_s']:.3f} s, "
+              f"failed probes {result['failed']}/{result['probes']}, answered by {result['answered']}")
+    assert result["recovered"], result
+    # after restore/heal: one owner, the elected one, and the client's cache points at it (MetalLB #584)
+    lab.all_alive()
+    final = lab.node_by_name(stable(lab, address))
+    assert lab.wait_for(lambda: lab.who_has(address) == [final.mac], 10, 0.3)
+    assert lab.wait_for(lambda: lab.tcp(address) == final.name, 10, 0.2)
+    assert lab.wait_for(lambda: lab.client_neighbor(address) == final.mac, 10, 0.2)

@@ -1,0 +1,157 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+from lbspeaker import config
+from lbspeaker.errors import ConfigError
+
+SECRET = "x" * 32
+
+
+def base(**over):
+    doc = {
+        "node": "a",
+        "nodes": [{"name": "a", "address": "127.0.0.1"}, {"name": "b", "address": "198.51.100.12"}],
+        "membership": {"secret": SECRET},
+        "interfaces": ["lo"],
+        "services": [
+            {"name": "default/web", "addresses": ["198.51.100.100", "2001:db8:1::100"]},
+            {
+                "name": "default/local",
+                "addresses": ["198.51.100.101"],
+                "external_traffic_policy": "Local",
+                "health_check": {"type": "kube_proxy", "url": "http://127.0.0.1:10256/healthz"},
+            },
+            {"name": "default/bgp", "addresses": ["203.0.113.5"], "mode": "bgp"},
+        ],
+        "bgp": {"peers": [{"address": "198.51.100.1", "asn": 64500}]},
+    }
+    doc.update(over)
+    return doc
+
+
+def bad(doc, field):
+    with pytest.raises(ConfigError) as exc:
+        config.parse(doc)
+    assert exc.value.field == field, str(exc.value)
+    return exc.value
+
+
+def test_parses_into_typed_objects():
+    cfg = config.parse(base())
+    assert cfg.node == "a"
+    assert cfg.membership.interval_ms == config.DEFAULT_INTERVAL_MS
+    assert cfg.membership.dead_after_s < 1.0  # default detection well under a second
+    assert [s.name for s in cfg.l2_services()] == ["default/web", "default/local"]
+    assert str(cfg.services[0].addresses[1]) == "2001:db8:1::100"
+    assert cfg.services[1].health_check.type == "kube_proxy"
+    assert cfg.bgp_raw == {"peers": [{"address": "198.51.100.1", "asn": 64500}]}
+
+
+def test_unknown_interface_is_named():
+    err = bad(base(interfaces=["lo", "nosuch0"]), "interfaces[1]")
+    assert err.value == "nosuch0"
+
+
+def test_unknown_service_interface_is_named():
+    doc = base()
+    doc["services"][0]["interfaces"] = ["nosuch1"]
+    bad(doc, "services[0].interfaces[0]")
+
+
+def test_duplicate_node_names():
+    doc = base(nodes=[{"name": "a", "address": "127.0.0.1"}, {"name": "a", "address": "198.51.100.12"}])
+    bad(doc, "nodes[1].name")
+
+
+def test_missing_secret():
+    bad(base(membership={}), "membership.secret")
+
+
+def test_short_secret_is_refused_without_echoing_it():
+    err = bad(base(membership={"secret": "short"}), "membership.secret")
+    assert "short" not in str(err)
+
+
+def test_this_node_must_be_listed():
+    bad(base(node="zzz"), "node")
+
+
+def test_node_address_must_be_local():
+    doc = base(nodes=[{"name": "a", "address": "198.51.100.77"}])
+    bad(doc, "nodes[0].address")
+
+
+def test_bad_service_address():
+    doc = base()
+    doc["services"][0]["addresses"][1] = "2001:db8::zz"
+    err = bad(doc, "services[0].addresses[1]")
+    assert err.value == "2001:db8::zz"
+
+
+def test_service_address_must_not_be_a_node_address():
+    doc = base()
+    doc["services"][0]["addresses"].append("198.51.100.12")
+    err = bad(doc, "services[0].addresses[2]")
+    assert "nodes[1].address" in str(err)
+
+
+def test_local_needs_health_check():
+    doc = base()
+    del doc["services"][1]["health_check"]
+    bad(doc, "services[1].health_check")
+
+
+def test_shared_ip_needs_same_policy():
+    doc = base()
+    doc["services"][1]["addresses"] = ["198.51.100.100"]
+    bad(doc, "services[1].addresses[0]")
+
+
+def test_shared_ip_same_policy_is_fine():
+    doc = base()
+    doc["services"].append({"name": "default/dns-udp", "addresses": ["198.51.100.100"]})
+    cfg = config.parse(doc)
+    assert len(cfg.services) == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("mode",), "l3", "services[0].mode"),
+        (("external_traffic_policy",), "local", "services[0].external_traffic_policy"),
+        (("name",), "web", "services[0].name"),
+        (("color",), "red", "services[0].color"),
+    ],
+)
+def test_service_fields(path, value, field):
+    doc = base()
+    doc["services"][0][path[0]] = value
+    bad(doc, field)
+
+
+def test_unknown_top_level_key():
+    bad(base(extra=1), "extra")
+
+
+def test_membership_bounds():
+    bad(base(membership={"secret": SECRET, "dead_after": 1}), "membership.dead_after")
+    bad(base(membership={"secret": SECRET, "interval_ms": "fast"}), "membership.interval_ms")
+
+
+def run_check(path):
+    cmd = [sys.executable, "-m", "lbspeaker.cli", "check", "--config", str(path)]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True)
+
+
+def test_check_command_names_field_and_exits_nonzero(tmp_path):
+    doc = base(interfaces=["nosuch0"])
+    path = tmp_path / "speaker.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = run_check(path)
+    assert res.returncode == 1
+    assert "interfaces[0]" in res.stderr and "nosuch0" in res.stderr
+    path.write_text(yaml.safe_dump(base()))
+    res = run_check(path)
+    assert res.returncode == 0, res.stderr

@@ -1,0 +1,93 @@
+import asyncio
+import ipaddress
+
+import pytest
+from lbspeaker import membership
+from lbspeaker.config import Config, MembershipConfig, NodeConfig, StatusConfig
+from lbspeaker.membership import HEARTBEAT, LEAVING, BadMessage, Membership, Message
+from lbspeaker.metrics import Metrics
+
+SECRET = b"s" * 32
+
+
+def test_roundtrip():
+    msg = Message(HEARTBEAT, "node1", 123, 7, frozenset({"a/b", "c/d"}))
+    assert membership.decode(membership.encode(msg, SECRET), SECRET) == msg
+
+
+def test_wrong_secret_is_bad_mac():
+    data = membership.encode(Message(HEARTBEAT, "node1", 1, 1, frozenset()), SECRET)
+    with pytest.raises(BadMessage) as exc:
+        membership.decode(data, b"t" * 32)
+    assert exc.value.reason == "bad_mac"
+
+
+def test_tampered_payload_is_bad_mac():
+    data = bytearray(membership.encode(Message(HEARTBEAT, "node1", 1, 1, frozenset({"a/b"})), SECRET))
+    data[30] ^= 1
+    with pytest.raises(BadMessage) as exc:
+        membership.decode(bytes(data), SECRET)
+    assert exc.value.reason in ("bad_mac", "malformed")
+
+
+@pytest.mark.parametrize("cut", [0, 10, 40, -1])
+def test_truncated_is_malformed(cut):
+    data = membership.encode(Message(HEARTBEAT, "node1", 1, 1, frozenset()), SECRET)
+    with pytest.raises(BadMessage):
+        membership.decode(data[:cut], SECRET)
+
+
+def make_config():
+    nodes = (
+        NodeConfig("node1", ipaddress.ip_address("198.51.100.11")),
+        NodeConfig("node2", ipaddress.ip_address("198.51.100.12")),
+    )
+    return Config("node1", nodes, MembershipConfig(SECRET, 7946, 50, 4), (), StatusConfig(), ())
+
+
+def test_receiver_drops_replay_unknown_and_bad_mac_and_counts():
+    async def scenario():
+        metrics = Metrics()
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, metrics)
+        src = ("198.51.100.12", 7946)
+        hb = membership.encode(Message(HEARTBEAT, "node2", 10, 1, frozenset({"a/b"})), SECRET)
+        m.datagram_received(hb, src)
+        assert m.peers["node2"].alive and changes == [True]
+        assert m.live()["node2"] == frozenset({"a/b"})
+        m.datagram_received(hb, src)  # replay
+        old_incarnation = membership.encode(Message(HEARTBEAT, "node2", 9, 99, frozenset()), SECRET)
+        m.datagram_received(old_incarnation, src)  # replay of an earlier life
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node9", 1, 1, frozenset()), SECRET), src)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 10, 5, frozenset()), b"x" * 32), src)
+        spoofed = membership.encode(Message(HEARTBEAT, "node2", 10, 6, frozenset()), SECRET)
+        m.datagram_received(spoofed, ("198.51.100.99", 7946))  # right name, wrong address
+        m.datagram_received(b"garbage", src)
+        assert metrics.get("heartbeats_dropped_total", reason="replay") == 2
+        assert metrics.get("heartbeats_dropped_total", reason="unknown_node") == 2
+        assert metrics.get("heartbeats_dropped_total", reason="bad_mac") == 1
+        assert metrics.get("heartbeats_dropped_total", reason="malformed") == 1
+        assert m.live()["node2"] == frozenset({"a/b"})  # nothing dropped changed the view
+        m.datagram_received(membership.encode(Message(LEAVING, "node2", 10, 2, frozenset()), SECRET), src)
+        assert "node2" not in m.live() and changes[-1] is False
+        # a restart (new incarnation) brings it back
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 11, 1, frozenset()), SECRET), src)
+        assert "node2" in m.live() and changes[-1] is True
+
+    asyncio.run(scenario())
+
+
+def test_missed_heartbeats_declare_dead():
+    async def scenario():
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, Metrics())
+        m.datagram_received(
+            membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), SECRET), ("198.51.100.12", 7946)
+        )
+        m._expire()
+        assert "node2" in m.live()
+        m.peers["node2"].last_seen -= 0.25  # > 4 x 50 ms
+        m._expire()
+        assert "node2" not in m.live() and changes[-1] is False
+
+    asyncio.run(scenario())
