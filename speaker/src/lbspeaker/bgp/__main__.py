@@ -38,7 +38,9 @@ def load(path: Path) -> tuple[BgpConfig, list[Announcement]]:
         raise ConfigError(str(path), None, f"cannot read: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("(top)", data, "must be a mapping with a bgp key")
-    config = parse_bgp_config(data.get("bgp"), "bgp")
+    if "bgp" not in data:
+        raise ConfigError("bgp", None, "is required")
+    config = parse_bgp_config(data["bgp"], "bgp")
     anns: list[Announcement] = []
     raw: Any = data.get("announcements") or []
     if not isinstance(raw, list):

@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .config import BfdConfig
 
@@ -241,7 +242,7 @@ class BfdSession:
             self._sock.close()
             self._sock = None
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {
             "state": STATE_NAMES[self.state],
             "uptime_s": round(time.monotonic() - self.up_since, 1) if self.up_since else 0,

@@ -313,7 +313,7 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
         for i, a in enumerate(_list(ads_raw, f"{field}.advertisements")))
     return BgpConfig(
         asn=_asn(data["asn"], f"{field}.asn"),
-        router_id=router_id,  # type: ignore[arg-type]
+        router_id=router_id,
         peers=peers,
         advertisements=ads,
         listen_address=_ip(data["listen_address"], f"{field}.listen_address") if data.get("listen_address") else None,

@@ -13,8 +13,9 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from . import codec
 from .bfd import BfdSession, BfdState, BfdTransport
@@ -98,7 +99,8 @@ class BgpSpeaker:
         self._servers: list[asyncio.AbstractServer] = []
         self._listen_socks: list[socket.socket] = []
         self._started = False
-        self._started_at = time.monotonic()
+        # Background work (stopping removed peers, re-listening) kept referenced until done.
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -----------------------------------------------------
 
@@ -116,7 +118,8 @@ class BgpSpeaker:
         for server in self._servers:
             server.close()
         self._servers = []
-        await asyncio.gather(*(s.stop() for s in self._sessions.values()), return_exceptions=True)
+        await asyncio.gather(*(s.stop() for s in self._sessions.values()), *self._background,
+                             return_exceptions=True)
         for b in self._bfd.values():
             b.stop()
         self._bfd.clear()
@@ -154,7 +157,7 @@ class BgpSpeaker:
         if (old.listen_address, old.listen_port) != (new.listen_address, new.listen_port) or \
                 {p.key: (p.passive, p.password) for p in old.peers} != {p.key: (p.passive, p.password)
                                                                        for p in new.peers}:
-            asyncio.get_running_loop().create_task(self._relisten())
+            self._spawn(self._relisten())
         self.set_announcements(self._announcements)
 
     # ---- peers ---------------------------------------------------------
@@ -168,7 +171,12 @@ class BgpSpeaker:
     def _remove_peer(self, key: str, subcode: int) -> None:
         session = self._sessions.pop(key)
         self._stop_bfd(key)
-        asyncio.get_running_loop().create_task(session.stop(subcode))
+        self._spawn(session.stop(subcode))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _bfd_cfg(self, key: str) -> object:
         b = self._bfd.get(key)
@@ -185,8 +193,10 @@ class BgpSpeaker:
         if self._bfd_transport is None:
             return
         try:
-            bfd = BfdSession(peer.address, session.local_address, peer.bfd, self._bfd_transport,
-                             on_down=lambda reason, s=session: s.reset(f"BFD down: {reason}"))
+            def on_down(reason: str, s: BgpSession = session) -> None:
+                s.reset(f"BFD down: {reason}")
+
+            bfd = BfdSession(peer.address, session.local_address, peer.bfd, self._bfd_transport, on_down=on_down)
             bfd.start()
         except Exception as exc:  # BFD trouble must not take the BGP session down
             log.error("peer %s: cannot start BFD: %s", peer.key, exc)
@@ -249,14 +259,14 @@ class BgpSpeaker:
                 ttl = session.ttl()
                 if ttl is not None and sock is not None:
                     with contextlib.suppress(OSError):
-                        set_ttl(sock, ttl)  # type: ignore[arg-type]
+                        set_ttl(sock, ttl)
                 if session.accept(reader, writer):
                     return
         writer.transport.abort()
 
     # ---- reporting -----------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         now = time.monotonic()
         peers = []
         for key, s in self._sessions.items():

@@ -184,7 +184,7 @@ class BgpSession:
             if state == State.ESTABLISHED:
                 self.established_at = time.monotonic()
                 self.counters.established_transitions += 1
-            elif self.established_at is not None and state != State.ESTABLISHED:
+            else:
                 self.established_at = None
             if self.on_change is not None:
                 self.on_change(self)
@@ -363,7 +363,7 @@ class BgpSession:
         nh6 = self.peer.next_hop_ipv6 or (local if local.version == 6 else None)
         return codec.UpdateContext(local_asn=self.local_asn, ibgp=self.ibgp,
                                    four_octet=msg.capabilities.four_octet_asn is not None,
-                                   next_hop_v4=nh4, next_hop_v6=nh6)  # type: ignore[arg-type]
+                                   next_hop_v4=nh4, next_hop_v6=nh6)
 
     async def _keepalives(self, writer: asyncio.StreamWriter, interval: float) -> None:
         while True:
@@ -408,7 +408,7 @@ class BgpSession:
             for fam in (4, 6):
                 messages += codec.encode_withdraw(sorted(n for n in withdraw if n.version == fam))
             for (_fam, attrs), nets in groups.items():
-                messages += codec.encode_announce(sorted(nets), attrs, ctx)  # type: ignore[type-var]
+                messages += codec.encode_announce(sorted(nets), attrs, ctx)
             if first:
                 fams = sorted(families)
                 messages += [codec.encode_end_of_rib(codec.AFI_IPV4 if f == 4 else codec.AFI_IPV6) for f in fams]
