@@ -171,11 +171,11 @@ def test_bfd_up_and_routes_dropped_on_silent_link_loss(make_lab) -> None:  # typ
     wait_for(lambda: lab.router.route(V4), 15, what="route back")
 
 
-def test_passive_speaker_with_gtsm(make_lab) -> None:  # type: ignore[no-untyped-def]
+def test_passive_speaker_with_gtsm_and_md5(make_lab) -> None:  # type: ignore[no-untyped-def]
     lab: Lab = make_lab(1)
-    # BIRD connects (passive off) and demands TTL 255 (GTSM); the speaker only listens.
-    bird = lab.start_bird(bird_peer(1, extra="passive off; ttl security on;"))
-    lab.start_speaker(1, speaker_bgp(1, peer={"passive": True, "ttl": 255}), ANNS)
+    # BIRD connects (passive off) with an MD5 key and demands TTL 255 (GTSM); the speaker only listens.
+    bird = lab.start_bird(bird_peer(1, extra='passive off; ttl security on; password "pw-passive";'))
+    lab.start_speaker(1, speaker_bgp(1, peer={"passive": True, "ttl": 255, "password": "pw-passive"}), ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="session opened by BIRD to the passive speaker")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
 
@@ -191,3 +191,14 @@ def test_ipv6_session_carries_both_families(make_lab) -> None:  # type: ignore[n
     wait_for(lambda: bird.established("n1"), 30, what="BGP over IPv6")
     assert f"via {node_v6(1)}" in wait_for(lambda: lab.router.route(V6), 15, what="IPv6 route in FIB")
     assert f"via {node_v4(1)}" in wait_for(lambda: lab.router.route(V4), 15, what="IPv4 route in FIB")
+
+
+def test_source_address(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    second = "198.51.100.51"
+    lab.nodes[0].ip("addr", "add", f"{second}/24", "dev", "eth0")
+    # BIRD knows the node only by its second address: the session must come from there.
+    bird = lab.start_bird(f"protocol bgp n1 from nodes {{ neighbor {second} as {NODE_ASN}; }}\n")
+    lab.start_speaker(1, speaker_bgp(1, peer={"source_address": second}), ANNS)
+    wait_for(lambda: bird.established("n1"), 30, what="session from the source address")
+    assert f"via {second}" in wait_for(lambda: lab.router.route(V4), 15, what="route via the source address")
