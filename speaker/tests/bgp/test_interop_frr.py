@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -113,3 +114,29 @@ def test_bfd_drops_routes_on_silent_link_loss(make_lab) -> None:  # type: ignore
                        " policy drop; }; add chain inet lbbg out { type filter hook output priority 0; policy drop; }"])
     # Hold time 240 s: only BFD can remove the routes within this bound.
     wait_for(lambda: not lab.router.route(V4) and not lab.router.route(V6), 30, what="routes dropped by BFD")
+
+
+def test_graceful_restart_keeps_routes_over_a_crash(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    conf = frr_conf().replace(" no bgp ebgp-requires-policy", " no bgp ebgp-requires-policy\n bgp graceful-restart")
+    frr = start_frr(lab, conf)
+    bgp = speaker_bgp(1, peer={"graceful_restart": True, "restart_time": 60})
+    sp = lab.start_speaker(1, bgp, ANNS)
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="session")
+    wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
+    sp.stop(signal.SIGKILL)
+    wait_for(lambda: not frr.established(node_v4(1)), 30, what="FRR to notice the crash")
+    path = wait_for(lambda: (frr.route(f"{V4}/32").get("paths") or [{}])[0].get("stale") and
+                    frr.route(f"{V4}/32")["paths"][0], 15, what="route kept as stale")
+    assert path["stale"] is True
+    assert lab.router.route(V4), "the FIB keeps the route during the restart"
+    sp2 = lab.start_speaker(1, bgp, ANNS, name="sp1b")
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="session after restart")
+
+    def refreshed() -> bool:
+        paths = frr.route(f"{V4}/32").get("paths") or []
+        return bool(paths) and not paths[0].get("stale", False)
+
+    wait_for(refreshed, 30, what="route refreshed (no longer stale)")
+    assert sp2.stop() == 0
+    wait_for(lambda: not lab.router.route(V4), 15, what="withdraw after SIGTERM")
