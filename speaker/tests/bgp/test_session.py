@@ -118,7 +118,7 @@ def test_open_announce_diff_and_cease() -> None:
     (b"\x00" * 19, (1, 1)),
     (codec.MARKER + b"\x00\x12\x04", (1, 2)),
     (codec.MARKER + b"\x00\x13\x08", (1, 3)),
-    (codec.MARKER + b"\x00\x1a\x02" + b"\x00\x00\x00\x09\x40\x01\x01", (3, 1)),
+    (codec.MARKER + b"\x00\x14\x05\x00", (1, 2)),  # ROUTE-REFRESH of 1 byte
 ])
 def test_malformed_message_notifies_and_reconnects(garbage: bytes, expected: tuple[int, int]) -> None:
     async def main() -> None:
@@ -240,6 +240,34 @@ def test_peer_notification_backs_off_and_reconnects() -> None:
         assert "cease 6/4" in s.last_error
         await handshake(r2, w2)
         await next_update(r2)
+        await s.stop()
+        assert peer.server is not None
+        peer.server.close()
+
+    run(main())
+
+
+def test_malformed_update_is_counted_and_ignored() -> None:
+    async def main() -> None:
+        peer = FakePeer()
+        await peer.start()
+        s = session_for(peer)
+        s.set_routes({N1: RouteAttributes()})
+        s.start()
+        r, w = await peer.accept()
+        await handshake(r, w)
+        await next_update(r)
+        # Attribute length overruns the attribute list: a broken UPDATE, framing intact.
+        w.write(codec.MARKER + b"\x00\x1a\x02" + b"\x00\x00\x00\x09\x40\x01\x01")
+        w.write(codec.encode_keepalive())
+        await w.drain()
+        for _ in range(100):
+            if s.counters.malformed_updates_received:
+                break
+            await asyncio.sleep(0.02)
+        assert s.counters.malformed_updates_received == 1
+        assert s.state == State.ESTABLISHED and s.advertised == 1
+        assert "malformed UPDATE" in s.last_error
         await s.stop()
         assert peer.server is not None
         peer.server.close()

@@ -301,6 +301,7 @@ class BgpSpeaker:
             "lbspeaker_bgp_notifications_sent_total": ("counter", "NOTIFICATION messages sent", []),
             "lbspeaker_bgp_notifications_received_total": ("counter", "NOTIFICATION messages received", []),
             "lbspeaker_bgp_established_total": ("counter", "Transitions to Established", []),
+            "lbspeaker_bgp_malformed_updates_total": ("counter", "Malformed UPDATEs from the peer, ignored", []),
             "lbspeaker_bfd_session_up": ("gauge", "1 if the BFD session is Up", []),
         }
         order = list(State)
@@ -315,6 +316,8 @@ class BgpSpeaker:
             rows["lbspeaker_bgp_notifications_received_total"][2].append(
                 f"{lbl} {s.counters.notifications_received}")
             rows["lbspeaker_bgp_established_total"][2].append(f"{lbl} {s.counters.established_transitions}")
+            rows["lbspeaker_bgp_malformed_updates_total"][2].append(
+                f"{lbl} {s.counters.malformed_updates_received}")
             if s.peer.bfd.enabled:
                 bfd = self._bfd.get(key)
                 rows["lbspeaker_bfd_session_up"][2].append(

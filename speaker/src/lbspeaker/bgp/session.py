@@ -56,6 +56,7 @@ class Counters:
     notifications_received: int = 0
     established_transitions: int = 0
     prefixes_received: int = 0
+    malformed_updates_received: int = 0
 
 
 def md5sig_option(peer: ipaddress.IPv4Address | ipaddress.IPv6Address, password: str | None,
@@ -282,9 +283,20 @@ class BgpSession:
             raise SessionError("hold timer expired", codec.Notification(codec.ERR_HOLD_TIMER, 0)) from None
         try:
             msg_type, length = codec.decode_header(header)
-            body = await asyncio.wait_for(reader.readexactly(length - codec.HEADER_LEN), timeout)
+        except codec.BgpDecodeError as exc:
+            raise SessionError(f"malformed message from peer: {exc}",
+                               codec.Notification(exc.code, exc.subcode, exc.data)) from exc
+        body = await asyncio.wait_for(reader.readexactly(length - codec.HEADER_LEN), timeout)
+        try:
             msg = codec.decode_body(msg_type, body)
         except codec.BgpDecodeError as exc:
+            if msg_type == codec.MSG_UPDATE and self.state == State.ESTABLISHED:
+                # We use nothing the peer announces. Resetting over a broken UPDATE would withdraw our
+                # routes for the router's bug, so it is counted and dropped (the spirit of RFC 7606).
+                self.counters.malformed_updates_received += 1
+                self.last_error = f"ignored malformed UPDATE from peer: {exc}"
+                log.warning("peer %s: %s", self.peer.key, self.last_error)
+                return codec.Update()
             raise SessionError(f"malformed message from peer: {exc}",
                                codec.Notification(exc.code, exc.subcode, exc.data)) from exc
         if isinstance(msg, codec.Notification):
