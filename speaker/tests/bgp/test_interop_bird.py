@@ -9,8 +9,9 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import need
-from lab import NODE_ASN, ROUTER_ASN, ROUTER_V4, ROUTER_V6, Lab, node_v4, node_v6, wait_for
+
+from .bgplab import NODE_ASN, ROUTER_ASN, ROUTER_V4, ROUTER_V6, Lab, node_v4, node_v6, wait_for
+from .helpers import need
 
 V4 = "203.0.113.10"
 V6 = "2001:db8:ff::10"

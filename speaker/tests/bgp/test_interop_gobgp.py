@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import need
-from lab import ROUTER_ASN, ROUTER_V4, Gobgp, Lab, node_v4, node_v6, wait_for
+
+from .bgplab import ROUTER_ASN, ROUTER_V4, Gobgp, Lab, node_v4, node_v6, wait_for
+from .helpers import need
 
 V4 = "203.0.113.10/32"
 V6 = "2001:db8:ff::10/128"

@@ -8,7 +8,8 @@ import ipaddress
 from lbspeaker.bgp import codec
 from lbspeaker.bgp.config import parse_bgp_config
 from lbspeaker.bgp.manager import Announcement, BgpSpeaker
-from test_session import FakePeer, handshake, next_update, read_msg
+
+from .test_session import FakePeer, handshake, next_update, read_msg
 
 
 def config(port_a: int, port_b: int, hold_a: int = 90, community_b: str = "64500:1") -> dict[str, object]:
