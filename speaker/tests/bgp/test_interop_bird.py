@@ -184,14 +184,17 @@ def test_passive_speaker_with_gtsm_and_md5(make_lab) -> None:  # type: ignore[no
 def test_ipv6_session_carries_both_families(make_lab) -> None:  # type: ignore[no-untyped-def]
     lab: Lab = make_lab(1)
     bird = lab.start_bird(f"protocol bgp n1 from nodes {{ local {ROUTER_V6} as {ROUTER_ASN}; "
-                          f"neighbor {node_v6(1)} as {NODE_ASN}; }}\n")
+                          f"neighbor {node_v6(1)} as {NODE_ASN}; bfd on; }}\n", bfd=True)
     bgp = {"asn": NODE_ASN, "router_id": node_v4(1),
            "peers": [{"address": ROUTER_V6, "asn": ROUTER_ASN, "next_hop_ipv4": node_v4(1),
-                      "connect_retry_time": 0.5, "connect_retry_max": 2}]}
-    lab.start_speaker(1, bgp, ANNS)
+                      "connect_retry_time": 0.5, "connect_retry_max": 2, "bfd": True}]}
+    sp = lab.start_speaker(1, bgp, ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="BGP over IPv6")
     assert f"via {node_v6(1)}" in wait_for(lambda: lab.router.route(V6), 15, what="IPv6 route in FIB")
     assert f"via {node_v4(1)}" in wait_for(lambda: lab.router.route(V4), 15, what="IPv4 route in FIB")
+    # BFD over IPv6 (hop limit 255 both ways).
+    wait_for(lambda: sp.status()["bgp"]["peers"][0]["bfd"]["state"] == "Up", 30, what="BFD over IPv6 up")
+    assert " Up " in bird.cmd("show", "bfd", "sessions")
 
 
 def test_source_address(make_lab) -> None:  # type: ignore[no-untyped-def]
