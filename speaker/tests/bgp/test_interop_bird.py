@@ -206,3 +206,21 @@ def test_source_address(make_lab) -> None:  # type: ignore[no-untyped-def]
     lab.start_speaker(1, speaker_bgp(1, peer={"source_address": second}), ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="session from the source address")
     assert f"via {second}" in wait_for(lambda: lab.router.route(V4), 15, what="route via the source address")
+
+
+def test_ebgp_multihop_from_a_loopback_address(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    loop = "198.51.100.201"
+    node = lab.nodes[0]
+    node.ip("addr", "add", f"{loop}/32", "dev", "lo")
+    lab.router.ip("route", "add", f"{loop}/32", "via", node_v4(1))
+    # BIRD reaches the node's loopback through a static route: a multihop session, next hops resolved through it.
+    bird = lab.start_bird(
+        f"protocol bgp n1 from nodes {{ neighbor {loop} as {NODE_ASN}; multihop 2; }}\n",
+        extra=f"protocol static {{ ipv4; route {loop}/32 via {node_v4(1)}; }}")
+    lab.start_speaker(1, speaker_bgp(1, peer={"multihop": True, "source_address": loop}),
+                      [{"service": "web", "address": V4}])
+    wait_for(lambda: bird.established("n1"), 30, what="multihop session")
+    out = wait_for(lambda: bird.route(f"{V4}/32"), 15, what="route over the multihop session")
+    assert f"BGP.next_hop: {loop}" in out
+    assert f"via {node_v4(1)}" in wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
