@@ -137,6 +137,8 @@ class BgpSpeaker:
         """Reload: reset only peers whose session parameters changed; re-apply policy to all."""
         old = self.config
         self.config = new
+        if not self._started:
+            return  # start() brings up the sessions of the new config
         global_changed = (old.asn, old.router_id) != (new.asn, new.router_id)
         new_peers = {p.key: p for p in new.peers}
         for key in list(self._sessions):
