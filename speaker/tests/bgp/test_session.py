@@ -273,3 +273,30 @@ def test_malformed_update_is_counted_and_ignored() -> None:
         peer.server.close()
 
     run(main())
+
+
+def test_route_refresh_resends_the_family() -> None:
+    async def main() -> None:
+        peer = FakePeer()
+        await peer.start()
+        s = session_for(peer)
+        n6 = ipaddress.ip_network("2001:db8:ff::1/128")
+        s.set_routes({N1: RouteAttributes(), n6: RouteAttributes()})
+        s.start()
+        r, w = await peer.accept()
+        await handshake(r, w)
+        seen: set[object] = set()
+        while len(seen) < 2:  # IPv6 has no next hop on an IPv4 session without next_hop_ipv6
+            u = await next_update(r)
+            if u.end_of_rib is not None:
+                seen.add(u.end_of_rib)
+        assert "next_hop_ipv6" in s.last_error
+        w.write(codec.encode_route_refresh(codec.AFI_IPV4, codec.SAFI_UNICAST))
+        await w.drain()
+        u = await next_update(r)
+        assert u.nlri == (N1,)
+        await s.stop()
+        assert peer.server is not None
+        peer.server.close()
+
+    run(main())
