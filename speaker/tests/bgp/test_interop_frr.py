@@ -141,3 +141,20 @@ def test_graceful_restart_keeps_routes_over_a_crash(make_lab) -> None:  # type: 
     wait_for(refreshed, 30, what="route refreshed (no longer stale)")
     assert sp2.stop() == 0
     wait_for(lambda: not lab.router.route(V4), 15, what="withdraw after SIGTERM")
+
+
+def test_ibgp_local_pref(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    ibgp = (f" neighbor {node_v4(1)} remote-as {ROUTER_ASN}\n neighbor {node_v4(1)} passive\n"
+            f" address-family ipv6 unicast\n  neighbor {node_v4(1)} activate\n exit-address-family")
+    frr = start_frr(lab, frr_conf(ibgp))
+    bgp = speaker_bgp(1, ads=[{"local_pref": 250, "communities": ["64500:7"]}])
+    bgp["asn"] = ROUTER_ASN
+    lab.start_speaker(1, bgp, ANNS)
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="iBGP session")
+    for prefix in (f"{V4}/32", f"{V6}/128"):
+        path = wait_for(lambda p=prefix: frr.route(p), 15, what=f"{prefix} over iBGP")["paths"][0]
+        assert path["locPrf"] == 250
+        assert path["community"]["list"] == ["64500:7"]
+        assert path["peer"]["type"] == "internal"
+    wait_for(lambda: lab.router.route(V4) and lab.router.route(V6), 15, what="iBGP routes in the FIB")
