@@ -125,3 +125,9 @@ def test_entry_point_announcements(tmp_path) -> None:  # type: ignore[no-untyped
     with pytest.raises(ConfigError) as err:
         load(bad)
     assert err.value.field == "announcements[0].addresses"
+
+
+def test_announcement_accepts_text_and_checks_policy() -> None:
+    assert Announcement("a", "203.0.113.1").address == ipaddress.ip_address("203.0.113.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="policy"):
+        Announcement("a", ipaddress.ip_address("203.0.113.1"), "Sometimes")

@@ -36,6 +36,12 @@ class Announcement:
     address: IPAddress
     policy: str = "Cluster"  # Cluster | Local
 
+    def __post_init__(self) -> None:
+        if isinstance(self.address, str):  # accept "203.0.113.10" as well as an ipaddress object
+            object.__setattr__(self, "address", ipaddress.ip_address(self.address))
+        if self.policy not in ("Cluster", "Local"):
+            raise ValueError(f"announcement policy must be Cluster or Local, got {self.policy!r}")
+
 
 def _matches(ad: Advertisement, ann: Announcement) -> bool:
     if not ad.services and not ad.addresses:
