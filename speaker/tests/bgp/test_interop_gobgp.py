@@ -52,6 +52,9 @@ def test_routes_attributes_four_byte_asn_and_withdraw(make_lab) -> None:  # type
     lab: Lab = make_lab(1)
     gobgp = Gobgp(lab, toml(FOUR_BYTE_ASN))
     gobgp.start()
+    # The router announces routes of its own to the speaker: accepted and ignored.
+    gobgp.cli("global", "rib", "add", "198.51.100.128/26", "-a", "ipv4")
+    gobgp.cli("global", "rib", "add", "2001:db8:2::/64", "-a", "ipv6")
     bgp = {"asn": FOUR_BYTE_ASN, "router_id": node_v4(1),
            "peers": [{"address": ROUTER_V4, "asn": ROUTER_ASN, "next_hop_ipv6": node_v6(1),
                       "connect_retry_time": 0.5, "connect_retry_max": 2, "graceful_restart": True}],
@@ -67,6 +70,9 @@ def test_routes_attributes_four_byte_asn_and_withdraw(make_lab) -> None:  # type
         assert attrs[2]["as_paths"][0]["asns"] == [FOUR_BYTE_ASN]
         assert attrs[8]["communities"] == [(64500 << 16) | 100]
         assert attrs[32]["value"] == [{"ASN": 64500, "LocalData1": 1, "LocalData2": 2}]
+    peer = wait_for(lambda: (p := sp.status()["bgp"]["peers"][0])["prefixes_received"] >= 2 and p, 15,
+                    what="the router's own routes received")
+    assert peer["state"] == "Established" and peer["last_error"] == ""
     assert sp.stop() == 0
     wait_for(lambda: not gobgp.rib("ipv4").get(V4) and not gobgp.rib("ipv6").get(V6), 15, what="withdrawn")
 

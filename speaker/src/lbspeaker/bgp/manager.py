@@ -290,6 +290,7 @@ class BgpSpeaker:
                 "local_address": str(s.local_address) if s.local_address else None,
                 "updates_sent": s.counters.updates_sent,
                 "updates_received": s.counters.updates_received,
+                "prefixes_received": s.counters.prefixes_received,
                 "bfd": bfd.status() if bfd is not None else ({"state": "Disabled"} if not s.peer.bfd.enabled
                                                              else {"state": "Down"}),
             })
