@@ -124,9 +124,9 @@ class Lab:
     def start_backends(self) -> None:
         for n in self.nodes:
             n.backend = self.spawn(n.ns, PY, str(HERE / "backend.py"), n.name, self.health_file(n))
+        probe = (PY, str(HERE / "l2probe.py"), "tcp", "127.0.0.1", str(BACKEND_PORT))
         for n in self.nodes:
-            self.wait_for(lambda n=n: self.exec(n.ns, PY, str(HERE / "l2probe.py"), "tcp", "127.0.0.1",
-                                                  str(BACKEND_PORT), check=False).returncode == 0, 10)
+            self.wait_for(lambda n=n: self.exec(n.ns, *probe, check=False).returncode == 0, 10)
 
     def health_file(self, n: Node) -> str:
         return os.path.join(self.workdir, f"{n.name}.healthy")
@@ -283,8 +283,8 @@ def stable(lab, address, timeout=10.0, skip=()):
         views = {k: v for k, v in lab.leaders(address).items() if k not in skip}
         if not views:
             return False
-        leaders = {leader for leader, _ in views.values()}
-        announcing = [name for name, (_, ann) in views.items() if ann]
+        leaders = {leader for leader, _view in views.values()}
+        announcing = [name for name, (_leader, ann) in views.items() if ann]
         if len(leaders) != 1:
             return False
         leader = leaders.pop()

@@ -165,7 +165,7 @@ class InterfaceResponder:
 
     def _readable(self) -> None:
         assert self.sock is not None
-        for _ in range(256):  # bounded: yield to the loop under a flood
+        for _unused in range(256):  # bounded: yield to the loop under a flood
             try:
                 frame, addr = self.sock.recvfrom(4096)
             except BlockingIOError:

@@ -45,7 +45,7 @@ class Metrics:
 
     def render(self) -> str:
         lines = []
-        names = sorted(set(self.values) | set(self.gauges) | {n for n, (k, _) in HELP.items() if k == "counter"})
+        names = sorted(set(self.values) | set(self.gauges) | {n for n, (k, _help) in HELP.items() if k == "counter"})
         for name in names:
             kind, text = HELP.get(name, ("gauge", name))
             lines.append(f"# HELP {PREFIX}{name} {text}")

@@ -116,7 +116,7 @@ def test_entry_point_announcements(tmp_path) -> None:  # type: ignore[no-untyped
     good.write_text("bgp: {asn: 64501, router_id: 198.51.100.11}\nannouncements:\n"
                     "  - {service: a, address: 203.0.113.1}\n"
                     "  - {service: b, addresses: ['2001:db8:ff::1', 203.0.113.2], policy: Local}\n")
-    _, anns = load(good)
+    _bgp, anns = load(good)
     assert [(a.service, str(a.address), a.policy) for a in anns] == [
         ("a", "203.0.113.1", "Cluster"), ("b", "2001:db8:ff::1", "Local"), ("b", "203.0.113.2", "Local")]
     bad = tmp_path / "bad.yaml"

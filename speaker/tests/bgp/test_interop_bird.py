@@ -150,8 +150,8 @@ def test_bfd_up_and_routes_dropped_on_silent_link_loss(make_lab) -> None:  # typ
     need("nft")
     lab: Lab = make_lab(1)
     bird = lab.start_bird(bird_peer(1, extra="bfd on; hold time 240;"), bfd=True)
-    sp = lab.start_speaker(1, speaker_bgp(1, peer={"hold_time": 240, "keepalive_time": 80,
-                                                    "bfd": {"min_rx_ms": 100, "min_tx_ms": 100, "multiplier": 3}}),
+    peer = {"hold_time": 240, "keepalive_time": 80, "bfd": {"min_rx_ms": 100, "min_tx_ms": 100, "multiplier": 3}}
+    sp = lab.start_speaker(1, speaker_bgp(1, peer=peer),
                            ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="session")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")

@@ -105,8 +105,8 @@ def test_bfd_drops_routes_on_silent_link_loss(make_lab) -> None:  # type: ignore
     conf = frr_conf(bfd=True).replace(" neighbor NODES timers connect 1",
                                       " neighbor NODES timers connect 1\n neighbor NODES timers 80 240")
     frr = start_frr(lab, conf, bfd=True)
-    sp = lab.start_speaker(1, speaker_bgp(1, peer={"hold_time": 240, "keepalive_time": 80,
-                                                    "bfd": {"min_rx_ms": 300, "min_tx_ms": 300}}), ANNS)
+    peer = {"hold_time": 240, "keepalive_time": 80, "bfd": {"min_rx_ms": 300, "min_tx_ms": 300}}
+    sp = lab.start_speaker(1, speaker_bgp(1, peer=peer), ANNS)
     wait_for(lambda: frr.established(node_v4(1)), 30, what="session")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
     wait_for(lambda: '"status":"up"' in frr.vtysh("show bfd peers json").replace(" ", ""), 30, what="BFD up on FRR")

@@ -37,7 +37,7 @@ class FakePeer:
 
 async def read_msg(reader: asyncio.StreamReader) -> codec.Message:
     header = await asyncio.wait_for(reader.readexactly(19), 10)
-    _, length = codec.decode_header(header)
+    _msg_type, length = codec.decode_header(header)
     return codec.decode_message(header + await reader.readexactly(length - 19))
 
 
@@ -53,7 +53,7 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def next_update(reader: asyncio.StreamReader) -> codec.Update:
-    for _ in range(50):
+    for _unused in range(50):
         msg = await read_msg(reader)
         if isinstance(msg, codec.Update):
             return msg
@@ -131,7 +131,7 @@ def test_malformed_message_notifies_and_reconnects(garbage: bytes, expected: tup
         await next_update(r)  # End-of-RIB: Established
         w.write(garbage)
         await w.drain()
-        for _ in range(20):
+        for _unused in range(20):
             msg = await read_msg(r)
             if isinstance(msg, codec.Notification):
                 break
@@ -166,7 +166,7 @@ def test_routes_from_peer_are_accepted_and_ignored() -> None:
             w.write(m)
         w.write(codec.encode_route_refresh(1, 1))
         await w.drain()
-        for _ in range(100):
+        for _unused in range(100):
             if s.counters.updates_received >= 2:
                 break
             await asyncio.sleep(0.02)
@@ -189,7 +189,7 @@ def test_wrong_peer_asn_is_refused() -> None:
         await handshake(r, w, asn=65000)
         msg = await read_msg(r)
         assert msg == codec.Notification(2, 2)
-        for _ in range(100):
+        for _unused in range(100):
             if s.last_error:
                 break
             await asyncio.sleep(0.02)
@@ -211,7 +211,7 @@ def test_hold_timer_expiry() -> None:
         await handshake(r, w, hold=3)
         # Stay silent: the speaker's hold timer (3 s) must fire.
         note = None
-        for _ in range(20):
+        for _unused in range(20):
             msg = await read_msg(r)
             if isinstance(msg, codec.Notification):
                 note = msg
@@ -261,7 +261,7 @@ def test_malformed_update_is_counted_and_ignored() -> None:
         w.write(codec.MARKER + b"\x00\x1a\x02" + b"\x00\x00\x00\x09\x40\x01\x01")
         w.write(codec.encode_keepalive())
         await w.drain()
-        for _ in range(100):
+        for _unused in range(100):
             if s.counters.malformed_updates_received:
                 break
             await asyncio.sleep(0.02)

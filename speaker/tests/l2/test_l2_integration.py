@@ -13,7 +13,7 @@ from lbspeaker.config import DEFAULT_PORT
 @pytest.mark.parametrize("address", [VIP4, VIP6])
 def test_vip_answers_only_from_leader(lab, address):
     leader = lab.node_by_name(stable(lab, address))
-    for _ in range(3):
+    for _unused in range(3):
         assert lab.who_has(address) == [leader.mac]
     assert lab.tcp(address) == leader.name
     for n in lab.nodes:  # every node agrees with /status of the others
@@ -69,7 +69,7 @@ def test_bad_packets_are_dropped_counted_and_survived(lab):
     values = {}
     for line in metrics.splitlines():
         if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
+            key, _space, value = line.rpartition(" ")
             values[key] = float(value)
     assert values.get('lbspeaker_heartbeats_dropped_total{reason="bad_mac"}', 0) >= 1
     assert values.get('lbspeaker_heartbeats_dropped_total{reason="unknown_node"}', 0) >= 1

@@ -309,11 +309,11 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
     router_id = _ip(data["router_id"], f"{field}.router_id")
     if router_id.version != 4 or int(router_id) == 0:
         raise ConfigError(f"{field}.router_id", data["router_id"], "must be a non-zero IPv4 address")
-    peers = tuple(_parse_peer(p, f"{field}.peers[{i}]") for i, p in enumerate(_list(data.get("peers"),
-                                                                                      f"{field}.peers")))
+    peers_raw = _list(data.get("peers"), f"{field}.peers")
+    peers = tuple(_parse_peer(p, f"{field}.peers[{i}]") for i, p in enumerate(peers_raw))
     seen: dict[str, int] = {}
     for i, p in enumerate(peers):
-        for key in {p.key, str(p.address)}:
+        for key in sorted({p.key, str(p.address)}):
             if key in seen and seen[key] != i:
                 raise ConfigError(f"{field}.peers[{i}]", key, f"duplicates peers[{seen[key]}]")
             seen[key] = i

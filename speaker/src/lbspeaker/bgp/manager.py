@@ -162,9 +162,9 @@ class BgpSpeaker:
         for key, peer in new_peers.items():
             if key not in self._sessions:
                 self._add_peer(peer)
-        if (old.listen_address, old.listen_port) != (new.listen_address, new.listen_port) or \
-                {p.key: (p.passive, p.password) for p in old.peers} != {p.key: (p.passive, p.password)
-                                                                       for p in new.peers}:
+        old_listen = {p.key: (p.passive, p.password) for p in old.peers}
+        new_listen = {p.key: (p.passive, p.password) for p in new.peers}
+        if (old.listen_address, old.listen_port) != (new.listen_address, new.listen_port) or old_listen != new_listen:
             self._spawn(self._relisten())
         self.set_announcements(self._announcements)
 

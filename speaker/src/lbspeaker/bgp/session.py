@@ -252,8 +252,8 @@ class BgpSession:
                 set_ttl(sock, ttl)
             if self.peer.source_address is not None:
                 sock.bind((str(self.peer.source_address), 0))
-            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (str(self.peer.address),
-                                                                                   self.peer.port)), 10.0)
+            target = (str(self.peer.address), self.peer.port)
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, target), 10.0)
             return await asyncio.open_connection(sock=sock)
         except BaseException:
             sock.close()
