@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .bgp.config import BgpConfig, parse_bgp_config
 from .errors import ConfigError
 
 DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"
@@ -78,6 +79,7 @@ class Config:
     status: StatusConfig
     services: tuple[ServiceConfig, ...]
     bgp_raw: dict[str, Any] = field(default_factory=dict)
+    bgp: BgpConfig | None = None
 
     @property
     def this_node(self) -> NodeConfig:
@@ -148,8 +150,20 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
     bgp_raw = raw.get("bgp") or {}
     if not isinstance(bgp_raw, dict):
         raise ConfigError("bgp", bgp_raw, "must be a mapping")
+    bgp = parse_bgp_config(bgp_raw) if bgp_raw else None
+    bgp_names = {s.name for s in services if s.mode == "bgp"}
+    if bgp is None and bgp_names:
+        first = next(i for i, s in enumerate(services) if s.mode == "bgp")
+        raise ConfigError(f"services[{first}].mode", "bgp", "needs a top-level bgp section with peers")
+    if bgp is not None:
+        for i, ad in enumerate(bgp.advertisements):
+            for j, name in enumerate(ad.services):
+                if name not in bgp_names:
+                    raise ConfigError(
+                        f"bgp.advertisements[{i}].services[{j}]", name, "is not a service with mode bgp in this config"
+                    )
 
-    return Config(node, nodes, membership, interfaces, status, services, bgp_raw)
+    return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp)
 
 
 # --- field helpers -----------------------------------------------------------

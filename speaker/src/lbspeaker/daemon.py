@@ -13,6 +13,8 @@ from typing import Any
 
 from . import config as config_mod
 from . import election
+from .bgp.manager import Announcement as BgpAnnouncement
+from .bgp.manager import BgpSpeaker
 from .config import Config, IPAddress, ServiceConfig
 from .errors import ConfigError
 from .health import HealthChecker
@@ -58,7 +60,10 @@ class Speaker:
         self.responders: dict[str, InterfaceResponder] = {}
         self.announcer = Announcer(self.responders)
         self.links = LinkWatcher(self._link_up)
-        self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp)
+        self.bgp: BgpSpeaker | None = None
+        self._bgp_sent: tuple[BgpAnnouncement, ...] | None = None
+        self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp or self._bgp_status)
+        self.metrics.sections.append(lambda: self.bgp.metrics() if self.bgp else [])
         self.announcements: dict[IPAddress, Announcement] = {}
         self.host_problems: list[str] = []
         self.sysctls_changed: dict[str, int] = {}
@@ -68,6 +73,7 @@ class Speaker:
         self._pending_route_removals: set[IPAddress] = set()
         self._reannounce_all = False
         self._work: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.metrics.gauge("announced_ips", lambda: sum(a.announcing for a in self.announcements.values()))
         self.metrics.gauge("members", lambda: len(self.membership.live()))
@@ -86,6 +92,7 @@ class Speaker:
         self.links.start()
         self.announcer.start()
         self._apply_config(self.config)
+        await self._configure_bgp(self.config)
         await self.membership.start()
         self._work = asyncio.create_task(self._worker(), name="reconcile")
         loop = asyncio.get_running_loop()
@@ -114,6 +121,10 @@ class Speaker:
         for r in self.responders.values():
             r.answering = False
             r.leading.clear()
+        if self.bgp is not None:
+            # withdraw and Cease at once, so routers move traffic before we go
+            await self.bgp.stop()
+            self.bgp = None
         await self.membership.leave()
         if any(a.announcing for a in self.announcements.values()):
             await asyncio.sleep(HANDOVER_GRACE_S)
@@ -154,6 +165,9 @@ class Speaker:
         self.config = new
         self.membership.configure(new)
         self._apply_config(new)
+        task = asyncio.get_running_loop().create_task(self._configure_bgp(new))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         self.metrics.inc("reloads_total", result="ok")
         log.info("configuration reloaded")
 
@@ -282,6 +296,7 @@ class Speaker:
             elif not lead and ann.announcing:
                 await self._release(ann)
                 released.append(f"{addr} ({ann.reason})")
+        self._update_bgp()
         if taken:
             log.info("now announcing %d IPs: %s", len(taken), _summary(taken))
         if released:
@@ -311,6 +326,43 @@ class Speaker:
         ann.announcing = False
         await self.routes.remove(ann.address)
         log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
+
+    # --- BGP -----------------------------------------------------------------------
+
+    async def _configure_bgp(self, cfg: Config) -> None:
+        """Start, reconfigure (least churn) or stop the BGP speaker to match ``cfg``."""
+        if cfg.bgp is None:
+            if self.bgp is not None:
+                await self.bgp.stop()
+                self.bgp = None
+            return
+        if self.bgp is None:
+            self.bgp = BgpSpeaker(cfg.bgp)
+            await self.bgp.start()
+        else:
+            self.bgp.apply_config(cfg.bgp)
+        self._bgp_sent = None
+        self._update_bgp()
+
+    def _bgp_eligible(self, svc: ServiceConfig) -> bool:
+        """Cluster: every node announces. Local: only while a local endpoint is healthy."""
+        return svc.external_traffic_policy != "Local" or svc.name in self.health.snapshot()
+
+    def _update_bgp(self) -> None:
+        if self.bgp is None or self.stopping:
+            return
+        wanted = tuple(
+            BgpAnnouncement(svc.name, addr, svc.external_traffic_policy)
+            for svc in self.bgp_services
+            if self._bgp_eligible(svc)
+            for addr in svc.addresses
+        )
+        if wanted != self._bgp_sent:
+            self.bgp.set_announcements(wanted)
+            self._bgp_sent = wanted
+
+    def _bgp_status(self) -> dict[str, Any]:
+        return self.bgp.status() if self.bgp is not None else {"peers": []}
 
     # --- reporting -----------------------------------------------------------------
 
@@ -343,16 +395,26 @@ class Speaker:
                         "interfaces": list(ann.interfaces),
                     }
                 )
+        established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
         for svc in self.bgp_services:
+            eligible = self._bgp_eligible(svc)
+            if not eligible:
+                reason = "Local: no healthy local endpoint here, withdrawn"
+            elif established == 0:
+                reason = "no BGP session established"
+            elif svc.external_traffic_policy == "Local":
+                reason = f"Local: healthy local endpoint, advertised to {established} peer(s)"
+            else:
+                reason = f"Cluster: every node announces; advertised to {established} peer(s)"
             for addr in svc.addresses:
                 announcements.append(
                     {
                         "address": str(addr),
                         "service": svc.name,
                         "mode": "bgp",
-                        "announcing": False,
+                        "announcing": eligible and established > 0,
                         "leader": None,
-                        "reason": "announced by the BGP speaker",
+                        "reason": reason,
                     }
                 )
         return {
