@@ -127,15 +127,20 @@ def removal_script() -> str:
 
 
 def forwarding_status(
-    node: str, services: Sequence[ForwardedService], healthy: Collection[Backend]
+    node: str,
+    services: Sequence[ForwardedService],
+    healthy: Collection[Backend],
+    applied: Collection[Backend] | None = None,
 ) -> list[dict[str, Any]]:
     """Per forwarded service: its backends, their health, and whether this node sends to them.
 
-    The daemon puts this list under ``forwarding`` in ``/status``.
+    ``applied`` is the healthy set the ruleset in the kernel was rendered from
+    (``forwarded`` says what the kernel does); by default ``healthy``. The
+    daemon puts this list under ``forwarding`` in ``/status``.
     """
     out: list[dict[str, Any]] = []
     for svc in services:
-        targets = set(forwarded_to(svc, node, healthy))
+        targets = set(forwarded_to(svc, node, healthy if applied is None else applied))
         out.append(
             {
                 "service": svc.name,
@@ -229,6 +234,7 @@ class StandaloneForwarding:
         self.health = BackendHealth(self._health_changed, metrics)
         self.services: tuple[ForwardedService, ...] = ()
         self.last_error: str | None = None
+        self.applied_healthy: frozenset[Backend] = frozenset()
         self._eligible: frozenset[str] = frozenset()
         self._dirty = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -250,10 +256,7 @@ class StandaloneForwarding:
         return service in self.eligible_services()
 
     def status(self) -> list[dict[str, Any]]:
-        return forwarding_status(self.node, self.services, self.health.snapshot())
-
-    def render(self) -> str:
-        return render_ruleset(self.node, self.services, self.health.snapshot())
+        return forwarding_status(self.node, self.services, self.health.snapshot(), self.applied_healthy)
 
     async def close(self) -> None:
         """Stop checks and the worker, then remove the table."""
@@ -264,6 +267,7 @@ class StandaloneForwarding:
             self._worker = None
         try:
             await self.forwarder.close()
+            self.applied_healthy = frozenset()
         except ForwardingError as exc:
             log.error("could not remove the forwarding table: %s", exc)
 
@@ -279,9 +283,11 @@ class StandaloneForwarding:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            healthy = self.health.snapshot()
             try:
-                if await self.forwarder.apply(self.render()):
+                if await self.forwarder.apply(render_ruleset(self.node, self.services, healthy)):
                     log.info("forwarding ruleset applied (%d services)", len(self.services))
+                self.applied_healthy = healthy
                 self.last_error = None
             except ForwardingError as exc:
                 self.last_error = str(exc)
