@@ -8,6 +8,8 @@
                                               asked once at the start and once at the end
   fwclient.py load HOST PORT SECONDS CONC     CONC workers on new connections for SECONDS;
                                               prints requests/s and latency percentiles
+  fwclient.py latency HOST PORT SECONDS       blocking sockets, one connection at a time
+                                              (less client jitter than asyncio); percentiles
 
 Every request has a timeout; every loop is bounded in count and time.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import socket
 import sys
 import time
 from collections import Counter
@@ -137,6 +140,39 @@ async def load(host: str, port: int, seconds: float, concurrency: int) -> dict[s
             "rps": round(len(latencies) / elapsed, 1), "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99)}
 
 
+def percentiles(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+
+    def pct(p: float) -> float:
+        return round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1e6, 1) if samples else 0.0
+
+    return {"p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99)}
+
+
+def latency(host: str, port: int, seconds: float) -> dict[str, object]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    samples: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and len(samples) < MAX_REQUESTS:
+        started = time.perf_counter()
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(TIMEOUT_S)
+                sock.connect((host, port))
+                sock.sendall(REQUEST)
+                data = b""
+                while b"}" not in data:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        raise ConnectionError("closed early")
+                    data += chunk
+            samples.append(time.perf_counter() - started)
+        except OSError:
+            errors += 1
+    return {"requests": len(samples), "errors": errors, **percentiles(samples)}
+
+
 def main(argv: list[str]) -> int:
     mode, host, port = argv[0], argv[1], int(argv[2])
     if mode == "get":
@@ -147,6 +183,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(asyncio.run(burst(host, port, int(argv[3]), int(argv[4])))))
     elif mode == "steady":
         print(json.dumps(asyncio.run(steady(host, port, float(argv[3]), int(argv[4])))))
+    elif mode == "latency":
+        print(json.dumps(latency(host, port, float(argv[3]))))
     elif mode == "load":
         print(json.dumps(asyncio.run(load(host, port, float(argv[3]), int(argv[4])))))
     else:
