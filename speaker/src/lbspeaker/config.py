@@ -17,9 +17,9 @@ import yaml
 from .errors import ConfigError
 
 DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"
-DEFAULT_PORT = 7946
-DEFAULT_INTERVAL_MS = 50
-DEFAULT_DEAD_AFTER = 4
+DEFAULT_PORT = 7474  # UDP; not memberlist's 7946, so it can run next to MetalLB while migrating
+DEFAULT_INTERVAL_MS = 75
+DEFAULT_DEAD_AFTER = 3
 MIN_SECRET_BYTES = 32
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -135,6 +135,13 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
             raise ConfigError(f"services[{i}].interfaces", [], "an l2 service needs interfaces (here or top-level)")
 
     _check_shared_ips(services)
+    node_addresses = {n.address: f"nodes[{i}].address" for i, n in enumerate(nodes)}
+    for i, svc in enumerate(services):
+        for j, addr in enumerate(svc.addresses):
+            if addr in node_addresses:
+                raise ConfigError(
+                    f"services[{i}].addresses[{j}]", str(addr), f"is a node address ({node_addresses[addr]})"
+                )
     if check_interfaces:
         _check_local_address(nodes, node)
 

@@ -90,6 +90,13 @@ def test_bad_service_address():
     assert err.value == "2001:db8::zz"
 
 
+def test_service_address_must_not_be_a_node_address():
+    doc = base()
+    doc["services"][0]["addresses"].append("198.51.100.12")
+    err = bad(doc, "services[0].addresses[2]")
+    assert "nodes[1].address" in str(err)
+
+
 def test_local_needs_health_check():
     doc = base()
     del doc["services"][1]["health_check"]
