@@ -17,10 +17,13 @@ from fwlab import (
     CLIENT6,
     CLUSTER_VIP4,
     CLUSTER_VIP6,
+    HERE,
     LOCAL_VIP4,
     LOCAL_VIP6,
+    PY,
     SERVICE_PORT,
     Lab,
+    sh,
     wait_for,
 )
 
@@ -69,6 +72,15 @@ def test_local_backends_see_the_clients_address(lab, vip, client):
     assert result["errors"] == {}
     assert result["nodes"] == {"node1": 30}  # only node1's own backend
     assert result["clients"] == {client: 30}
+
+
+def test_vip_works_from_the_forwarding_node_itself(lab):
+    # The output hook: a process on node1 connecting to the VIP is forwarded too.
+    out = sh("ip", "netns", "exec", lab.forwarder.ns, PY, str(HERE / "fwclient.py"), "burst", CLUSTER_VIP4, PORT,
+             "9", "1").stdout
+    result = json.loads(out)
+    assert result["errors"] == {}
+    assert set(result["nodes"]) == {"node1", "node2", "node3"}
 
 
 def test_cluster_spreads_evenly_over_backends(lab):
