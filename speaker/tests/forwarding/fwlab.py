@@ -102,6 +102,7 @@ class Lab:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.agent: subprocess.Popen[bytes] | None = None
         self.status_path = os.path.join(self.workdir, "status.json")
+        self.foreign: list[dict[str, Any]] = []
 
     @property
     def forwarder(self) -> Node:

@@ -96,7 +96,9 @@ def test_eligibility_and_status():
     assert not local_eligible(svc, "n1", healthy)
     assert local_eligible(svc, "n2", healthy)
     assert local_eligible(service("Cluster"), "n1", healthy)
-    [entry] = forwarding_status("n2", [svc], healthy)
+    status = forwarding_status("n2", [svc], healthy)
+    assert len(status) == 1
+    entry = status[0]
     assert entry["service"] == "default/web"
     assert entry["eligible"] is True
     assert entry["backends"] == [
