@@ -233,6 +233,7 @@ class StandaloneForwarding:
         self.metrics = metrics
         self.health = BackendHealth(self._health_changed, metrics)
         self.services: tuple[ForwardedService, ...] = ()
+        self._policy: dict[str, str] = {}
         self.last_error: str | None = None
         self.applied_healthy: frozenset[Backend] = frozenset()
         self._eligible: frozenset[str] = frozenset()
@@ -242,6 +243,7 @@ class StandaloneForwarding:
     def configure(self, node: str, services: Sequence[ForwardedService]) -> None:
         self.node = node
         self.services = tuple(services)
+        self._policy = {svc.name: svc.policy for svc in self.services}
         self.health.configure(b for s in self.services for b in s.backends)
         if self._worker is None:
             self._worker = asyncio.create_task(self._apply_loop(), name="forwarding")
@@ -251,6 +253,14 @@ class StandaloneForwarding:
         """Names of the forwarded services this node may take traffic for (see ``local_eligible``)."""
         healthy = self.health.snapshot()
         return frozenset(s.name for s in self.services if local_eligible(s, self.node, healthy))
+
+    def local_healthy(self) -> frozenset[str]:
+        """Names of the Local forwarded services with a healthy backend on this node.
+
+        The same meaning as ``HealthChecker.snapshot()``: what membership
+        tells peers, and what L2 election and BGP use to decide under Local.
+        """
+        return frozenset(n for n in self.eligible_services() if self._policy.get(n) == "Local")
 
     def local_eligible(self, service: str) -> bool:
         return service in self.eligible_services()
