@@ -275,6 +275,8 @@ class StandaloneForwarding:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        if self.forwarder.applied is None and not self.services:
+            return  # never forwarded anything: leave nft alone
         try:
             await self.forwarder.close()
             self.applied_healthy = frozenset()
@@ -295,7 +297,13 @@ class StandaloneForwarding:
             self._dirty.clear()
             healthy = self.health.snapshot()
             try:
-                if await self.forwarder.apply(render_ruleset(self.node, self.services, healthy)):
+                if not self.services:
+                    # No forwarded service: no table at all (an empty NAT table would
+                    # still switch conntrack on for every packet), and no nft call on
+                    # hosts that never use forwarding.
+                    if self.forwarder.applied is not None:
+                        await self.forwarder.close()
+                elif await self.forwarder.apply(render_ruleset(self.node, self.services, healthy)):
                     log.info("forwarding ruleset applied (%d services)", len(self.services))
                 self.applied_healthy = healthy
                 self.last_error = None

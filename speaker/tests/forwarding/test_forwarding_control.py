@@ -78,3 +78,35 @@ async def scenario():
 
 def test_health_changes_reapply_and_update_eligibility():
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) >= 2
+
+
+async def no_services():
+    forwarder = RecordingForwarder()
+    fwd = StandaloneForwarding("n1", forwarder=forwarder)
+    fwd.configure("n1", [])
+    await asyncio.sleep(0.05)
+    await fwd.close()
+    return forwarder.scripts
+
+
+def test_no_forwarded_services_means_no_table_and_no_nft():
+    assert asyncio.run(asyncio.wait_for(no_services(), 30)) == []
+
+
+async def reload_to_none():
+    forwarder = RecordingForwarder()
+    fwd = StandaloneForwarding("n1", forwarder=forwarder)
+    backends = parse_backends([{"node": "n1", "address": "127.0.0.1", "port": 9}], "b")
+    fwd.configure("n1", [ForwardedService("default/a", (VIP,), parse_ports([80], "p"), "Cluster", backends)])
+    await wait_until(lambda: forwarder.applied is not None)
+    fwd.configure("n1", [])
+    await wait_until(lambda: forwarder.applied is None)
+    scripts = list(forwarder.scripts)
+    await fwd.close()
+    return scripts, forwarder.scripts
+
+
+def test_reload_without_forwarded_services_removes_the_table():
+    during, after = asyncio.run(asyncio.wait_for(reload_to_none(), 30))
+    assert during[-1] == removal_script()
+    assert after == during  # nothing more to remove on close
