@@ -6,9 +6,12 @@ Every test ends by checking that nothing outside the speaker's own table
 changed in node1's ruleset (a foreign table is planted there at the start).
 """
 
+import ipaddress
 import json
 import os
+import secrets
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -26,6 +29,8 @@ from fwlab import (
     sh,
     wait_for,
 )
+from lbspeaker.backends import ForwardedService, parse_backends, parse_ports
+from lbspeaker.forwarding import removal_script, render_ruleset
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"), reason="needs root, ip and nft"
@@ -165,6 +170,44 @@ def test_failed_backend_leaves_within_an_interval_without_failing_healthy_ones(l
 
     lab.start_echo(node3)
     wait_for(lab.all_applied, 20, "node3 back in the set")
+
+
+def test_every_rule_shape_is_accepted_by_nft(request):
+    # UDP, several ports, IPv6 with one and with several backends, Local and
+    # Cluster, a VIP without backends: load and replace twice in a namespace of
+    # its own (the shared lab's ruleset is the agent's).
+    ns = f"lbfw-{os.getpid() % 4096:x}{secrets.token_hex(2)}-syn"
+    sh("ip", "netns", "add", ns)
+    request.addfinalizer(lambda: sh("ip", "netns", "del", ns, check=False))
+    raw = [
+        {"node": "n1", "address": "203.0.113.201", "port": 53},
+        {"node": "n2", "address": "203.0.113.202", "port": 53},
+        {"node": "n1", "address": "2001:db8:f0::201", "port": 53},
+        {"node": "n2", "address": "2001:db8:f0::202", "port": 53},
+        {"node": "n3", "address": "2001:db8:f0::203", "port": 53},
+    ]
+    backends = parse_backends(raw, "b")
+    ports = parse_ports([53, {"port": 53, "protocol": "udp"}, 8053], "p")
+    vips = tuple(ipaddress.ip_address(a) for a in (CLUSTER_VIP4, CLUSTER_VIP6))
+    services = [
+        ForwardedService("default/dns", vips, ports, "Cluster", backends),
+        ForwardedService("default/dns-local", tuple(ipaddress.ip_address(a) for a in (LOCAL_VIP4, LOCAL_VIP6)), ports,
+                         "Local", backends),
+        ForwardedService("default/empty", (ipaddress.ip_address("203.0.113.252"),), ports, "Cluster", backends[:1]),
+    ]
+    healthy = set(backends[1:])  # n1's IPv4 backend is down
+    for _unused in range(2):
+        script = render_ruleset("n1", services, healthy)
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True, check=True,
+                       capture_output=True, timeout=20)
+    listing = sh("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "baremetal_lb").stdout
+    assert "udp dport 53 dnat ip to 203.0.113.202:53" in listing
+    assert "udp dport 53 dnat ip6 to numgen inc mod 3 map" in listing
+    assert "ip6 daddr 2001:db8:f0:ff::251 udp dport 53 dnat ip6 to [2001:db8:f0::201]:53" in listing
+    assert "203.0.113.252" not in listing  # its only backend is unhealthy: no rule
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=removal_script(), text=True, check=True,
+                   capture_output=True, timeout=20)
+    assert sh("ip", "netns", "exec", ns, "nft", "list", "ruleset").stdout.strip() == ""
 
 
 def test_table_removed_on_exit_and_nothing_else_touched(lab):
