@@ -99,12 +99,12 @@ async def steady(host: str, port: int, seconds: float, keep: int) -> dict[str, o
             conns.append(None)
     before = await keepalive_round(conns)
     print("ready", flush=True, file=sys.stderr)
-    requests: list[tuple[float, object, object]] = []
+    requests: list[tuple[float, float, object, object]] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end and len(requests) < MAX_REQUESTS:
         started = time.monotonic()
         answer = await one(host, port)
-        requests.append((started, answer.get("node"), answer.get("error")))
+        requests.append((started, time.monotonic(), answer.get("node"), answer.get("error")))
         await asyncio.sleep(0.002)
     after = await keepalive_round(conns)
     for conn in conns:

@@ -37,6 +37,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 INTERVAL_MS = 500
+# What a client sees from a backend that is gone or going: refused, reset, or
+# closed before answering. A timeout would mean traffic sent into a black hole.
+DEAD_BACKEND_ERRORS = ("ECONNREFUSED", "ECONNRESET", "IncompleteReadError")
 PORT = str(SERVICE_PORT)
 
 
@@ -149,18 +152,19 @@ def test_failed_backend_leaves_within_an_interval_without_failing_healthy_ones(l
     assert removed_at - killed_at < INTERVAL_MS / 1000 + 1.0
 
     requests = result["requests"]
-    failed = [t for t, _node, error in requests if error]
+    failed = [r for r in requests if r[3]]
     print(f"removed {removed_at - killed_at:.3f} s after the kill; {len(failed)} of {len(requests)} requests failed")
-    assert any(t > removed_at for t, _node, _error in requests), "client stopped before the removal"
-    for started, node, error in requests:
-        if started < killed_at:
+    assert any(started > removed_at for started, *_rest in requests), "client stopped before the removal"
+    for started, ended, node, error in requests:
+        if ended < killed_at:
             assert error is None, (started, error)
         elif started > removed_at:
             assert error is None, f"request {started - removed_at:.3f} s after removal failed: {error}"
             assert node in ("node1", "node2")
         elif error is not None:
-            # Only connections sent to the dead backend may fail: its kernel refuses them.
-            assert error == "ECONNREFUSED", error
+            # In flight between the kill and the removal: only the dead backend's
+            # side may fail them (its kernel refuses or resets), never a timeout.
+            assert error in DEAD_BACKEND_ERRORS, error
 
     # Established connections to healthy backends are untouched by the new ruleset.
     for before, after in zip(result["keepalive_before"], result["keepalive_after"], strict=True):
