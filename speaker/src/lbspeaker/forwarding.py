@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 FAMILY = "inet"
 TABLE = "baremetal_lb"
 NFT_TIMEOUT_S = 10.0
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 30.0
 
 
 class ForwardingError(RuntimeError):
@@ -138,16 +140,17 @@ def forwarding_status(
     (``forwarded`` says what the kernel does); by default ``healthy``. The
     daemon puts this list under ``forwarding`` in ``/status``.
     """
+    in_kernel = healthy if applied is None else applied
     out: list[dict[str, Any]] = []
     for svc in services:
-        targets = set(forwarded_to(svc, node, healthy if applied is None else applied))
+        targets = set(forwarded_to(svc, node, in_kernel))
         out.append(
             {
                 "service": svc.name,
                 "policy": svc.policy,
                 "addresses": [str(a) for a in svc.addresses],
                 "ports": [str(p) for p in svc.ports],
-                "eligible": local_eligible(svc, node, healthy),
+                "eligible": local_eligible(svc, node, in_kernel),
                 "backends": [
                     {
                         "node": b.node,
@@ -216,6 +219,11 @@ class StandaloneForwarding:
     changes re-apply the ruleset at once (one apply at a time, coalesced).
     ``on_eligibility_change`` fires when the set of services this node may
     take traffic for changes (the daemon re-runs L2 election / BGP then).
+
+    Eligibility follows the ruleset in the kernel, not the latest probe: a
+    node becomes eligible only once its rules forward to the backend, and
+    a node whose ruleset cannot be applied never attracts traffic it would
+    drop. A failed apply is retried with backoff (1 s doubling to 30 s).
     """
 
     def __init__(
@@ -239,6 +247,7 @@ class StandaloneForwarding:
         self._eligible: frozenset[str] = frozenset()
         self._dirty = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._retry_s = RETRY_MIN_S
 
     def configure(self, node: str, services: Sequence[ForwardedService]) -> None:
         self.node = node
@@ -251,8 +260,7 @@ class StandaloneForwarding:
 
     def eligible_services(self) -> frozenset[str]:
         """Names of the forwarded services this node may take traffic for (see ``local_eligible``)."""
-        healthy = self.health.snapshot()
-        return frozenset(s.name for s in self.services if local_eligible(s, self.node, healthy))
+        return frozenset(s.name for s in self.services if local_eligible(s, self.node, self.applied_healthy))
 
     def local_healthy(self) -> frozenset[str]:
         """Names of the Local forwarded services with a healthy backend on this node.
@@ -285,6 +293,8 @@ class StandaloneForwarding:
 
     def _health_changed(self) -> None:
         self._dirty.set()
+
+    def _publish_eligibility(self) -> None:
         eligible = self.eligible_services()
         if eligible != self._eligible:
             self._eligible = eligible
@@ -307,10 +317,14 @@ class StandaloneForwarding:
                     log.info("forwarding ruleset applied (%d services)", len(self.services))
                 self.applied_healthy = healthy
                 self.last_error = None
+                self._retry_s = RETRY_MIN_S
             except ForwardingError as exc:
                 self.last_error = str(exc)
-                log.error("forwarding ruleset not applied: %s", exc)
+                log.error("forwarding ruleset not applied (retry in %.0f s): %s", self._retry_s, exc)
                 if self.metrics:
                     self.metrics.inc("forwarding_apply_errors_total")
+                asyncio.get_running_loop().call_later(self._retry_s, self._dirty.set)
+                self._retry_s = min(RETRY_MAX_S, self._retry_s * 2)
+            self._publish_eligibility()
             if self.on_applied:
                 self.on_applied()

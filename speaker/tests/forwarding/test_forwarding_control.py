@@ -5,7 +5,7 @@ import asyncio
 import ipaddress
 
 from lbspeaker.backends import ForwardedService, parse_backends, parse_ports
-from lbspeaker.forwarding import Forwarder, StandaloneForwarding, removal_script
+from lbspeaker.forwarding import Forwarder, ForwardingError, StandaloneForwarding, removal_script
 
 VIP = ipaddress.ip_address("203.0.113.250")
 
@@ -110,3 +110,40 @@ def test_reload_without_forwarded_services_removes_the_table():
     during, after = asyncio.run(asyncio.wait_for(reload_to_none(), 30))
     assert during[-1] == removal_script()
     assert after == during  # nothing more to remove on close
+
+
+class FailingForwarder(RecordingForwarder):
+    failing = True
+
+    async def _run(self, script):
+        await super()._run(script)
+        if self.failing:
+            raise ForwardingError("nft failed (1): simulated")
+
+
+async def failed_apply():
+    async def accept(_reader, writer):
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    check = {"type": "tcp", "interval_ms": 50, "timeout_ms": 50}
+    backends = parse_backends([{"node": "n1", "address": "127.0.0.1", "port": port, "health_check": check}], "b")
+    forwarder = FailingForwarder()
+    fwd = StandaloneForwarding("n1", forwarder=forwarder)
+    fwd.configure("n1", [ForwardedService("default/l", (VIP,), parse_ports([80], "p"), "Local", backends)])
+    await wait_until(lambda: fwd.last_error is not None and fwd.health.snapshot() == set(backends))
+    # Healthy backend, but the kernel does not forward to it: not eligible, not shown as forwarded.
+    assert fwd.health.snapshot() == set(backends)
+    assert fwd.local_healthy() == frozenset()
+    assert fwd.status()[0]["backends"][0] == {"node": "n1", "address": f"127.0.0.1:{port}", "healthy": True,
+                                              "forwarded": False}
+    forwarder.failing = False
+    await wait_until(lambda: fwd.last_error is None, seconds=10)  # retried with backoff (1 s, 2 s)
+    assert fwd.local_healthy() == {"default/l"}
+    await fwd.close()
+    server.close()
+
+
+def test_failed_apply_is_retried_and_not_eligible_meanwhile():
+    asyncio.run(asyncio.wait_for(failed_apply(), 30))
