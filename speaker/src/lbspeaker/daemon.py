@@ -215,7 +215,7 @@ class Speaker:
         self.services_by_ip = groups
         self.bgp_services: tuple[ServiceConfig, ...] = tuple(s for s in cfg.services if s.mode == "bgp")
         for r in self.responders.values():
-            r.set_groups({a for a, ann in table.items() if a.version == 6 and r.ifname in ann.interfaces})  # type: ignore[misc]
+            r.set_groups({a for a, ann in table.items() if a.version == 6 and r.ifname in ann.interfaces})
         self._schedule()
 
     # --- events ------------------------------------------------------------------
@@ -383,11 +383,11 @@ class Speaker:
             )
         announcements: list[dict[str, Any]] = []
         for addr, ann in sorted(self.announcements.items(), key=lambda kv: (kv[0].version, kv[0])):
-            for svc in ann.services:
+            for service_name in ann.services:
                 announcements.append(
                     {
                         "address": str(addr),
-                        "service": svc,
+                        "service": service_name,
                         "mode": "l2",
                         "announcing": ann.announcing,
                         "leader": ann.leader,

@@ -156,9 +156,9 @@ class InterfaceResponder:
         if not self.mac:
             return
         if ip.version == 4:
-            frames: tuple[bytes, ...] = arp.gratuitous(ip, self.mac)  # type: ignore[arg-type]
+            frames: tuple[bytes, ...] = arp.gratuitous(ip, self.mac)
         else:
-            frames = (ndp.unsolicited(ip, self.mac),)  # type: ignore[arg-type]
+            frames = (ndp.unsolicited(ip, self.mac),)
         for frame in frames:
             if self.send(frame):
                 self.metrics.inc("gratuitous_sent_total", interface=self.ifname)
