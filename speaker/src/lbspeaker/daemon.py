@@ -13,10 +13,12 @@ from typing import Any
 
 from . import config as config_mod
 from . import election
+from .backends import ForwardedService
 from .bgp.manager import Announcement as BgpAnnouncement
 from .bgp.manager import BgpSpeaker
 from .config import Config, IPAddress, ServiceConfig
 from .errors import ConfigError
+from .forwarding import StandaloneForwarding
 from .health import HealthChecker
 from .host import LocalRoutes, ensure_arp_sysctls, restore_arp_sysctls
 from .layer2 import Announcer, InterfaceResponder
@@ -55,7 +57,8 @@ class Speaker:
         self.config = config
         self.metrics = Metrics()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
-        self.membership = Membership(config, self.health.snapshot, self._membership_changed, self.metrics)
+        self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
+        self.membership = Membership(config, self._local_healthy, self._membership_changed, self.metrics)
         self.routes = LocalRoutes()
         self.responders: dict[str, InterfaceResponder] = {}
         self.announcer = Announcer(self.responders)
@@ -137,6 +140,7 @@ class Speaker:
                     a.announcing = False
             self.membership.close()
             self.health.close()
+            await self.forwarding.close()
             self.announcer.close()
             self.links.close()
             for r in self.responders.values():
@@ -193,6 +197,15 @@ class Speaker:
             {s.name: s.health_check for s in cfg.services if s.external_traffic_policy == "Local" and s.health_check}
         )
 
+        self.forwarding.configure(
+            cfg.node,
+            [
+                ForwardedService(s.name, s.addresses, s.ports, s.external_traffic_policy, s.backends)
+                for s in cfg.services
+                if s.backends
+            ],
+        )
+
         groups = election.group_by_address(cfg.l2_services())
         table: dict[IPAddress, Announcement] = {}
         for addr, svcs in groups.items():
@@ -226,6 +239,10 @@ class Speaker:
             # re-announces, or clients keep the other side's MAC (MetalLB #584).
             self._reannounce_all = True
         self._schedule()
+
+    def _local_healthy(self) -> frozenset[str]:
+        """Local services healthy here: by their health check, or by a healthy backend on this node."""
+        return self.health.snapshot() | self.forwarding.local_healthy()
 
     def _eligibility_changed(self) -> None:
         self.membership.nudge()
@@ -346,7 +363,7 @@ class Speaker:
 
     def _bgp_eligible(self, svc: ServiceConfig) -> bool:
         """Cluster: every node announces. Local: only while a local endpoint is healthy."""
-        return svc.external_traffic_policy != "Local" or svc.name in self.health.snapshot()
+        return svc.external_traffic_policy != "Local" or svc.name in self._local_healthy()
 
     def _update_bgp(self) -> None:
         if self.bgp is None or self.stopping:
@@ -421,7 +438,8 @@ class Speaker:
             "node": self.config.node,
             "members": members,
             "settled": self.membership.settled,
-            "local_healthy": sorted(self.health.snapshot()),
+            "local_healthy": sorted(self._local_healthy()),
+            "forwarding": self.forwarding.status(),
             "host_problems": self.host_problems,
             "announcements": announcements,
         }
