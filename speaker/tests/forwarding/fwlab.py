@@ -90,6 +90,8 @@ class Node:
 @dataclass
 class Lab:
     n_nodes: int = 3
+    # False when a real speaker in the forwarding node takes the VIPs (local route, ARP/NDP)
+    vip_routes: bool = True
     tag: str = field(default_factory=lambda: f"{os.getpid() % 4096:x}{secrets.token_hex(2)}")
     nodes: list[Node] = field(default_factory=list)
 
@@ -133,7 +135,7 @@ class Lab:
         for knob in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
             sh("ip", "netns", "exec", fwd.ns, "sysctl", "-qw", knob)
         # What the speaker does for a VIP it holds, and what the client's LAN learns by ARP/NDP.
-        for vip in (CLUSTER_VIP4, LOCAL_VIP4, CLUSTER_VIP6, LOCAL_VIP6):
+        for vip in (CLUSTER_VIP4, LOCAL_VIP4, CLUSTER_VIP6, LOCAL_VIP6) if self.vip_routes else ():
             plen = "128" if ":" in vip else "32"
             sh("ip", "-n", fwd.ns, "route", "add", "local", f"{vip}/{plen}", "dev", "lo", "table", "local")
             via = fwd.v6 if ":" in vip else fwd.v4
