@@ -162,8 +162,12 @@ class Speaker:
             log.error("reload refused, keeping the running config: %s", exc)
             self.metrics.inc("reloads_total", result="error")
             return
-        if new.node != self.config.node or new.this_node != self.config.this_node:
-            log.error("reload refused: node name or membership address changed (restart instead)")
+        if (
+            new.node != self.config.node
+            or new.this_node != self.config.this_node
+            or new.membership.port != self.config.membership.port
+        ):
+            log.error("reload refused: node name, its address or membership.port changed (restart instead)")
             self.metrics.inc("reloads_total", result="error")
             return
         self.config = new
