@@ -3,8 +3,8 @@
 """The service dict of DESIGN.md, shared by every module that takes services.
 
 ``DOCUMENTATION`` documents one ``service`` option, ``SERVICES`` a ``services``
-list of the same dicts (with ``state``). The argument spec that matches these
-lives in ``plugins/module_utils/argspecs.py``.
+list of the same dicts (with ``state``). Modules check these dicts with
+``module_utils.service.parse_service``, which names a bad field with its index.
 """
 
 from __future__ import annotations

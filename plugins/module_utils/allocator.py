@@ -38,7 +38,7 @@ from .sharing import sharing_conflict
 Address = tuple[int, int]  # (family, integer value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Allocation:
     service: Service
     pool: str
@@ -75,6 +75,8 @@ class Allocator:
         self._holders: dict[Address, list[str]] = {}
         self._by_sharing_key: dict[str, set[Address]] = {}
         self._cursors: dict[tuple[str, int], int] = {}
+        # Automatic candidates depend only on namespace and labels; pools do not change.
+        self._auto_cache: dict[tuple[str, tuple[tuple[str, str], ...]], list[Pool]] = {}
         for allocation in allocations:
             self._index(allocation)
 
@@ -144,38 +146,43 @@ class Allocator:
                 raise AllocationError(f"address_pool {pool.name!r} {result}")
             return Allocation(service, pool.name, result)
 
-        candidates, skipped = self._auto_pools(service)
-        if current is not None:
+        candidates = self._auto_pools(service)
+        if current is not None and candidates and candidates[0].name != current.pool:
             # Stay in the pool the service is in while it may; moving it would
             # change its address for nothing.
-            candidates.sort(key=lambda p: p.name != current.pool)
+            candidates = sorted(candidates, key=lambda p: p.name != current.pool)
         reasons = []
         for pool in candidates:
             result = self._take_from(pool, service, current)
             if not isinstance(result, str):
                 return Allocation(service, pool.name, result)
             reasons.append(f"pool {pool.name!r} {result}")
-        reasons.extend(skipped)
+        for pool in self._pools:
+            if pool not in candidates:
+                refusal = pool.refusal(service.namespace, service.labels)
+                reasons.append(f"pool {pool.name!r} {refusal or 'has auto_assign off (request it with address_pool)'}")
         detail = "; ".join(reasons) if reasons else "no pools are defined"
         raise AllocationError(f"no address pool can give {_families(service.wanted_families)}: {detail}")
 
-    def _auto_pools(self, service: Service) -> tuple[list[Pool], list[str]]:
+    def _auto_pools(self, service: Service) -> list[Pool]:
+        """Pools automatic allocation may use for this service, in the order to try them."""
+        cache_key = (service.namespace, tuple(sorted(service.labels.items())))
+        cached = self._auto_cache.get(cache_key)
+        if cached is not None:
+            return cached
         pinned: list[Pool] = []
         plain: list[Pool] = []
-        skipped: list[str] = []
         for pool in self._pools:
-            refusal = pool.refusal(service.namespace, service.labels)
-            if refusal:
-                skipped.append(f"pool {pool.name!r} {refusal}")
-            elif not pool.auto_assign:
-                skipped.append(f"pool {pool.name!r} has auto_assign off (request it with address_pool)")
-            elif pool.service_allocation is not None:
+            if not pool.auto_assign or pool.refusal(service.namespace, service.labels):
+                continue
+            if pool.service_allocation is not None:
                 pinned.append(pool)
             else:
                 plain.append(pool)
         # sort is stable: equal priorities keep definition order
         pinned.sort(key=lambda p: (p.service_allocation.priority == 0, p.service_allocation.priority))  # type: ignore[union-attr]
-        return pinned + plain, skipped
+        self._auto_cache[cache_key] = pinned + plain
+        return pinned + plain
 
     def _requested_addresses(self, service: Service) -> Allocation:
         pool: Pool | None = None

@@ -8,9 +8,9 @@ of a Kubernetes ``Service`` of type ``LoadBalancer``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from .errors import InputError
 from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
@@ -38,7 +38,12 @@ SERVICE_KEYS = frozenset(
 )
 
 
-@dataclass(frozen=True, order=True)
+# One shared, immutable empty mapping: most services have no labels or selector,
+# and batches of 100,000 services should not carry 200,000 empty dicts.
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, order=True, slots=True)
 class ServicePort:
     protocol: str
     port: int
@@ -47,27 +52,31 @@ class ServicePort:
         return {"port": self.port, "protocol": self.protocol}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Service:
     namespace: str
     name: str
     ports: tuple[ServicePort, ...] = ()
     external_traffic_policy: str = "Cluster"
-    selector: Mapping[str, str] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
+    selector: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     load_balancer_ips: tuple[tuple[int, int], ...] = ()
     address_pool: str | None = None
     sharing_key: str = ""
     ip_families: tuple[int, ...] = (4,)
     ip_family_policy: str = "SingleStack"
     state: str = "present"
+    # Derived once (the allocator asks for them many times per service).
+    key: str = field(init=False, repr=False, compare=False)
+    backend_key: str = field(init=False, repr=False, compare=False)
+    wanted_families: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
+        object.__setattr__(self, "backend_key", self._backend_key())
+        object.__setattr__(self, "wanted_families", self._wanted_families())
 
-    @functools.cached_property
-    def backend_key(self) -> str:
+    def _backend_key(self) -> str:
         """Services sharing an IP must reach the same backends (MetalLB's rule).
 
         Under Cluster every node forwards to every endpoint, so all Cluster
@@ -76,10 +85,11 @@ class Service:
         """
         if self.external_traffic_policy != "Local":
             return ""
-        return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
+        # Prefixed, so that a Local service without a selector (endpoints managed
+        # by hand) never looks like a Cluster one. MetalLB leaves both empty.
+        return "Local:" + ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
 
-    @functools.cached_property
-    def wanted_families(self) -> tuple[int, ...]:
+    def _wanted_families(self) -> tuple[int, ...]:
         """The families to allocate, primary first.
 
         Requested addresses decide exactly; otherwise SingleStack takes the
@@ -230,8 +240,8 @@ def parse_service(data: object, field: str = "service") -> Service:
         name=name,
         ports=ports,
         external_traffic_policy=policy,
-        selector=selector,
-        labels=labels,
+        selector=selector or EMPTY,
+        labels=labels or EMPTY,
         load_balancer_ips=ips,
         address_pool=address_pool,
         sharing_key=sharing_key,

@@ -30,4 +30,5 @@ def sharing_conflict(new: Service, held_by: Service) -> str | None:
 def _describe_backends(service: Service) -> str:
     if service.external_traffic_policy != "Local":
         return "Cluster"
-    return f"Local with selector {service.backend_key or '{}'}"
+    selector = ",".join(f"{k}={v}" for k, v in sorted(service.selector.items()))
+    return f"Local with selector {selector or '(none)'}"

@@ -96,11 +96,15 @@ def round_shares(shares: Sequence[Fraction], decimals: int = DECIMALS) -> list[f
     shares that lost most (earliest first on ties).
     """
     unit = 10**decimals
-    scaled = [s * unit for s in shares]
-    floors = [int(x) for x in scaled]  # shares are non-negative: int() floors
-    target = round(sum(scaled))
+    floors: list[int] = []
+    remainders: list[float] = []
+    for share in shares:
+        whole, rest = divmod(share.numerator * unit, share.denominator)
+        floors.append(whole)
+        remainders.append(rest / share.denominator)  # only ordered: float is precise enough
+    target = round(sum(shares, Fraction(0)) * unit)
     missing = target - sum(floors)
-    order = sorted(range(len(shares)), key=lambda i: (-(scaled[i] - floors[i]), i))
+    order = sorted(range(len(floors)), key=lambda i: (-remainders[i], i))
     for i in order[:missing]:
         floors[i] += 1
     return [f / unit for f in floors]

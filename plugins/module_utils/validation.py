@@ -230,12 +230,12 @@ def validate(state: DesiredState) -> Report:
     services = _check_duplicates(state.services, report)
     _check_requested_sharing(services, report)
     pool_of: dict[str, Pool] = {}
+    failed = {f.service for f in report.errors}  # refused sharing a requested IP: the allocator would say it again
     for service in services:
-        already_failed = any(f.service == service.key for f in report.errors)
         pool = resolve_pool(service, pools, report)
         if pool is None:
             continue
-        if allocator is not None and not already_failed:
+        if allocator is not None and service.key not in failed:
             # The allocator itself, run over the desired state in list order
             # (an empty ledger): it knows which pool wins, and when one runs out.
             try:

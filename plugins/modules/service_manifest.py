@@ -235,7 +235,6 @@ files:
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.baremetal.lb.plugins.module_utils.argspecs import SERVICE_SPEC, without_none
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.manifest import (
     ANTI_AFFINITY,
@@ -262,7 +261,9 @@ def _read(path: str) -> str | None:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "service": SERVICE_SPEC,
+            # parse_service checks the service and names the field (service.ports[0].port);
+            # the suboptions are documented above.
+            "service": {"type": "dict", "required": True},
             "addresses": {"type": "raw"},
             "ip_field": {"type": "str", "choices": list(IP_FIELDS), "default": "annotation"},
             "health_check_node_port": {"type": "int"},
@@ -283,9 +284,9 @@ def main() -> None:
     )
     params = module.params
     try:
-        service = parse_service(without_none(params["service"]))
+        service = parse_service(params["service"])
         addresses = parse_addresses(params["addresses"], service)
-        workload = parse_workload(without_none(params["workload"]), service) if params["workload"] else None
+        workload = parse_workload(params["workload"], service) if params["workload"] else None
         resources = render(
             service,
             addresses,

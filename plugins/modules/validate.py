@@ -329,7 +329,6 @@ traffic:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.baremetal.lb.plugins.module_utils.argspecs import SERVICES_SPEC, without_none
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.validation import parse_desired_state, validate
 
@@ -349,7 +348,9 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "pools": {"type": "list", "elements": "dict", "default": []},
-            "services": SERVICES_SPEC,
+            # parse_service checks each service and names the field with its index
+            # (services[3].ports[0].port); the suboptions are documented above.
+            "services": {"type": "list", "elements": "dict", "default": []},
             "l2_advertisements": ADVERTISEMENT_SPEC,
             "bgp_advertisements": ADVERTISEMENT_SPEC,
             "nodes": {"type": "list", "elements": "str", "default": []},
@@ -358,7 +359,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    params = without_none(module.params)
+    params = module.params
     try:
         state = parse_desired_state(
             pools=params.get("pools"),

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; runs `apt-get update` at most once.
 set -eu
 
-PACKAGES="bird2 frr gobgpd iproute2 procps"
+PACKAGES="bird2 frr gobgpd iproute2 nftables procps"
 
 missing=""
 for pkg in $PACKAGES; do

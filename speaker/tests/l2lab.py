@@ -124,9 +124,9 @@ class Lab:
     def start_backends(self) -> None:
         for n in self.nodes:
             n.backend = self.spawn(n.ns, PY, str(HERE / "backend.py"), n.name, self.health_file(n))
+        probe = (PY, str(HERE / "l2probe.py"), "tcp", "127.0.0.1", str(BACKEND_PORT))
         for n in self.nodes:
-            self.wait_for(lambda n=n: self.exec(n.ns, PY, str(HERE / "l2probe.py"), "tcp", "127.0.0.1",
-                                                  str(BACKEND_PORT), check=False).returncode == 0, 10)
+            self.wait_for(lambda n=n: self.exec(n.ns, *probe, check=False).returncode == 0, 10)
 
     def health_file(self, n: Node) -> str:
         return os.path.join(self.workdir, f"{n.name}.healthy")
@@ -221,6 +221,49 @@ class Lab:
         entries = json.loads(out or "[]")
         return entries[0].get("lladdr") if entries else None
 
+    # --- failures -----------------------------------------------------------------
+
+    def fail(self, node: Node, kind: str) -> None:
+        """Lose ``node`` the way ``kind`` says: kill9, sigterm, linkdown or partition."""
+        if kind == "kill9":
+            self.stop_speaker(node, signal.SIGKILL)
+        elif kind == "sigterm":
+            self.stop_speaker(node, signal.SIGTERM)
+        elif kind == "linkdown":
+            sh("ip", "-n", node.ns, "link", "set", "eth0", "down")
+        elif kind == "partition":
+            rules = (
+                f"add table bridge lbl2part\n"
+                f"add chain bridge lbl2part isolate {{ type filter hook forward priority 0 ; }}\n"
+                f"add rule bridge lbl2part isolate iifname {node.port} drop\n"
+                f"add rule bridge lbl2part isolate oifname {node.port} drop\n"
+            )
+            subprocess.run(["ip", "netns", "exec", self.br, "nft", "-f", "-"], input=rules, text=True, check=True)
+
+    def restore(self, node: Node, kind: str) -> None:
+        """Undo ``fail``."""
+        if kind in ("kill9", "sigterm"):
+            self.start_speaker(node)
+        elif kind == "linkdown":
+            sh("ip", "-n", node.ns, "link", "set", "eth0", "up")
+            # link-down flushed the IPv6 global address
+            sh("ip", "-n", node.ns, "addr", "replace", f"{node_v6(node.index)}/64", "dev", "eth0", "nodad")
+        elif kind == "partition":
+            sh("ip", "netns", "exec", self.br, "nft", "delete", "table", "bridge", "lbl2part")
+
+    def all_alive(self) -> None:
+        """Wait until every speaker sees every member alive."""
+
+        def check():
+            for n in self.nodes:
+                doc = self.status(n)
+                if doc is None or sum(m["alive"] for m in doc["members"]) != len(self.nodes):
+                    return False
+            return True
+
+        if not self.wait_for(check, 20, 0.2):
+            raise AssertionError("members did not all come back")
+
     @staticmethod
     def wait_for(pred, timeout: float, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
@@ -229,3 +272,26 @@ class Lab:
                 return True
             time.sleep(interval)
         return False
+
+
+def stable(lab, address, timeout=10.0, skip=()):
+    """Wait until every running speaker agrees on one leader for ``address`` and exactly
+    that one announces it; return the leader's name (or None when nobody may lead)."""
+    result = {}
+
+    def check():
+        views = {k: v for k, v in lab.leaders(address).items() if k not in skip}
+        if not views:
+            return False
+        leaders = {leader for leader, _view in views.values()}
+        announcing = [name for name, (_leader, ann) in views.items() if ann]
+        if len(leaders) != 1:
+            return False
+        leader = leaders.pop()
+        ok = not announcing if leader is None else announcing == [leader]
+        result["leader"] = leader
+        return ok
+
+    if not lab.wait_for(check, timeout, 0.2):
+        raise AssertionError(f"{address}: no stable leader: {lab.leaders(address)}")
+    return result["leader"]

@@ -187,7 +187,7 @@ def replay(dst: str, port: int, secret: str, node: str, src: str) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((src, 0))
     old = membership.encode(membership.Message(membership.HEARTBEAT, node, 1, 1, frozenset()), secret.encode())
-    for _ in range(3):
+    for _unused in range(3):
         s.sendto(old, (dst, port))
 
 

@@ -10,16 +10,20 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .bgp.config import BgpConfig, parse_bgp_config
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .backends import Backend, ServicePort
+
 DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"
-DEFAULT_PORT = 7946
-DEFAULT_INTERVAL_MS = 50
-DEFAULT_DEAD_AFTER = 4
+DEFAULT_PORT = 7474  # UDP; not memberlist's 7946, so it can run next to MetalLB while migrating
+DEFAULT_INTERVAL_MS = 75
+DEFAULT_DEAD_AFTER = 3
 MIN_SECRET_BYTES = 32
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,6 +71,8 @@ class ServiceConfig:
     external_traffic_policy: str = "Cluster"  # Cluster | Local
     health_check: HealthCheckConfig | None = None
     interfaces: tuple[str, ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    backends: tuple[Backend, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Config:
     status: StatusConfig
     services: tuple[ServiceConfig, ...]
     bgp_raw: dict[str, Any] = field(default_factory=dict)
+    bgp: BgpConfig | None = None
 
     @property
     def this_node(self) -> NodeConfig:
@@ -128,21 +135,40 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
     membership = _membership(raw.get("membership"))
     interfaces = _iface_list(raw.get("interfaces", []), "interfaces", check_interfaces)
     status = _status(raw.get("status", {}))
-    services = _services(raw.get("services", []), check_interfaces)
+    services = _services(raw.get("services", []), check_interfaces, {n.name for n in nodes})
 
     for i, svc in enumerate(services):
         if svc.mode == "l2" and not svc.interfaces and not interfaces:
             raise ConfigError(f"services[{i}].interfaces", [], "an l2 service needs interfaces (here or top-level)")
 
     _check_shared_ips(services)
+    node_addresses = {n.address: f"nodes[{i}].address" for i, n in enumerate(nodes)}
+    for i, svc in enumerate(services):
+        for j, addr in enumerate(svc.addresses):
+            if addr in node_addresses:
+                raise ConfigError(
+                    f"services[{i}].addresses[{j}]", str(addr), f"is a node address ({node_addresses[addr]})"
+                )
     if check_interfaces:
         _check_local_address(nodes, node)
 
     bgp_raw = raw.get("bgp") or {}
     if not isinstance(bgp_raw, dict):
         raise ConfigError("bgp", bgp_raw, "must be a mapping")
+    bgp = parse_bgp_config(bgp_raw) if bgp_raw else None
+    bgp_names = {s.name for s in services if s.mode == "bgp"}
+    if bgp is None and bgp_names:
+        first = next(i for i, s in enumerate(services) if s.mode == "bgp")
+        raise ConfigError(f"services[{first}].mode", "bgp", "needs a top-level bgp section with peers")
+    if bgp is not None:
+        for i, ad in enumerate(bgp.advertisements):
+            for j, name in enumerate(ad.services):
+                if name not in bgp_names:
+                    raise ConfigError(
+                        f"bgp.advertisements[{i}].services[{j}]", name, "is not a service with mode bgp in this config"
+                    )
 
-    return Config(node, nodes, membership, interfaces, status, services, bgp_raw)
+    return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp)
 
 
 # --- field helpers -----------------------------------------------------------
@@ -278,7 +304,10 @@ def _health(value: Any, path: str) -> HealthCheckConfig:
     return HealthCheckConfig(kind, url, host, port, interval, timeout)
 
 
-def _services(value: Any, check_interfaces: bool) -> tuple[ServiceConfig, ...]:
+def _services(value: Any, check_interfaces: bool, node_names: set[str]) -> tuple[ServiceConfig, ...]:
+    # Imported here: backends.py imports this module (HealthCheckConfig, _health).
+    from .backends import check_families, parse_backends, parse_ports  # noqa: PLC0415
+
     if not isinstance(value, list):
         raise ConfigError("services", value, "must be a list")
     out = []
@@ -287,7 +316,9 @@ def _services(value: Any, check_interfaces: bool) -> tuple[ServiceConfig, ...]:
         path = f"services[{i}]"
         item = _mapping(entry, path)
         _unknown_keys(
-            item, {"name", "addresses", "mode", "external_traffic_policy", "health_check", "interfaces"}, path
+            item,
+            {"name", "addresses", "mode", "external_traffic_policy", "health_check", "interfaces", "ports", "backends"},
+            path,
         )
         name = _str(item, "name", f"{path}.name", required=True)
         if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
@@ -311,10 +342,16 @@ def _services(value: Any, check_interfaces: bool) -> tuple[ServiceConfig, ...]:
         if policy not in POLICIES:
             raise ConfigError(f"{path}.external_traffic_policy", policy, f"must be one of {', '.join(POLICIES)}")
         health = _health(item["health_check"], f"{path}.health_check") if item.get("health_check") else None
-        if policy == "Local" and health is None:
+        ports: tuple[ServicePort, ...] = ()
+        backends: tuple[Backend, ...] = ()
+        if "backends" in item or "ports" in item:
+            backends = parse_backends(item.get("backends"), f"{path}.backends", node_names)
+            ports = parse_ports(item.get("ports"), f"{path}.ports")
+            check_families(addresses, backends, f"{path}.addresses")
+        if policy == "Local" and health is None and not backends:
             raise ConfigError(f"{path}.health_check", None, "is required when external_traffic_policy is Local")
         ifaces = _iface_list(item.get("interfaces", []), f"{path}.interfaces", check_interfaces and mode == "l2")
-        out.append(ServiceConfig(name, addresses, mode, policy, health, ifaces))
+        out.append(ServiceConfig(name, addresses, mode, policy, health, ifaces, ports, backends))
     return tuple(out)
 
 

@@ -13,8 +13,12 @@ from typing import Any
 
 from . import config as config_mod
 from . import election
+from .backends import ForwardedService
+from .bgp.manager import Announcement as BgpAnnouncement
+from .bgp.manager import BgpSpeaker
 from .config import Config, IPAddress, ServiceConfig
 from .errors import ConfigError
+from .forwarding import StandaloneForwarding
 from .health import HealthChecker
 from .host import LocalRoutes, ensure_arp_sysctls, restore_arp_sysctls
 from .layer2 import Announcer, InterfaceResponder
@@ -53,12 +57,16 @@ class Speaker:
         self.config = config
         self.metrics = Metrics()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
-        self.membership = Membership(config, self.health.snapshot, self._membership_changed, self.metrics)
+        self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
+        self.membership = Membership(config, self._local_healthy, self._membership_changed, self.metrics)
         self.routes = LocalRoutes()
         self.responders: dict[str, InterfaceResponder] = {}
         self.announcer = Announcer(self.responders)
         self.links = LinkWatcher(self._link_up)
-        self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp)
+        self.bgp: BgpSpeaker | None = None
+        self._bgp_sent: tuple[BgpAnnouncement, ...] | None = None
+        self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp or self._bgp_status)
+        self.metrics.sections.append(lambda: self.bgp.metrics() if self.bgp else [])
         self.announcements: dict[IPAddress, Announcement] = {}
         self.host_problems: list[str] = []
         self.sysctls_changed: dict[str, int] = {}
@@ -68,6 +76,7 @@ class Speaker:
         self._pending_route_removals: set[IPAddress] = set()
         self._reannounce_all = False
         self._work: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.metrics.gauge("announced_ips", lambda: sum(a.announcing for a in self.announcements.values()))
         self.metrics.gauge("members", lambda: len(self.membership.live()))
@@ -86,6 +95,7 @@ class Speaker:
         self.links.start()
         self.announcer.start()
         self._apply_config(self.config)
+        await self._configure_bgp(self.config)
         await self.membership.start()
         self._work = asyncio.create_task(self._worker(), name="reconcile")
         loop = asyncio.get_running_loop()
@@ -114,6 +124,10 @@ class Speaker:
         for r in self.responders.values():
             r.answering = False
             r.leading.clear()
+        if self.bgp is not None:
+            # withdraw and Cease at once, so routers move traffic before we go
+            await self.bgp.stop()
+            self.bgp = None
         await self.membership.leave()
         if any(a.announcing for a in self.announcements.values()):
             await asyncio.sleep(HANDOVER_GRACE_S)
@@ -126,6 +140,7 @@ class Speaker:
                     a.announcing = False
             self.membership.close()
             self.health.close()
+            await self.forwarding.close()
             self.announcer.close()
             self.links.close()
             for r in self.responders.values():
@@ -147,13 +162,20 @@ class Speaker:
             log.error("reload refused, keeping the running config: %s", exc)
             self.metrics.inc("reloads_total", result="error")
             return
-        if new.node != self.config.node or new.this_node != self.config.this_node:
-            log.error("reload refused: node name or membership address changed (restart instead)")
+        if (
+            new.node != self.config.node
+            or new.this_node != self.config.this_node
+            or new.membership.port != self.config.membership.port
+        ):
+            log.error("reload refused: node name, its address or membership.port changed (restart instead)")
             self.metrics.inc("reloads_total", result="error")
             return
         self.config = new
         self.membership.configure(new)
         self._apply_config(new)
+        task = asyncio.get_running_loop().create_task(self._configure_bgp(new))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         self.metrics.inc("reloads_total", result="ok")
         log.info("configuration reloaded")
 
@@ -179,6 +201,15 @@ class Speaker:
             {s.name: s.health_check for s in cfg.services if s.external_traffic_policy == "Local" and s.health_check}
         )
 
+        self.forwarding.configure(
+            cfg.node,
+            [
+                ForwardedService(s.name, s.addresses, s.ports, s.external_traffic_policy, s.backends)
+                for s in cfg.services
+                if s.backends
+            ],
+        )
+
         groups = election.group_by_address(cfg.l2_services())
         table: dict[IPAddress, Announcement] = {}
         for addr, svcs in groups.items():
@@ -201,7 +232,7 @@ class Speaker:
         self.services_by_ip = groups
         self.bgp_services: tuple[ServiceConfig, ...] = tuple(s for s in cfg.services if s.mode == "bgp")
         for r in self.responders.values():
-            r.set_groups({a for a, ann in table.items() if a.version == 6 and r.ifname in ann.interfaces})  # type: ignore[misc]
+            r.set_groups({a for a, ann in table.items() if a.version == 6 and r.ifname in ann.interfaces})
         self._schedule()
 
     # --- events ------------------------------------------------------------------
@@ -212,6 +243,10 @@ class Speaker:
             # re-announces, or clients keep the other side's MAC (MetalLB #584).
             self._reannounce_all = True
         self._schedule()
+
+    def _local_healthy(self) -> frozenset[str]:
+        """Local services healthy here: by their health check, or by a healthy backend on this node."""
+        return self.health.snapshot() | self.forwarding.local_healthy()
 
     def _eligibility_changed(self) -> None:
         self.membership.nudge()
@@ -282,6 +317,7 @@ class Speaker:
             elif not lead and ann.announcing:
                 await self._release(ann)
                 released.append(f"{addr} ({ann.reason})")
+        self._update_bgp()
         if taken:
             log.info("now announcing %d IPs: %s", len(taken), _summary(taken))
         if released:
@@ -312,6 +348,43 @@ class Speaker:
         await self.routes.remove(ann.address)
         log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
 
+    # --- BGP -----------------------------------------------------------------------
+
+    async def _configure_bgp(self, cfg: Config) -> None:
+        """Start, reconfigure (least churn) or stop the BGP speaker to match ``cfg``."""
+        if cfg.bgp is None:
+            if self.bgp is not None:
+                await self.bgp.stop()
+                self.bgp = None
+            return
+        if self.bgp is None:
+            self.bgp = BgpSpeaker(cfg.bgp)
+            await self.bgp.start()
+        else:
+            self.bgp.apply_config(cfg.bgp)
+        self._bgp_sent = None
+        self._update_bgp()
+
+    def _bgp_eligible(self, svc: ServiceConfig) -> bool:
+        """Cluster: every node announces. Local: only while a local endpoint is healthy."""
+        return svc.external_traffic_policy != "Local" or svc.name in self._local_healthy()
+
+    def _update_bgp(self) -> None:
+        if self.bgp is None or self.stopping:
+            return
+        wanted = tuple(
+            BgpAnnouncement(svc.name, addr, svc.external_traffic_policy)
+            for svc in self.bgp_services
+            if self._bgp_eligible(svc)
+            for addr in svc.addresses
+        )
+        if wanted != self._bgp_sent:
+            self.bgp.set_announcements(wanted)
+            self._bgp_sent = wanted
+
+    def _bgp_status(self) -> dict[str, Any]:
+        return self.bgp.status() if self.bgp is not None else {"peers": []}
+
     # --- reporting -----------------------------------------------------------------
 
     def _healthy(self) -> bool:
@@ -331,11 +404,11 @@ class Speaker:
             )
         announcements: list[dict[str, Any]] = []
         for addr, ann in sorted(self.announcements.items(), key=lambda kv: (kv[0].version, kv[0])):
-            for svc in ann.services:
+            for service_name in ann.services:
                 announcements.append(
                     {
                         "address": str(addr),
-                        "service": svc,
+                        "service": service_name,
                         "mode": "l2",
                         "announcing": ann.announcing,
                         "leader": ann.leader,
@@ -343,23 +416,34 @@ class Speaker:
                         "interfaces": list(ann.interfaces),
                     }
                 )
+        established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
         for svc in self.bgp_services:
+            eligible = self._bgp_eligible(svc)
+            if not eligible:
+                reason = "Local: no healthy local endpoint here, withdrawn"
+            elif established == 0:
+                reason = "no BGP session established"
+            elif svc.external_traffic_policy == "Local":
+                reason = f"Local: healthy local endpoint, advertised to {established} peer(s)"
+            else:
+                reason = f"Cluster: every node announces; advertised to {established} peer(s)"
             for addr in svc.addresses:
                 announcements.append(
                     {
                         "address": str(addr),
                         "service": svc.name,
                         "mode": "bgp",
-                        "announcing": False,
+                        "announcing": eligible and established > 0,
                         "leader": None,
-                        "reason": "announced by the BGP speaker",
+                        "reason": reason,
                     }
                 )
         return {
             "node": self.config.node,
             "members": members,
             "settled": self.membership.settled,
-            "local_healthy": sorted(self.health.snapshot()),
+            "local_healthy": sorted(self._local_healthy()),
+            "forwarding": self.forwarding.status(),
             "host_problems": self.host_problems,
             "announcements": announcements,
         }

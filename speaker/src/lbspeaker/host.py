@@ -117,7 +117,7 @@ class LocalRoutes:
         assert self.sock is not None
         self.seq += 1
         self.sock.send(encode_route(kind, flags | NLM_F_REQUEST | NLM_F_ACK, self.seq, ip, self.lo_index))
-        for _ in range(16):  # bounded: the ack is the next message for our seq
+        for _unused in range(16):  # bounded: the ack is the next message for our seq
             for mkind, payload in decode_messages(self.sock.recv(65536)):
                 if mkind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", payload)[0]
@@ -155,7 +155,7 @@ class LocalRoutes:
             self.sock.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP,
                                           self.seq, 0) + body)
             done = False
-            for _ in range(10000):  # bounded even for huge tables
+            for _unused in range(10000):  # bounded even for huge tables
                 for mkind, payload in decode_messages(self.sock.recv(1 << 20)):
                     if mkind in (NLMSG_DONE, NLMSG_ERROR):
                         done = True

@@ -156,16 +156,16 @@ class InterfaceResponder:
         if not self.mac:
             return
         if ip.version == 4:
-            frames: tuple[bytes, ...] = arp.gratuitous(ip, self.mac)  # type: ignore[arg-type]
+            frames: tuple[bytes, ...] = arp.gratuitous(ip, self.mac)
         else:
-            frames = (ndp.unsolicited(ip, self.mac),)  # type: ignore[arg-type]
+            frames = (ndp.unsolicited(ip, self.mac),)
         for frame in frames:
             if self.send(frame):
                 self.metrics.inc("gratuitous_sent_total", interface=self.ifname)
 
     def _readable(self) -> None:
         assert self.sock is not None
-        for _ in range(256):  # bounded: yield to the loop under a flood
+        for _unused in range(256):  # bounded: yield to the loop under a flood
             try:
                 frame, addr = self.sock.recvfrom(4096)
             except BlockingIOError:

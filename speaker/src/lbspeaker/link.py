@@ -75,7 +75,7 @@ class LinkWatcher:
 
     def _readable(self) -> None:
         assert self.sock is not None
-        for _ in range(64):
+        for _unused in range(64):
             try:
                 data = self.sock.recv(65536)
             except BlockingIOError:

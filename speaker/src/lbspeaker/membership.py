@@ -196,7 +196,7 @@ class Membership:
         if self._task:
             self._task.cancel()
             self._task = None
-        for _ in range(3):
+        for _unused in range(3):
             self._send_all(LEAVING)
             await asyncio.sleep(0.005)
 
@@ -214,10 +214,18 @@ class Membership:
             self._send_all(HEARTBEAT)
 
     async def _run(self) -> None:
+        """Send every interval; in between, wake exactly when a peer's time runs out,
+        so detection takes dead_after and not up to one interval more."""
+        next_send = time.monotonic()
         while True:
-            self._send_all(HEARTBEAT)
+            now = time.monotonic()
+            if now >= next_send:
+                self._send_all(HEARTBEAT)
+                next_send = now + self.interval
             self._expire()
-            await asyncio.sleep(self.interval)
+            deadlines = [p.last_seen + self.dead_after for p in self.peers.values() if p.alive]
+            wake = min([next_send, *deadlines])
+            await asyncio.sleep(max(0.001, wake - time.monotonic() + 0.0005))
 
     def _send_all(self, kind: int) -> None:
         if not self.sock:
@@ -253,7 +261,7 @@ class Membership:
 
     def _readable(self) -> None:
         assert self.sock is not None
-        for _ in range(256):  # bounded: yield to the loop under a flood
+        for _unused in range(256):  # bounded: yield to the loop under a flood
             try:
                 data, addr = self.sock.recvfrom(MAX_PAYLOAD + 1024)
             except BlockingIOError:
@@ -267,7 +275,7 @@ class Membership:
         try:
             msg = decode(data, self.secret)
             peer = self.peers.get(msg.node)
-            if peer is None or self.by_address.get(str(addr[0]).split("%")[0]) is not peer:
+            if peer is None or self.by_address.get(str(addr[0]).split("%", maxsplit=1)[0]) is not peer:
                 raise BadMessage("unknown_node", f"from unknown node {msg.node!r} at {addr[0]}")
             if (msg.incarnation, msg.sequence) <= (peer.incarnation, peer.sequence):
                 raise BadMessage("replay", f"replayed sequence {msg.sequence} from {msg.node}")

@@ -27,6 +27,8 @@ class Metrics:
     def __init__(self) -> None:
         self.values: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
         self.gauges: dict[str, Callable[[], float]] = {}
+        # Whole families rendered by their owners (the BGP speaker), appended as they come.
+        self.sections: list[Callable[[], list[str]]] = []
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         series = self.values.setdefault(name, {})
@@ -45,7 +47,7 @@ class Metrics:
 
     def render(self) -> str:
         lines = []
-        names = sorted(set(self.values) | set(self.gauges) | {n for n, (k, _) in HELP.items() if k == "counter"})
+        names = sorted(set(self.values) | set(self.gauges) | {n for n, (k, _help) in HELP.items() if k == "counter"})
         for name in names:
             kind, text = HELP.get(name, ("gauge", name))
             lines.append(f"# HELP {PREFIX}{name} {text}")
@@ -56,6 +58,8 @@ class Metrics:
             for labels, value in sorted(self.values.get(name, {}).items()):
                 label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
                 lines.append(f"{PREFIX}{name}{{{label_text}}} {value:g}" if labels else f"{PREFIX}{name} {value:g}")
+        for section in self.sections:
+            lines.extend(section())
         return "\n".join(lines) + "\n"
 
 

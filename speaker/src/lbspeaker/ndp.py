@@ -48,7 +48,7 @@ def checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, payload: by
     data = src.packed + dst.packed + struct.pack("!I3xB", len(payload), ICMPV6) + payload
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lab import Lab
-
-
-def _missing(*tools: str) -> list[str]:
-    return [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
-
-
-def need(*tools: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("interop tests need root (network namespaces)")
-    missing = _missing("ip", *tools)
-    if missing:
-        pytest.skip(f"missing {', '.join(missing)}: run speaker/scripts/install-bgp-deps.sh")
+from .bgplab import Lab
 
 
 @pytest.fixture

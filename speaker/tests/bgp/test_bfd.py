@@ -59,7 +59,7 @@ def test_three_way_handshake_poll_and_detection() -> None:
             assert not s._poll
             assert s.detect_time_s() == pytest.approx(0.15)
             # Packets from another session (wrong discriminator) do not keep it alive.
-            for _ in range(10):
+            for _unused in range(10):
                 s.receive(BfdPacket(BfdState.UP, 3, 99, 12345, 50_000, 50_000))
                 await asyncio.sleep(0.03)
             assert s.state == BfdState.DOWN

@@ -6,6 +6,7 @@ import ipaddress
 from typing import Any
 
 import pytest
+from lbspeaker.bgp.__main__ import load
 from lbspeaker.bgp.codec import RouteAttributes
 from lbspeaker.bgp.config import parse_bgp_config
 from lbspeaker.bgp.manager import Announcement, routes_for_peer
@@ -108,3 +109,25 @@ def test_family_not_enabled_for_peer_is_skipped() -> None:
     cfg = parse_bgp_config(base(peers=[{"address": "198.51.100.1", "asn": 64500, "address_families": ["ipv4"]}]))
     routes = routes_for_peer(cfg, cfg.peers[0], [Announcement("a", ipaddress.ip_address("2001:db8:ff::1"))])
     assert routes == {}
+
+
+def test_entry_point_announcements(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.yaml"
+    good.write_text("bgp: {asn: 64501, router_id: 198.51.100.11}\nannouncements:\n"
+                    "  - {service: a, address: 203.0.113.1}\n"
+                    "  - {service: b, addresses: ['2001:db8:ff::1', 203.0.113.2], policy: Local}\n")
+    _bgp, anns = load(good)
+    assert [(a.service, str(a.address), a.policy) for a in anns] == [
+        ("a", "203.0.113.1", "Cluster"), ("b", "2001:db8:ff::1", "Local"), ("b", "203.0.113.2", "Local")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bgp: {asn: 64501, router_id: 198.51.100.11}\nannouncements:\n"
+                   "  - {service: b, addresses: [203.0.113.300]}\n")
+    with pytest.raises(ConfigError) as err:
+        load(bad)
+    assert err.value.field == "announcements[0].addresses"
+
+
+def test_announcement_accepts_text_and_checks_policy() -> None:
+    assert Announcement("a", "203.0.113.1").address == ipaddress.ip_address("203.0.113.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="policy"):
+        Announcement("a", ipaddress.ip_address("203.0.113.1"), "Sometimes")

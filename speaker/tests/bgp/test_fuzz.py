@@ -9,24 +9,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lbspeaker.bgp import bfd, codec
 
-settings.register_profile("ci", max_examples=400, deadline=None)
-settings.load_profile("ci")
+# Per test, not a global profile: other suites in the same run keep their own settings.
+FUZZ = settings(max_examples=400, deadline=None)
 
 HEADERS = st.sampled_from([1, 2, 3, 4, 5, 0, 9])
 
 
+@FUZZ
 @given(st.binary(max_size=600))
 def test_decode_message_never_crashes(data: bytes) -> None:
     with contextlib.suppress(codec.BgpDecodeError):
         codec.decode_message(codec.MARKER + data)
 
 
+@FUZZ
 @given(HEADERS, st.binary(max_size=600))
 def test_decode_body_never_crashes(msg_type: int, body: bytes) -> None:
     with contextlib.suppress(codec.BgpDecodeError):
         codec.decode_body(msg_type, body)
 
 
+@FUZZ
 @given(st.binary(max_size=2000))
 def test_split_messages_never_crashes(data: bytes) -> None:
     framed = codec.MARKER + len(data).to_bytes(2, "big") + data
@@ -34,6 +37,7 @@ def test_split_messages_never_crashes(data: bytes) -> None:
         codec.split_messages(framed)
 
 
+@FUZZ
 @given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=300)), max_size=6),
        st.binary(max_size=40))
 def test_structured_update_never_crashes(attrs: list[tuple[int, int, bytes]], nlri: bytes) -> None:
@@ -49,6 +53,7 @@ def test_structured_update_never_crashes(attrs: list[tuple[int, int, bytes]], nl
         codec.decode_update(body)
 
 
+@FUZZ
 @given(st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=20)), max_size=10))
 def test_open_with_arbitrary_capabilities(caps: list[tuple[int, bytes]]) -> None:
     params = b"".join(bytes([code, len(v)]) + v for code, v in caps)[:253]
@@ -58,6 +63,7 @@ def test_open_with_arbitrary_capabilities(caps: list[tuple[int, bytes]]) -> None
         codec.decode_open(body + bytes([len(opt)]) + opt)
 
 
+@FUZZ
 @given(st.lists(st.integers(0, 2**32 - 1), max_size=200), st.integers(0, 32))
 def test_ipv4_announce_round_trip(addrs: list[int], plen: int) -> None:
     nets = sorted({ipaddress.ip_network((ipaddress.IPv4Address(a), plen), strict=False) for a in addrs})
@@ -68,6 +74,7 @@ def test_ipv4_announce_round_trip(addrs: list[int], plen: int) -> None:
     assert got == nets
 
 
+@FUZZ
 @given(st.binary(max_size=64))
 def test_bfd_decode_never_crashes(data: bytes) -> None:
     with contextlib.suppress(bfd.BfdDecodeError):

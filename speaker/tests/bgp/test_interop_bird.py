@@ -9,8 +9,9 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import need
-from lab import NODE_ASN, ROUTER_ASN, ROUTER_V4, ROUTER_V6, Lab, node_v4, node_v6, wait_for
+
+from .bgplab import NODE_ASN, ROUTER_ASN, ROUTER_V4, ROUTER_V6, Lab, node_v4, node_v6, wait_for
+from .helpers import need
 
 V4 = "203.0.113.10"
 V6 = "2001:db8:ff::10"
@@ -149,8 +150,8 @@ def test_bfd_up_and_routes_dropped_on_silent_link_loss(make_lab) -> None:  # typ
     need("nft")
     lab: Lab = make_lab(1)
     bird = lab.start_bird(bird_peer(1, extra="bfd on; hold time 240;"), bfd=True)
-    sp = lab.start_speaker(1, speaker_bgp(1, peer={"hold_time": 240, "keepalive_time": 80,
-                                                    "bfd": {"min_rx_ms": 100, "min_tx_ms": 100, "multiplier": 3}}),
+    peer = {"hold_time": 240, "keepalive_time": 80, "bfd": {"min_rx_ms": 100, "min_tx_ms": 100, "multiplier": 3}}
+    sp = lab.start_speaker(1, speaker_bgp(1, peer=peer),
                            ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="session")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
@@ -171,11 +172,11 @@ def test_bfd_up_and_routes_dropped_on_silent_link_loss(make_lab) -> None:  # typ
     wait_for(lambda: lab.router.route(V4), 15, what="route back")
 
 
-def test_passive_speaker_with_gtsm(make_lab) -> None:  # type: ignore[no-untyped-def]
+def test_passive_speaker_with_gtsm_and_md5(make_lab) -> None:  # type: ignore[no-untyped-def]
     lab: Lab = make_lab(1)
-    # BIRD connects (passive off) and demands TTL 255 (GTSM); the speaker only listens.
-    bird = lab.start_bird(bird_peer(1, extra="passive off; ttl security on;"))
-    lab.start_speaker(1, speaker_bgp(1, peer={"passive": True, "ttl": 255}), ANNS)
+    # BIRD connects (passive off) with an MD5 key and demands TTL 255 (GTSM); the speaker only listens.
+    bird = lab.start_bird(bird_peer(1, extra='passive off; ttl security on; password "pw-passive";'))
+    lab.start_speaker(1, speaker_bgp(1, peer={"passive": True, "ttl": 255, "password": "pw-passive"}), ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="session opened by BIRD to the passive speaker")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
 
@@ -183,11 +184,43 @@ def test_passive_speaker_with_gtsm(make_lab) -> None:  # type: ignore[no-untyped
 def test_ipv6_session_carries_both_families(make_lab) -> None:  # type: ignore[no-untyped-def]
     lab: Lab = make_lab(1)
     bird = lab.start_bird(f"protocol bgp n1 from nodes {{ local {ROUTER_V6} as {ROUTER_ASN}; "
-                          f"neighbor {node_v6(1)} as {NODE_ASN}; }}\n")
+                          f"neighbor {node_v6(1)} as {NODE_ASN}; bfd on; }}\n", bfd=True)
     bgp = {"asn": NODE_ASN, "router_id": node_v4(1),
            "peers": [{"address": ROUTER_V6, "asn": ROUTER_ASN, "next_hop_ipv4": node_v4(1),
-                      "connect_retry_time": 0.5, "connect_retry_max": 2}]}
-    lab.start_speaker(1, bgp, ANNS)
+                      "connect_retry_time": 0.5, "connect_retry_max": 2, "bfd": True}]}
+    sp = lab.start_speaker(1, bgp, ANNS)
     wait_for(lambda: bird.established("n1"), 30, what="BGP over IPv6")
     assert f"via {node_v6(1)}" in wait_for(lambda: lab.router.route(V6), 15, what="IPv6 route in FIB")
     assert f"via {node_v4(1)}" in wait_for(lambda: lab.router.route(V4), 15, what="IPv4 route in FIB")
+    # BFD over IPv6 (hop limit 255 both ways).
+    wait_for(lambda: sp.status()["bgp"]["peers"][0]["bfd"]["state"] == "Up", 30, what="BFD over IPv6 up")
+    assert " Up " in bird.cmd("show", "bfd", "sessions")
+
+
+def test_source_address(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    second = "198.51.100.51"
+    lab.nodes[0].ip("addr", "add", f"{second}/24", "dev", "eth0")
+    # BIRD knows the node only by its second address: the session must come from there.
+    bird = lab.start_bird(f"protocol bgp n1 from nodes {{ neighbor {second} as {NODE_ASN}; }}\n")
+    lab.start_speaker(1, speaker_bgp(1, peer={"source_address": second}), ANNS)
+    wait_for(lambda: bird.established("n1"), 30, what="session from the source address")
+    assert f"via {second}" in wait_for(lambda: lab.router.route(V4), 15, what="route via the source address")
+
+
+def test_ebgp_multihop_from_a_loopback_address(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    loop = "198.51.100.201"
+    node = lab.nodes[0]
+    node.ip("addr", "add", f"{loop}/32", "dev", "lo")
+    lab.router.ip("route", "add", f"{loop}/32", "via", node_v4(1))
+    # BIRD reaches the node's loopback through a static route: a multihop session, next hops resolved through it.
+    bird = lab.start_bird(
+        f"protocol bgp n1 from nodes {{ neighbor {loop} as {NODE_ASN}; multihop 2; }}\n",
+        extra=f"protocol static {{ ipv4; route {loop}/32 via {node_v4(1)}; }}")
+    lab.start_speaker(1, speaker_bgp(1, peer={"multihop": True, "source_address": loop}),
+                      [{"service": "web", "address": V4}])
+    wait_for(lambda: bird.established("n1"), 30, what="multihop session")
+    out = wait_for(lambda: bird.route(f"{V4}/32"), 15, what="route over the multihop session")
+    assert f"BGP.next_hop: {loop}" in out
+    assert f"via {node_v4(1)}" in wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")

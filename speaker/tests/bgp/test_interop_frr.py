@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
-from conftest import need
-from lab import NODE_ASN, ROUTER_ASN, ROUTER_V4, Frr, Lab, node_v4, node_v6, wait_for
+
+from .bgplab import NODE_ASN, ROUTER_ASN, ROUTER_V4, Frr, Lab, node_v4, node_v6, wait_for
+from .helpers import need
 
 V4 = "203.0.113.10"
 V6 = "2001:db8:ff::10"
@@ -103,8 +105,8 @@ def test_bfd_drops_routes_on_silent_link_loss(make_lab) -> None:  # type: ignore
     conf = frr_conf(bfd=True).replace(" neighbor NODES timers connect 1",
                                       " neighbor NODES timers connect 1\n neighbor NODES timers 80 240")
     frr = start_frr(lab, conf, bfd=True)
-    sp = lab.start_speaker(1, speaker_bgp(1, peer={"hold_time": 240, "keepalive_time": 80,
-                                                    "bfd": {"min_rx_ms": 300, "min_tx_ms": 300}}), ANNS)
+    peer = {"hold_time": 240, "keepalive_time": 80, "bfd": {"min_rx_ms": 300, "min_tx_ms": 300}}
+    sp = lab.start_speaker(1, speaker_bgp(1, peer=peer), ANNS)
     wait_for(lambda: frr.established(node_v4(1)), 30, what="session")
     wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
     wait_for(lambda: '"status":"up"' in frr.vtysh("show bfd peers json").replace(" ", ""), 30, what="BFD up on FRR")
@@ -113,3 +115,46 @@ def test_bfd_drops_routes_on_silent_link_loss(make_lab) -> None:  # type: ignore
                        " policy drop; }; add chain inet lbbg out { type filter hook output priority 0; policy drop; }"])
     # Hold time 240 s: only BFD can remove the routes within this bound.
     wait_for(lambda: not lab.router.route(V4) and not lab.router.route(V6), 30, what="routes dropped by BFD")
+
+
+def test_graceful_restart_keeps_routes_over_a_crash(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    conf = frr_conf().replace(" no bgp ebgp-requires-policy", " no bgp ebgp-requires-policy\n bgp graceful-restart")
+    frr = start_frr(lab, conf)
+    bgp = speaker_bgp(1, peer={"graceful_restart": True, "restart_time": 60})
+    sp = lab.start_speaker(1, bgp, ANNS)
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="session")
+    wait_for(lambda: lab.router.route(V4), 15, what="route in FIB")
+    sp.stop(signal.SIGKILL)
+    wait_for(lambda: not frr.established(node_v4(1)), 30, what="FRR to notice the crash")
+    path = wait_for(lambda: (frr.route(f"{V4}/32").get("paths") or [{}])[0].get("stale") and
+                    frr.route(f"{V4}/32")["paths"][0], 15, what="route kept as stale")
+    assert path["stale"] is True
+    assert lab.router.route(V4), "the FIB keeps the route during the restart"
+    sp2 = lab.start_speaker(1, bgp, ANNS, name="sp1b")
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="session after restart")
+
+    def refreshed() -> bool:
+        paths = frr.route(f"{V4}/32").get("paths") or []
+        return bool(paths) and not paths[0].get("stale", False)
+
+    wait_for(refreshed, 30, what="route refreshed (no longer stale)")
+    assert sp2.stop() == 0
+    wait_for(lambda: not lab.router.route(V4), 15, what="withdraw after SIGTERM")
+
+
+def test_ibgp_local_pref(make_lab) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab = make_lab(1)
+    ibgp = (f" neighbor {node_v4(1)} remote-as {ROUTER_ASN}\n neighbor {node_v4(1)} passive\n"
+            f" address-family ipv6 unicast\n  neighbor {node_v4(1)} activate\n exit-address-family")
+    frr = start_frr(lab, frr_conf(ibgp))
+    bgp = speaker_bgp(1, ads=[{"local_pref": 250, "communities": ["64500:7"]}])
+    bgp["asn"] = ROUTER_ASN
+    lab.start_speaker(1, bgp, ANNS)
+    wait_for(lambda: frr.established(node_v4(1)), 30, what="iBGP session")
+    for prefix in (f"{V4}/32", f"{V6}/128"):
+        path = wait_for(lambda p=prefix: frr.route(p), 15, what=f"{prefix} over iBGP")["paths"][0]
+        assert path["locPrf"] == 250
+        assert path["community"]["list"] == ["64500:7"]
+        assert path["peer"]["type"] == "internal"
+    wait_for(lambda: lab.router.route(V4) and lab.router.route(V6), 15, what="iBGP routes in the FIB")

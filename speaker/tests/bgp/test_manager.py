@@ -8,7 +8,8 @@ import ipaddress
 from lbspeaker.bgp import codec
 from lbspeaker.bgp.config import parse_bgp_config
 from lbspeaker.bgp.manager import Announcement, BgpSpeaker
-from test_session import FakePeer, handshake, next_update, read_msg
+
+from .test_session import FakePeer, handshake, next_update, read_msg
 
 
 def config(port_a: int, port_b: int, hold_a: int = 90, community_b: str = "64500:1") -> dict[str, object]:
@@ -41,7 +42,7 @@ def test_reload_resets_only_changed_peer_and_diffs_routes() -> None:
         assert ua.nlri == ub.nlri == (ipaddress.ip_network("203.0.113.1/32"),)
         # Peer a: hold time changes (session parameter) -> reset. Peer b: community changes -> UPDATE only.
         sp.apply_config(parse_bgp_config(config(pa.port, pb.port, hold_a=30, community_b="64500:2")))
-        for _ in range(20):
+        for _unused in range(20):
             msg = await read_msg(ra)
             if isinstance(msg, codec.Notification):
                 break
@@ -49,7 +50,7 @@ def test_reload_resets_only_changed_peer_and_diffs_routes() -> None:
         ra2, wa2 = await pa.accept()
         ours = await handshake(ra2, wa2)
         assert ours.hold_time == 30
-        for _ in range(20):
+        for _unused in range(20):
             u = await next_update(rb)
             c = u.attribute(codec.ATTR_COMMUNITIES)
             if c is not None and c.value == (64500 << 16 | 2).to_bytes(4, "big"):
@@ -62,7 +63,7 @@ def test_reload_resets_only_changed_peer_and_diffs_routes() -> None:
         assert 'lbspeaker_bgp_established_total{peer="127.0.0.2",name="b"} 1' in metrics
         # The daemon withdraws a Local IP: only a withdraw goes out.
         sp.set_announcements([])
-        for _ in range(20):
+        for _unused in range(20):
             u = await next_update(rb)
             if u.withdrawn:
                 break

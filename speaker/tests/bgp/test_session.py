@@ -37,7 +37,7 @@ class FakePeer:
 
 async def read_msg(reader: asyncio.StreamReader) -> codec.Message:
     header = await asyncio.wait_for(reader.readexactly(19), 10)
-    _, length = codec.decode_header(header)
+    _msg_type, length = codec.decode_header(header)
     return codec.decode_message(header + await reader.readexactly(length - 19))
 
 
@@ -53,7 +53,7 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def next_update(reader: asyncio.StreamReader) -> codec.Update:
-    for _ in range(50):
+    for _unused in range(50):
         msg = await read_msg(reader)
         if isinstance(msg, codec.Update):
             return msg
@@ -118,7 +118,7 @@ def test_open_announce_diff_and_cease() -> None:
     (b"\x00" * 19, (1, 1)),
     (codec.MARKER + b"\x00\x12\x04", (1, 2)),
     (codec.MARKER + b"\x00\x13\x08", (1, 3)),
-    (codec.MARKER + b"\x00\x1a\x02" + b"\x00\x00\x00\x09\x40\x01\x01", (3, 1)),
+    (codec.MARKER + b"\x00\x14\x05\x00", (1, 2)),  # ROUTE-REFRESH of 1 byte
 ])
 def test_malformed_message_notifies_and_reconnects(garbage: bytes, expected: tuple[int, int]) -> None:
     async def main() -> None:
@@ -131,7 +131,7 @@ def test_malformed_message_notifies_and_reconnects(garbage: bytes, expected: tup
         await next_update(r)  # End-of-RIB: Established
         w.write(garbage)
         await w.drain()
-        for _ in range(20):
+        for _unused in range(20):
             msg = await read_msg(r)
             if isinstance(msg, codec.Notification):
                 break
@@ -166,7 +166,7 @@ def test_routes_from_peer_are_accepted_and_ignored() -> None:
             w.write(m)
         w.write(codec.encode_route_refresh(1, 1))
         await w.drain()
-        for _ in range(100):
+        for _unused in range(100):
             if s.counters.updates_received >= 2:
                 break
             await asyncio.sleep(0.02)
@@ -189,7 +189,7 @@ def test_wrong_peer_asn_is_refused() -> None:
         await handshake(r, w, asn=65000)
         msg = await read_msg(r)
         assert msg == codec.Notification(2, 2)
-        for _ in range(100):
+        for _unused in range(100):
             if s.last_error:
                 break
             await asyncio.sleep(0.02)
@@ -211,7 +211,7 @@ def test_hold_timer_expiry() -> None:
         await handshake(r, w, hold=3)
         # Stay silent: the speaker's hold timer (3 s) must fire.
         note = None
-        for _ in range(20):
+        for _unused in range(20):
             msg = await read_msg(r)
             if isinstance(msg, codec.Notification):
                 note = msg
@@ -240,6 +240,61 @@ def test_peer_notification_backs_off_and_reconnects() -> None:
         assert "cease 6/4" in s.last_error
         await handshake(r2, w2)
         await next_update(r2)
+        await s.stop()
+        assert peer.server is not None
+        peer.server.close()
+
+    run(main())
+
+
+def test_malformed_update_is_counted_and_ignored() -> None:
+    async def main() -> None:
+        peer = FakePeer()
+        await peer.start()
+        s = session_for(peer)
+        s.set_routes({N1: RouteAttributes()})
+        s.start()
+        r, w = await peer.accept()
+        await handshake(r, w)
+        await next_update(r)
+        # Attribute length overruns the attribute list: a broken UPDATE, framing intact.
+        w.write(codec.MARKER + b"\x00\x1a\x02" + b"\x00\x00\x00\x09\x40\x01\x01")
+        w.write(codec.encode_keepalive())
+        await w.drain()
+        for _unused in range(100):
+            if s.counters.malformed_updates_received:
+                break
+            await asyncio.sleep(0.02)
+        assert s.counters.malformed_updates_received == 1
+        assert s.state == State.ESTABLISHED and s.advertised == 1
+        assert "malformed UPDATE" in s.last_error
+        await s.stop()
+        assert peer.server is not None
+        peer.server.close()
+
+    run(main())
+
+
+def test_route_refresh_resends_the_family() -> None:
+    async def main() -> None:
+        peer = FakePeer()
+        await peer.start()
+        s = session_for(peer)
+        n6 = ipaddress.ip_network("2001:db8:ff::1/128")
+        s.set_routes({N1: RouteAttributes(), n6: RouteAttributes()})
+        s.start()
+        r, w = await peer.accept()
+        await handshake(r, w)
+        seen: set[object] = set()
+        while len(seen) < 2:  # IPv6 has no next hop on an IPv4 session without next_hop_ipv6
+            u = await next_update(r)
+            if u.end_of_rib is not None:
+                seen.add(u.end_of_rib)
+        assert "next_hop_ipv6" in s.last_error
+        w.write(codec.encode_route_refresh(codec.AFI_IPV4, codec.SAFI_UNICAST))
+        await w.drain()
+        u = await next_update(r)
+        assert u.nlri == (N1,)
         await s.stop()
         assert peer.server is not None
         peer.server.close()

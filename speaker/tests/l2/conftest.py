@@ -2,7 +2,7 @@ import os
 import shutil
 
 import pytest
-from l2lab import VIP4, VIP6, Lab
+from l2lab import VIP4, VIP6, Lab, stable
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -23,28 +23,6 @@ def _need_tools():
     missing = [t for t in ("ip", "nft", "sysctl") if not shutil.which(t)]
     if os.geteuid() != 0 or missing:
         pytest.skip(f"needs root and {missing or 'tools'}")
-
-
-def stable(lab, address, timeout=10.0, skip=()):
-    """Wait until every running speaker agrees on one leader for ``address`` and exactly
-    that one announces it; return the leader's name (or None when nobody may lead)."""
-    result = {}
-
-    def check():
-        views = {k: v for k, v in lab.leaders(address).items() if k not in skip}
-        if not views:
-            return False
-        leaders = {leader for leader, _ in views.values()}
-        announcing = [name for name, (_, ann) in views.items() if ann]
-        if len(leaders) != 1:
-            return False
-        leader = leaders.pop()
-        ok = not announcing if leader is None else announcing == [leader]
-        result["leader"] = leader
-        return ok
-
-    assert lab.wait_for(check, timeout, 0.2), f"{address}: no stable leader: {lab.leaders(address)}"
-    return result["leader"]
 
 
 @pytest.fixture(scope="module")

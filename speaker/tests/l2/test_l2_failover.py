@@ -5,67 +5,26 @@ resumes, exactly one node answers, it is the elected one), never timings.
 """
 
 import json
-import signal
-import subprocess
 import time
 
 import pytest
 from conftest import stable
-from l2lab import VIP4, VIP6, node_v6, sh
+from l2lab import VIP4, VIP6
 
 KINDS = ["kill9", "sigterm", "linkdown", "partition"]
-
-
-def fail(lab, node, kind):
-    if kind == "kill9":
-        lab.stop_speaker(node, signal.SIGKILL)
-    elif kind == "sigterm":
-        lab.stop_speaker(node, signal.SIGTERM)
-    elif kind == "linkdown":
-        sh("ip", "-n", node.ns, "link", "set", "eth0", "down")
-    elif kind == "partition":
-        rules = (
-            f"add table bridge lbl2part\n"
-            f"add chain bridge lbl2part isolate {{ type filter hook forward priority 0 ; }}\n"
-            f"add rule bridge lbl2part isolate iifname {node.port} drop\n"
-            f"add rule bridge lbl2part isolate oifname {node.port} drop\n"
-        )
-        subprocess.run(["ip", "netns", "exec", lab.br, "nft", "-f", "-"], input=rules, text=True, check=True)
-
-
-def restore(lab, node, kind):
-    if kind in ("kill9", "sigterm"):
-        lab.start_speaker(node)
-    elif kind == "linkdown":
-        sh("ip", "-n", node.ns, "link", "set", "eth0", "up")
-        # link-down flushed the IPv6 global address
-        sh("ip", "-n", node.ns, "addr", "replace", f"{node_v6(node.index)}/64", "dev", "eth0", "nodad")
-    elif kind == "partition":
-        sh("ip", "netns", "exec", lab.br, "nft", "delete", "table", "bridge", "lbl2part")
-
-
-def all_alive(lab):
-    def check():
-        for n in lab.nodes:
-            doc = lab.status(n)
-            if doc is None or sum(m["alive"] for m in doc["members"]) != len(lab.nodes):
-                return False
-        return True
-
-    assert lab.wait_for(check, 20, 0.2), "members did not all come back"
 
 
 @pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_failover(lab, kind, address, tmp_path, capsys):
-    all_alive(lab)
+    lab.all_alive()
     leader = lab.node_by_name(stable(lab, address))
     assert lab.tcp(address) == leader.name
     out = str(tmp_path / "probe.json")
     duration = 6.0 if kind == "partition" else 4.0
     probe = lab.start_outage_probe(address, duration, out)
     time.sleep(1.0)
-    fail(lab, leader, kind)
+    lab.fail(leader, kind)
     try:
         if kind == "partition":
             # the others elect a new leader while the old one still thinks it leads
@@ -77,7 +36,7 @@ def test_failover(lab, kind, address, tmp_path, capsys):
                 for a in doc["announcements"] if a["address"] == address and a["announcing"]
             }
             assert len(owners) == 1 and leader.name not in owners
-            restore(lab, leader, kind)
+            lab.restore(leader, kind)
         assert probe.wait(timeout=duration + 20) == 0
         with open(out) as fh:
             result = json.load(fh)
@@ -88,13 +47,13 @@ def test_failover(lab, kind, address, tmp_path, capsys):
             assert lab.tcp(address) == new.name
     finally:
         if kind != "partition":
-            restore(lab, leader, kind)
+            lab.restore(leader, kind)
     with capsys.disabled():
         print(f"\n  {kind:9s} {'IPv6' if ':' in address else 'IPv4'}: outage {result['outage_s']:.3f} s, "
               f"failed probes {result['failed']}/{result['probes']}, answered by {result['answered']}")
     assert result["recovered"], result
     # after restore/heal: one owner, the elected one, and the client's cache points at it (MetalLB #584)
-    all_alive(lab)
+    lab.all_alive()
     final = lab.node_by_name(stable(lab, address))
     assert lab.wait_for(lambda: lab.who_has(address) == [final.mac], 10, 0.3)
     assert lab.wait_for(lambda: lab.tcp(address) == final.name, 10, 0.2)

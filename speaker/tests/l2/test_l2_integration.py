@@ -7,12 +7,13 @@ import time
 import pytest
 from conftest import SERVICES, VIP_LOCAL4, VIP_LOCAL6, stable
 from l2lab import HERE, LB_SPEAKER, PY, SECRET, VIP4, VIP6, node_v4
+from lbspeaker.config import DEFAULT_PORT
 
 
 @pytest.mark.parametrize("address", [VIP4, VIP6])
 def test_vip_answers_only_from_leader(lab, address):
     leader = lab.node_by_name(stable(lab, address))
-    for _ in range(3):
+    for _unused in range(3):
         assert lab.who_has(address) == [leader.mac]
     assert lab.tcp(address) == leader.name
     for n in lab.nodes:  # every node agrees with /status of the others
@@ -58,16 +59,17 @@ def test_bad_packets_are_dropped_counted_and_survived(lab):
     # truncated and garbage ARP/NDP frames, from the client, at the leader
     lab.probe("garbage", "eth0", leader.mac, "200")
     # heartbeats with a wrong MAC and from an unknown node, from the client
-    lab.probe("heartbeats", node_v4(leader.index), "7946", SECRET, other.name)
+    lab.probe("heartbeats", node_v4(leader.index), str(DEFAULT_PORT), SECRET, other.name)
     # a replay: an old sequence with the right secret, from a real node's address
-    lab.exec(other.ns, PY, str(HERE / "l2probe.py"), "replay", node_v4(leader.index), "7946", SECRET, other.name,
+    port = str(DEFAULT_PORT)
+    lab.exec(other.ns, PY, str(HERE / "l2probe.py"), "replay", node_v4(leader.index), port, SECRET, other.name,
              node_v4(other.index))
     time.sleep(0.3)
     metrics = lab.exec(leader.ns, PY, str(HERE / "l2probe.py"), "get", "http://127.0.0.1:7473/metrics").stdout
     values = {}
     for line in metrics.splitlines():
         if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
+            key, _space, value = line.rpartition(" ")
             values[key] = float(value)
     assert values.get('lbspeaker_heartbeats_dropped_total{reason="bad_mac"}', 0) >= 1
     assert values.get('lbspeaker_heartbeats_dropped_total{reason="unknown_node"}', 0) >= 1

@@ -25,7 +25,7 @@ def base(**over):
             },
             {"name": "default/bgp", "addresses": ["203.0.113.5"], "mode": "bgp"},
         ],
-        "bgp": {"peers": [{"address": "198.51.100.1", "asn": 64500}]},
+        "bgp": {"asn": 64501, "router_id": "198.51.100.11", "peers": [{"address": "198.51.100.1", "asn": 64500}]},
     }
     doc.update(over)
     return doc
@@ -46,7 +46,9 @@ def test_parses_into_typed_objects():
     assert [s.name for s in cfg.l2_services()] == ["default/web", "default/local"]
     assert str(cfg.services[0].addresses[1]) == "2001:db8:1::100"
     assert cfg.services[1].health_check.type == "kube_proxy"
-    assert cfg.bgp_raw == {"peers": [{"address": "198.51.100.1", "asn": 64500}]}
+    assert cfg.bgp is not None
+    assert cfg.bgp.asn == 64501
+    assert [(str(p.address), p.asn) for p in cfg.bgp.peers] == [("198.51.100.1", 64500)]
 
 
 def test_unknown_interface_is_named():
@@ -88,6 +90,13 @@ def test_bad_service_address():
     doc["services"][0]["addresses"][1] = "2001:db8::zz"
     err = bad(doc, "services[0].addresses[1]")
     assert err.value == "2001:db8::zz"
+
+
+def test_service_address_must_not_be_a_node_address():
+    doc = base()
+    doc["services"][0]["addresses"].append("198.51.100.12")
+    err = bad(doc, "services[0].addresses[2]")
+    assert "nodes[1].address" in str(err)
 
 
 def test_local_needs_health_check():
@@ -148,3 +157,29 @@ def test_check_command_names_field_and_exits_nonzero(tmp_path):
     path.write_text(yaml.safe_dump(base()))
     res = run_check(path)
     assert res.returncode == 0, res.stderr
+
+
+def test_forwarded_service_backends_are_parsed_and_checked():
+    doc = base()
+    doc["services"].append(
+        {
+            "name": "default/echo",
+            "addresses": ["198.51.100.110"],
+            "external_traffic_policy": "Local",
+            "ports": [8080],
+            "backends": [
+                {"node": "a", "address": "198.51.100.11", "port": 9000},
+                {"node": "b", "address": "198.51.100.12", "port": 9000},
+            ],
+        }
+    )
+    svc = config.parse(doc).services[-1]
+    assert [(b.node, b.port) for b in svc.backends] == [("a", 9000), ("b", 9000)]
+    assert [p.port for p in svc.ports] == [8080]
+    # Local with backends needs no separate health check: the backends' own checks decide
+    assert svc.health_check is None
+
+    doc["services"][-1]["backends"][1]["port"] = 70000
+    bad(doc, "services[3].backends[1].port")
+    doc["services"][-1]["backends"][1] = {"node": "zz", "address": "198.51.100.12", "port": 9000}
+    bad(doc, "services[3].backends[1].node")

@@ -3,7 +3,7 @@
     python -m lbspeaker.bgp --config FILE [--status-file PATH]
 
 FILE is YAML with the ``bgp`` section and a static ``announcements`` list
-([{service, address, policy}]). SIGTERM/SIGINT: withdraw, Cease, exit 0.
+([{service, address, policy}] or [{service, addresses: [...], policy}]). SIGTERM/SIGINT: withdraw, Cease, exit 0.
 SIGHUP: re-read FILE and apply it with the least churn. SIGUSR1: write the
 status (and metrics) as JSON to --status-file.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import yaml
 
 from lbspeaker.errors import ConfigError
 
-from .config import BgpConfig, parse_bgp_config
+from .config import BgpConfig, parse_bgp_config, parse_ip
 from .manager import Announcement, BgpSpeaker
 
 
@@ -38,32 +38,45 @@ def load(path: Path) -> tuple[BgpConfig, list[Announcement]]:
         raise ConfigError(str(path), None, f"cannot read: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("(top)", data, "must be a mapping with a bgp key")
-    config = parse_bgp_config(data.get("bgp"), "bgp")
+    if "bgp" not in data:
+        raise ConfigError("bgp", None, "is required")
+    config = parse_bgp_config(data["bgp"], "bgp")
     anns: list[Announcement] = []
     raw: Any = data.get("announcements") or []
     if not isinstance(raw, list):
         raise ConfigError("announcements", raw, "must be a list")
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or "address" not in item:
-            raise ConfigError(f"announcements[{i}]", item, "must be a mapping with an address")
-        text = str(item["address"])
-        try:
-            addr = ipaddress.IPv6Address(text) if ":" in text else ipaddress.IPv4Address(text)
-        except ValueError:
-            raise ConfigError(f"announcements[{i}].address", item["address"], "must be an IP address") from None
+        # Either {service, address, policy} or, compactly, {service, addresses: [...], policy}.
+        if not isinstance(item, dict) or ("address" in item) == ("addresses" in item):
+            raise ConfigError(f"announcements[{i}]", item, "must be a mapping with address or addresses")
         policy = item.get("policy", "Cluster")
         if policy not in ("Cluster", "Local"):
             raise ConfigError(f"announcements[{i}].policy", policy, "must be Cluster or Local")
-        anns.append(Announcement(str(item.get("service", "")), addr, policy))
+        service = str(item.get("service", ""))
+        if "address" in item:
+            texts, where = [item["address"]], f"announcements[{i}].address"
+        else:
+            if not isinstance(item["addresses"], list):
+                raise ConfigError(f"announcements[{i}].addresses", item["addresses"], "must be a list")
+            texts, where = item["addresses"], f"announcements[{i}].addresses"
+        for text in texts:
+            try:
+                addr = parse_ip(str(text))
+            except ValueError:
+                raise ConfigError(where, text, "must be an IP address") from None
+            anns.append(Announcement(service, addr, policy))
     return config, anns
 
 
 async def amain(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
+    started = time.monotonic()
     config, anns = load(config_path)
     speaker = BgpSpeaker(config)
     await speaker.start()
     speaker.set_announcements(anns)
+    logging.info("%d announcements, %d peers, ready in %.3f s", len(anns), len(config.peers),
+                 time.monotonic() - started)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
 

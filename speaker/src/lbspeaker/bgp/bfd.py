@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .config import BfdConfig
 
@@ -146,7 +147,7 @@ class BfdTransport:
         self._rx.clear()
 
     def _on_readable(self, sock: socket.socket) -> None:
-        for _ in range(64):  # bounded: drain what is queued, then yield to the loop
+        for _unused in range(64):  # bounded: drain what is queued, then yield to the loop
             try:
                 data, ancdata, _flags, addr = sock.recvmsg(512, 64)
             except (BlockingIOError, InterruptedError):
@@ -210,7 +211,7 @@ class BfdSession:
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
             # RFC 5881 4: source port 49152-65535, unique per session.
-            for _ in range(64):
+            for _unused in range(64):
                 try:
                     sock.bind((str(self.local), random.randint(49152, 65535)))
                     break
@@ -241,7 +242,7 @@ class BfdSession:
             self._sock.close()
             self._sock = None
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {
             "state": STATE_NAMES[self.state],
             "uptime_s": round(time.monotonic() - self.up_since, 1) if self.up_since else 0,

@@ -315,7 +315,7 @@ def _decode_capabilities(data: bytes) -> Capabilities:
             raise BgpDecodeError(ERR_OPEN, 0, f"capability {code} truncated")
         pos += 2 + length
         if code == CAP_MULTIPROTOCOL and length == 4:
-            afi, _, safi = struct.unpack("!HBB", value)
+            afi, _reserved, safi = struct.unpack("!HBB", value)
             mp.append((afi, safi))
         elif code == CAP_ROUTE_REFRESH:
             rr = True
@@ -469,8 +469,8 @@ def encode_path_attributes(attrs: RouteAttributes, ctx: UpdateContext, afi: int)
             raise ValueError("no IPv4 next hop for this session")
         out += _attr(FLAG_TRANSITIVE, ATTR_NEXT_HOP, ctx.next_hop_v4.packed)
     if ctx.ibgp:
-        out += _attr(FLAG_TRANSITIVE, ATTR_LOCAL_PREF, struct.pack("!I", 100 if attrs.local_pref is None
-                                                                    else attrs.local_pref))
+        local_pref = 100 if attrs.local_pref is None else attrs.local_pref
+        out += _attr(FLAG_TRANSITIVE, ATTR_LOCAL_PREF, struct.pack("!I", local_pref))
     if attrs.communities:
         out += _attr(FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_COMMUNITIES,
                      b"".join(struct.pack("!I", c) for c in sorted(set(attrs.communities))))

@@ -13,8 +13,9 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from . import codec
 from .bfd import BfdSession, BfdState, BfdTransport
@@ -34,6 +35,12 @@ class Announcement:
     service: str
     address: IPAddress
     policy: str = "Cluster"  # Cluster | Local
+
+    def __post_init__(self) -> None:
+        if isinstance(self.address, str):  # accept "203.0.113.10" as well as an ipaddress object
+            object.__setattr__(self, "address", ipaddress.ip_address(self.address))
+        if self.policy not in ("Cluster", "Local"):
+            raise ValueError(f"announcement policy must be Cluster or Local, got {self.policy!r}")
 
 
 def _matches(ad: Advertisement, ann: Announcement) -> bool:
@@ -98,7 +105,8 @@ class BgpSpeaker:
         self._servers: list[asyncio.AbstractServer] = []
         self._listen_socks: list[socket.socket] = []
         self._started = False
-        self._started_at = time.monotonic()
+        # Background work (stopping removed peers, re-listening) kept referenced until done.
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -----------------------------------------------------
 
@@ -116,7 +124,8 @@ class BgpSpeaker:
         for server in self._servers:
             server.close()
         self._servers = []
-        await asyncio.gather(*(s.stop() for s in self._sessions.values()), return_exceptions=True)
+        await asyncio.gather(*(s.stop() for s in self._sessions.values()), *self._background,
+                             return_exceptions=True)
         for b in self._bfd.values():
             b.stop()
         self._bfd.clear()
@@ -134,6 +143,8 @@ class BgpSpeaker:
         """Reload: reset only peers whose session parameters changed; re-apply policy to all."""
         old = self.config
         self.config = new
+        if not self._started:
+            return  # start() brings up the sessions of the new config
         global_changed = (old.asn, old.router_id) != (new.asn, new.router_id)
         new_peers = {p.key: p for p in new.peers}
         for key in list(self._sessions):
@@ -151,10 +162,10 @@ class BgpSpeaker:
         for key, peer in new_peers.items():
             if key not in self._sessions:
                 self._add_peer(peer)
-        if (old.listen_address, old.listen_port) != (new.listen_address, new.listen_port) or \
-                {p.key: (p.passive, p.password) for p in old.peers} != {p.key: (p.passive, p.password)
-                                                                       for p in new.peers}:
-            asyncio.get_running_loop().create_task(self._relisten())
+        old_listen = {p.key: (p.passive, p.password) for p in old.peers}
+        new_listen = {p.key: (p.passive, p.password) for p in new.peers}
+        if (old.listen_address, old.listen_port) != (new.listen_address, new.listen_port) or old_listen != new_listen:
+            self._spawn(self._relisten())
         self.set_announcements(self._announcements)
 
     # ---- peers ---------------------------------------------------------
@@ -168,7 +179,12 @@ class BgpSpeaker:
     def _remove_peer(self, key: str, subcode: int) -> None:
         session = self._sessions.pop(key)
         self._stop_bfd(key)
-        asyncio.get_running_loop().create_task(session.stop(subcode))
+        self._spawn(session.stop(subcode))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _bfd_cfg(self, key: str) -> object:
         b = self._bfd.get(key)
@@ -185,8 +201,10 @@ class BgpSpeaker:
         if self._bfd_transport is None:
             return
         try:
-            bfd = BfdSession(peer.address, session.local_address, peer.bfd, self._bfd_transport,
-                             on_down=lambda reason, s=session: s.reset(f"BFD down: {reason}"))
+            def on_down(reason: str, s: BgpSession = session) -> None:
+                s.reset(f"BFD down: {reason}")
+
+            bfd = BfdSession(peer.address, session.local_address, peer.bfd, self._bfd_transport, on_down=on_down)
             bfd.start()
         except Exception as exc:  # BFD trouble must not take the BGP session down
             log.error("peer %s: cannot start BFD: %s", peer.key, exc)
@@ -249,14 +267,14 @@ class BgpSpeaker:
                 ttl = session.ttl()
                 if ttl is not None and sock is not None:
                     with contextlib.suppress(OSError):
-                        set_ttl(sock, ttl)  # type: ignore[arg-type]
+                        set_ttl(sock, ttl)
                 if session.accept(reader, writer):
                     return
         writer.transport.abort()
 
     # ---- reporting -----------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         now = time.monotonic()
         peers = []
         for key, s in self._sessions.items():
@@ -272,6 +290,7 @@ class BgpSpeaker:
                 "local_address": str(s.local_address) if s.local_address else None,
                 "updates_sent": s.counters.updates_sent,
                 "updates_received": s.counters.updates_received,
+                "prefixes_received": s.counters.prefixes_received,
                 "bfd": bfd.status() if bfd is not None else ({"state": "Disabled"} if not s.peer.bfd.enabled
                                                              else {"state": "Down"}),
             })
@@ -291,6 +310,7 @@ class BgpSpeaker:
             "lbspeaker_bgp_notifications_sent_total": ("counter", "NOTIFICATION messages sent", []),
             "lbspeaker_bgp_notifications_received_total": ("counter", "NOTIFICATION messages received", []),
             "lbspeaker_bgp_established_total": ("counter", "Transitions to Established", []),
+            "lbspeaker_bgp_malformed_updates_total": ("counter", "Malformed UPDATEs from the peer, ignored", []),
             "lbspeaker_bfd_session_up": ("gauge", "1 if the BFD session is Up", []),
         }
         order = list(State)
@@ -305,6 +325,8 @@ class BgpSpeaker:
             rows["lbspeaker_bgp_notifications_received_total"][2].append(
                 f"{lbl} {s.counters.notifications_received}")
             rows["lbspeaker_bgp_established_total"][2].append(f"{lbl} {s.counters.established_transitions}")
+            rows["lbspeaker_bgp_malformed_updates_total"][2].append(
+                f"{lbl} {s.counters.malformed_updates_received}")
             if s.peer.bfd.enabled:
                 bfd = self._bfd.get(key)
                 rows["lbspeaker_bfd_session_up"][2].append(

@@ -56,6 +56,7 @@ class Counters:
     notifications_received: int = 0
     established_transitions: int = 0
     prefixes_received: int = 0
+    malformed_updates_received: int = 0
 
 
 def md5sig_option(peer: ipaddress.IPv4Address | ipaddress.IPv6Address, password: str | None,
@@ -184,7 +185,7 @@ class BgpSession:
             if state == State.ESTABLISHED:
                 self.established_at = time.monotonic()
                 self.counters.established_transitions += 1
-            elif self.established_at is not None and state != State.ESTABLISHED:
+            else:
                 self.established_at = None
             if self.on_change is not None:
                 self.on_change(self)
@@ -251,8 +252,8 @@ class BgpSession:
                 set_ttl(sock, ttl)
             if self.peer.source_address is not None:
                 sock.bind((str(self.peer.source_address), 0))
-            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (str(self.peer.address),
-                                                                                   self.peer.port)), 10.0)
+            target = (str(self.peer.address), self.peer.port)
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, target), 10.0)
             return await asyncio.open_connection(sock=sock)
         except BaseException:
             sock.close()
@@ -282,9 +283,20 @@ class BgpSession:
             raise SessionError("hold timer expired", codec.Notification(codec.ERR_HOLD_TIMER, 0)) from None
         try:
             msg_type, length = codec.decode_header(header)
-            body = await asyncio.wait_for(reader.readexactly(length - codec.HEADER_LEN), timeout)
+        except codec.BgpDecodeError as exc:
+            raise SessionError(f"malformed message from peer: {exc}",
+                               codec.Notification(exc.code, exc.subcode, exc.data)) from exc
+        body = await asyncio.wait_for(reader.readexactly(length - codec.HEADER_LEN), timeout)
+        try:
             msg = codec.decode_body(msg_type, body)
         except codec.BgpDecodeError as exc:
+            if msg_type == codec.MSG_UPDATE and self.state == State.ESTABLISHED:
+                # We use nothing the peer announces. Resetting over a broken UPDATE would withdraw our
+                # routes for the router's bug, so it is counted and dropped (the spirit of RFC 7606).
+                self.counters.malformed_updates_received += 1
+                self.last_error = f"ignored malformed UPDATE from peer: {exc}"
+                log.warning("peer %s: %s", self.peer.key, self.last_error)
+                return codec.Update()
             raise SessionError(f"malformed message from peer: {exc}",
                                codec.Notification(exc.code, exc.subcode, exc.data)) from exc
         if isinstance(msg, codec.Notification):
@@ -363,7 +375,7 @@ class BgpSession:
         nh6 = self.peer.next_hop_ipv6 or (local if local.version == 6 else None)
         return codec.UpdateContext(local_asn=self.local_asn, ibgp=self.ibgp,
                                    four_octet=msg.capabilities.four_octet_asn is not None,
-                                   next_hop_v4=nh4, next_hop_v6=nh6)  # type: ignore[arg-type]
+                                   next_hop_v4=nh4, next_hop_v6=nh6)
 
     async def _keepalives(self, writer: asyncio.StreamWriter, interval: float) -> None:
         while True:
@@ -408,7 +420,7 @@ class BgpSession:
             for fam in (4, 6):
                 messages += codec.encode_withdraw(sorted(n for n in withdraw if n.version == fam))
             for (_fam, attrs), nets in groups.items():
-                messages += codec.encode_announce(sorted(nets), attrs, ctx)  # type: ignore[type-var]
+                messages += codec.encode_announce(sorted(nets), attrs, ctx)
             if first:
                 fams = sorted(families)
                 messages += [codec.encode_end_of_rib(codec.AFI_IPV4 if f == 4 else codec.AFI_IPV6) for f in fams]

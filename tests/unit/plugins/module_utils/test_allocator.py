@@ -235,6 +235,20 @@ def test_local_services_share_only_with_identical_selectors():
     )
 
 
+def test_local_without_selector_does_not_share_with_cluster():
+    run_steps(
+        [V4],
+        [
+            Step("cluster", svc("a", ports=[{"port": 80}], sharing_key="k"), ["198.51.100.10"]),
+            Step(
+                "Local, endpoints managed by hand",
+                svc("b", ports=[{"port": 81}], sharing_key="k", external_traffic_policy="Local"),
+                ["198.51.100.11"],
+            ),
+        ],
+    )
+
+
 def test_changing_key_or_ports_in_place_when_alone():
     run_steps(
         [V4],

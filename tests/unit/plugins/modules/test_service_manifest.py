@@ -63,6 +63,7 @@ def test_check_mode_writes_nothing(capsys, tmp_path):
             "health_check_node_port",
         ),
         ({"addresses": ["203.0.113.10", "203.0.113.11"]}, "addresses"),
+        ({"service": dict(SERVICE, selector=["app"])}, "service.selector"),
     ],
 )
 def test_bad_input_names_the_field(capsys, extra, field):
@@ -76,4 +77,4 @@ def test_unknown_policy_is_refused(capsys):
         service_manifest.main, args(service=dict(SERVICE, external_traffic_policy="Nearest")), capsys
     )
     assert code == 1
-    assert "external_traffic_policy" in result["msg"]
+    assert result["field"] == "service.external_traffic_policy"

@@ -64,7 +64,7 @@ def test_bad_input_names_the_field(capsys):
 def test_unknown_policy_is_refused(capsys):
     code, result = run_module(validate.main, {"services": [dict(FRONTEND, external_traffic_policy="Nearest")]}, capsys)
     assert code == 1
-    assert "external_traffic_policy" in result["msg"]
+    assert result["field"] == "services[0].external_traffic_policy"
 
 
 def test_placement_with_a_bad_count_names_the_field(capsys):
@@ -73,3 +73,9 @@ def test_placement_with_a_bad_count_names_the_field(capsys):
     )
     assert code == 1
     assert result["field"] == "placement['web/frontend'].node-a"
+
+
+def test_selector_not_a_mapping_names_the_field(capsys):
+    code, result = run_module(validate.main, {"services": [dict(FRONTEND, selector="app=frontend")]}, capsys)
+    assert code == 1
+    assert result["field"] == "services[0].selector"
