@@ -137,6 +137,13 @@ def resolve(
         }
         if spec.get("health_check"):
             entry["health_check"] = dict(spec["health_check"])
+        if spec.get("backends"):
+            # standalone forwarding (no kube-proxy): the speaker forwards VIP:port to these with nftables
+            entry["ports"] = [
+                {"port": p["port"], "protocol": str(p.get("protocol") or "TCP").lower()}
+                for p in spec.get("ports") or []
+            ]
+            entry["backends"] = [dict(b) for b in spec["backends"]]
         if bgp:
             entry["nodes"] = _nodes_of(bgp)
             for index in bgp_indexes:

@@ -12,7 +12,8 @@ SERVICES = [
     {"namespace": "demo", "name": "web", "ports": [{"port": 80}]},
     {"namespace": "demo", "name": "local", "external_traffic_policy": "Local",
      "health_check": {"type": "http", "url": "http://127.0.0.1:80/healthz"}},
-    {"namespace": "demo", "name": "routed"},
+    {"namespace": "demo", "name": "routed", "ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}],
+     "backends": [{"node": "node1", "address": "198.51.100.11", "port": 8080}]},
     {"namespace": "demo", "name": "orphan"},
 ]
 ALLOCATIONS = [
@@ -37,6 +38,9 @@ def test_modes_follow_the_pools_and_unadvertised_pools_are_not_announced():
     assert by_name["demo/local"]["health_check"]["type"] == "http"
     assert by_name["demo/routed"]["mode"] == "bgp"
     assert by_name["demo/routed"]["nodes"] == []
+    assert by_name["demo/routed"]["ports"] == [{"port": 80, "protocol": "tcp"}, {"port": 53, "protocol": "udp"}]
+    assert by_name["demo/routed"]["backends"] == [{"node": "node1", "address": "198.51.100.11", "port": 8080}]
+    assert "ports" not in by_name["demo/web"]  # no backends: kube-proxy (or the host) forwards
     assert "demo/orphan" not in by_name
 
 
