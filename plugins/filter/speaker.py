@@ -52,6 +52,15 @@ def lb_status_line(entry):
     return f"{entry['address']:<18} {entry['mode']:<4} {', '.join(entry.get('services') or []):<16} {who}{flag}"
 
 
+def lb_validation_message(finding):
+    """A finding of baremetal.lb.validate, prefixed with the inventory variable to fix."""
+    message = str(finding.get("message", ""))
+    if finding.get("service"):
+        return f"lb_services ({finding['service']}): {message}"
+    variable = "lb_pools" if "pool" in message.split(":", 1)[0] else "lb_pools / lb_*_advertisements"
+    return f"{variable}: {message}"
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -61,4 +70,5 @@ class FilterModule:
             "lb_only_keys": lb_only_keys,
             "lb_node_names": lb_node_names,
             "lb_status_line": lb_status_line,
+            "lb_validation_message": lb_validation_message,
         }
