@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
 
-test: lint sanity units integration collection-check speaker-test
+test: lint sanity units integration collection-check speaker-test molecule
 	@echo "make test: all stages passed"
 
 # The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
@@ -89,7 +89,8 @@ collection-check: collection
 	rm -rf build/installed
 	$(BIN)/ansible-galaxy collection install --offline --force -p build/installed build/dist/baremetal-lb-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-doc -t module \
-	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.pool_info > build/dist/ansible-doc.txt
+	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.pool_info baremetal.lb.validate \
+	  baremetal.lb.service_manifest baremetal.lb.speaker_status > build/dist/ansible-doc.txt
 	@echo "collection tarball: OK ($$(tar -tzf build/dist/baremetal-lb-*.tar.gz | wc -l) entries)"
 
 clean:

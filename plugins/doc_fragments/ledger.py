@@ -14,7 +14,7 @@ options:
       - Every module call is one transaction; concurrent playbook runs and forks wait for each other
         (up to 120 seconds), so an address is never handed out twice.
       - Set it once for all modules of the collection with C(module_defaults) and the
-        C(group/baremetal.lb.lb) action group.
+        C(group/baremetal.lb.ledger) action group (the modules that have a ledger).
     type: path
     default: ~/.local/state/baremetal-lb/ledger.sqlite3
 notes:
