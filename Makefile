@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
+.PHONY: lab-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
 
 test: lint sanity units integration collection-check speaker-test molecule
 	@echo "make test: all stages passed"
@@ -21,11 +21,15 @@ test: lint sanity units integration collection-check speaker-test molecule
 # The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
 LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playbook -i playbooks/inventory/lab
 
-demo: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+# podman, runc and debootstrap on the control node, before anything calls podman
+lab-deps:
+	sh scripts/install-lab-deps.sh
+
+demo: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(LAB) playbooks/lab.yml
 
 # Molecule scenarios (extensions/molecule): the same podman hosts, named lbmol-*
-molecule: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+molecule: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(BIN)/molecule test -s default
 	$(BIN)/molecule test -s upgrade
 

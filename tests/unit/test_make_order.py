@@ -1,0 +1,57 @@
+"""The Makefile installs what a stage calls before the stage calls it.
+
+Molecule's first step is ``destroy``, which runs ``podman rm``; on a machine
+that never ran the lab, podman must be installed before Molecule starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dry_run(target: str) -> list[str]:
+    make = shutil.which("make")
+    if make is None:
+        pytest.fail("make is not installed; the test stage needs it")
+    out = subprocess.run(
+        [make, "-n", "-C", str(ROOT), "--no-print-directory", target],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    return out.splitlines()
+
+
+def first(lines: list[str], needle: str) -> int:
+    for i, line in enumerate(lines):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in make -n output:\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize("target,user", [
+    ("molecule", "molecule test"),
+    ("demo", "playbooks/lab.yml"),
+])
+def test_lab_dependencies_before_first_podman_user(target: str, user: str) -> None:
+    lines = dry_run(target)
+    assert first(lines, "install-lab-deps.sh") < first(lines, user)
+
+
+def test_install_script_names_missing_packages_when_not_root(tmp_path: Path) -> None:
+    # a dpkg-query that reports nothing installed, and a non-root id
+    (tmp_path / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "id").write_text("#!/bin/sh\necho 1000\n")
+    for f in tmp_path.iterdir():
+        f.chmod(0o755)
+    proc = subprocess.run(
+        ["sh", str(ROOT / "scripts" / "install-lab-deps.sh")],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+    )
+    assert proc.returncode == 1
+    assert "podman runc debootstrap" in proc.stderr
