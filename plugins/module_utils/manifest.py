@@ -26,6 +26,15 @@ except ImportError:  # only writing files needs it; service_manifest reports it 
 else:
     HAS_YAML = True
 
+    class PlainDumper(yaml.SafeDumper):
+        """Writes an object shared by two places (the selector reused as
+        ``matchLabels``) in full at each: people read and diff these files,
+        and ``&id001``/``*id001`` anchors make both harder."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+
 from .errors import InputError
 from .pools import FAMILY_NAMES, format_address, parse_address
 from .service import Service
@@ -275,4 +284,4 @@ def file_name(resource: Mapping[str, Any]) -> str:
 
 
 def to_yaml(resource: Mapping[str, Any]) -> str:
-    return "---\n" + yaml.safe_dump(dict(resource), sort_keys=False, default_flow_style=False)
+    return "---\n" + yaml.dump(dict(resource), Dumper=PlainDumper, sort_keys=False, default_flow_style=False)

@@ -102,6 +102,8 @@ options:
     description:
       - A directory to write the resources to, one file per resource named
         C(<namespace>_<name>_<kind>.yaml). Created when missing.
+      - The files are plain YAML - a mapping used in two places (the selector and C(matchLabels)) is written
+        out in full at each, without YAML anchors and aliases.
     type: path
 seealso:
   - module: baremetal.lb.validate
