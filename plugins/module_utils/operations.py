@@ -16,7 +16,7 @@ from .allocator import Allocation, Allocator
 from .batching import cyclic_gc_paused
 from .errors import AllocationError, InputError
 from .ledger import LedgerState, Transaction
-from .pools import FAMILY_NAMES, Pool, find_overlap, format_address, parse_pool
+from .pools import FAMILY_NAMES, Pool, find_overlap, format_address, overlap_message, parse_pool
 from .service import Service, parse_service
 
 
@@ -78,7 +78,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
         raise InputError(
             f"addresses[{index}]",
             mine.text,
-            f"overlaps {theirs.text} of pool {other.name!r}; pools never share addresses",
+            overlap_message(new.name, mine.text, other.name, theirs.text),
         )
     if old is not None and old.to_dict() == new.to_dict():
         return PoolChange(False, old.to_dict(), new.to_dict())

@@ -257,13 +257,27 @@ def check_no_overlaps(pools: Iterable[Pool], field: str = "pools") -> None:
 
     Ranges inside one pool never overlap (parse_pool checks), so a range that
     starts before the furthest end seen so far overlaps another pool's range.
+    The error names both pools and both ranges, and points at the range of the
+    pool listed later (the one added to a working list, most likely).
     """
-    entries = sorted((r.family, r.first, r.last, p.name, r.text, idx) for idx, p in enumerate(pools) for r in p.ranges)
-    furthest: tuple[int, int, str, str] | None = None  # family, last, pool, text
-    for family, first, last, pool, text, idx in entries:
+    entries = sorted(
+        (r.family, r.first, r.last, idx, j, p.name, r.text)
+        for idx, p in enumerate(pools)
+        for j, r in enumerate(p.ranges)
+    )
+    furthest: tuple[int, int, int, int, str, str] | None = None  # family, last, idx, j, pool, text
+    for family, first, last, idx, j, pool, text in entries:
         if furthest is not None and furthest[0] == family and first <= furthest[1]:
+            mine, theirs = sorted([(idx, j, pool, text), furthest[2:]], reverse=True)
             raise InputError(
-                f"{field}[{idx}]", text, f"overlaps {furthest[3]} of pool {furthest[2]!r}; pools never share addresses"
+                f"{field}[{mine[0]}].addresses[{mine[1]}]",
+                mine[3],
+                overlap_message(mine[2], mine[3], theirs[2], theirs[3]),
             )
         if furthest is None or furthest[0] != family or last > furthest[1]:
-            furthest = (family, last, pool, text)
+            furthest = (family, last, idx, j, pool, text)
+
+
+def overlap_message(pool: str, text: str, other_pool: str, other_text: str) -> str:
+    """The one wording of an overlap between two pools, both named with their ranges."""
+    return f"{text} of pool {pool!r} overlaps {other_text} of pool {other_pool!r}; pools never share addresses"

@@ -264,7 +264,7 @@ def _check_pools(state: DesiredState, report: Report) -> dict[str, Pool]:
     try:
         check_no_overlaps(state.pools)
     except InputError as exc:
-        report.error(None, f"pools overlap: {exc.value} {exc.message}")
+        report.error(None, f"pools overlap: {exc.message}")
     return by_name
 
 

@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Keeps one named address pool in the ledger from which M(baremetal.lb.allocate) hands out service IPs.
   - A pool is a list of CIDRs and C(start-end) ranges, IPv4 and IPv6. Pools never overlap; a pool that would overlap
-    another is refused, naming both ranges.
+    another is refused, naming both pools and both ranges.
   - Every address of a pool is allocatable, network and broadcast addresses included, unless O(avoid_buggy_ips)
     is set (MetalLB's rule).
   - Removing a pool, or changing it so that an allocated address leaves it (shrinking, O(avoid_buggy_ips),

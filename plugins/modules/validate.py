@@ -49,7 +49,7 @@ options:
     description:
       - The address pools, each a dict as the options of M(baremetal.lb.address_pool) -
         C(name), C(addresses), C(auto_assign), C(avoid_buggy_ips), C(service_allocation).
-      - Pools must not overlap; that is reported as an error.
+      - Pools must not overlap; that is reported as an error naming both pools and both ranges.
     type: list
     elements: dict
     default: []
