@@ -18,7 +18,8 @@ class ModuleDocFragment:
 options:
   service:
     description:
-      - The service, as in the C(services) option of M(baremetal.lb.allocate).
+      - The service, as in the C(services) option of M(baremetal.lb.allocate). A key not listed here is refused,
+        naming its path.
     type: dict
     required: true
     suboptions:
@@ -36,6 +37,7 @@ options:
           - The ports the service listens on.
           - Two services can share an IP only if their (protocol, port) pairs are disjoint
             (TCP/53 and UDP/53 can share).
+          - Any other key is refused.
         type: list
         elements: dict
         suboptions:
@@ -96,6 +98,7 @@ options:
   services:
     description:
       - The services, as in M(baremetal.lb.allocate). Services with O(services[].state=absent) are ignored.
+      - A key not listed here is refused, naming its path (for example C(services[0].selectr)).
     type: list
     elements: dict
     default: []
@@ -114,6 +117,7 @@ options:
           - The ports the service listens on.
           - Two services can share an IP only if their (protocol, port) pairs are disjoint
             (TCP/53 and UDP/53 can share).
+          - Any other key is refused.
         type: list
         elements: dict
         suboptions:

@@ -35,7 +35,7 @@ else:
             return True
 
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
 from .pools import FAMILY_NAMES, format_address, parse_address
 from .service import Service
 
@@ -44,6 +44,8 @@ WORKLOAD_KINDS = ("Deployment", "DaemonSet")
 ANTI_AFFINITY = ("none", "preferred", "required")
 IP_FIELDS = ("annotation", "spec")
 WORKLOAD_KEYS = frozenset({"kind", "image", "replicas", "container_port", "spread", "anti_affinity"})
+# An entry of allocate's allocations, or of pool_info's (which adds ports and sharing_key).
+ALLOCATION_KEYS = frozenset({"namespace", "name", "addresses", "pool", "ports", "sharing_key"})
 ANNOTATION_IPS = "metallb.io/loadBalancerIPs"
 ANNOTATION_SHARED = "metallb.io/allow-shared-ip"
 ANNOTATION_POOL = "metallb.io/address-pool"
@@ -71,10 +73,7 @@ def parse_workload(data: object, service: Service, field: str = "workload", *, r
     """The workload of a service; ``rendering=False`` (shape only) needs no image and no selector."""
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with kind and image")
-    unknown = set(data) - WORKLOAD_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(WORKLOAD_KEYS))}")
+    refuse_unknown_keys(data, WORKLOAD_KEYS, field)
     kind = data.get("kind") or "Deployment"
     if kind not in WORKLOAD_KINDS:
         raise InputError(f"{field}.kind", kind, f"must be one of {', '.join(WORKLOAD_KINDS)}")
@@ -123,6 +122,7 @@ def parse_addresses(data: object, service: Service, field: str = "addresses") ->
     if data is None:
         data = [format_address(f, v) for f, v in service.load_balancer_ips]
     if isinstance(data, Mapping):
+        refuse_unknown_keys(data, ALLOCATION_KEYS, field)
         for key in ("namespace", "name"):
             value = data.get(key)
             mine = getattr(service, key)

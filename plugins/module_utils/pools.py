@@ -15,11 +15,13 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
 from .selectors import LabelSelector, parse_selector
 
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 FAMILIES_BY_NAME = {"IPv4": 4, "IPv6": 6}
+POOL_KEYS = frozenset({"name", "addresses", "auto_assign", "avoid_buggy_ips", "service_allocation"})
+SERVICE_ALLOCATION_KEYS = frozenset({"priority", "namespaces", "service_selectors"})
 
 
 def parse_address(text: object, field: str) -> tuple[int, int]:
@@ -145,10 +147,7 @@ def parse_service_allocation(data: object, field: str) -> ServiceAllocation | No
         return None
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with priority, namespaces and/or service_selectors")
-    unknown = set(data) - {"priority", "namespaces", "service_selectors"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], "unknown key")
+    refuse_unknown_keys(data, SERVICE_ALLOCATION_KEYS, field)
     priority = data.get("priority") or 0
     if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
         raise InputError(f"{field}.priority", priority, "must be a non-negative integer (lower is tried first, 0 last)")
@@ -217,9 +216,15 @@ def _parse_bool(data: Mapping[str, object], key: str, default: bool, prefix: str
 def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
     """A pool from its user-facing form (as in ``address_pool``'s options).
 
-    ``field`` prefixes the names in errors; empty for top-level options.
+    ``field`` prefixes the names in errors. Empty, ``data`` is a module's own
+    options: Ansible's argument spec has checked their keys, and they hold the
+    module's other options too (``ledger``, ``state``, ``force``). Otherwise
+    ``data`` is one pool given inside another option (``validate``'s
+    ``pools``) or saved in the ledger, and a key that is not a pool's is refused.
     """
     prefix = f"{field}." if field else ""
+    if field:
+        refuse_unknown_keys(data, POOL_KEYS, field)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or name.strip() != name:
         raise InputError(f"{prefix}name", name, "must be a non-empty string without surrounding spaces")

@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+SELECTOR_KEYS = frozenset({"match_labels", "match_expressions"})
+EXPRESSION_KEYS = frozenset({"key", "operator", "values"})
 
 
 def parse_labels(data: object, field: str) -> dict[str, str]:
@@ -67,9 +69,7 @@ class LabelSelector:
 def parse_selector(data: object, field: str) -> LabelSelector:
     if not isinstance(data, Mapping):
         raise InputError(field, data, "a selector must be a mapping with match_labels and/or match_expressions")
-    unknown = set(data) - {"match_labels", "match_expressions"}
-    if unknown:
-        raise InputError(f"{field}.{sorted(unknown)[0]}", data[sorted(unknown)[0]], "unknown selector key")
+    refuse_unknown_keys(data, SELECTOR_KEYS, field)
     match_labels = parse_labels(data.get("match_labels"), f"{field}.match_labels")
     expressions = data.get("match_expressions") or []
     if not isinstance(expressions, list):
@@ -79,6 +79,7 @@ def parse_selector(data: object, field: str) -> LabelSelector:
         efield = f"{field}.match_expressions[{i}]"
         if not isinstance(expr, Mapping):
             raise InputError(efield, expr, "must be a mapping with key, operator and values")
+        refuse_unknown_keys(expr, EXPRESSION_KEYS, efield)
         key = expr.get("key")
         if not isinstance(key, str) or not key:
             raise InputError(f"{efield}.key", key, "must be a non-empty string")

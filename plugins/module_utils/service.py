@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
 from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
 from .selectors import parse_labels
 
@@ -20,6 +20,7 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 STATES = ("present", "absent")
+PORT_KEYS = frozenset({"port", "protocol"})
 SERVICE_KEYS = frozenset(
     {
         "namespace",
@@ -152,10 +153,7 @@ def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
         pfield = f"{field}[{i}]"
         if not isinstance(item, Mapping):
             raise InputError(pfield, item, "must be a mapping with port and protocol")
-        unknown = set(item) - {"port", "protocol", "name", "target_port", "node_port"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise InputError(f"{pfield}.{key}", item[key], "unknown key")
+        refuse_unknown_keys(item, PORT_KEYS, pfield)
         port = item.get("port")
         if isinstance(port, str) and port.isdigit():
             port = int(port)
@@ -175,10 +173,7 @@ def parse_service(data: object, field: str = "service") -> Service:
     """One service from its user-facing form; raises InputError naming the field."""
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping")
-    unknown = set(data) - SERVICE_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(SERVICE_KEYS))}")
+    refuse_unknown_keys(data, SERVICE_KEYS, field)
     namespace = _string(data, "namespace", field) or "default"
     name = _string(data, "name", field, required=True) or ""
     for key, value in (("namespace", namespace), ("name", name)):

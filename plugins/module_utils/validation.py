@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .allocator import Allocator
-from .errors import AllocationError, InputError
+from .errors import AllocationError, InputError, refuse_unknown_keys
 from .manifest import Workload, parse_workload
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
@@ -41,6 +41,7 @@ COVER_FIX = (
     "or required pod anti-affinity on kubernetes.io/hostname; or limit the L2 advertisement's nodes to the nodes "
     "that run pods; or use external_traffic_policy Cluster"
 )
+ADVERTISEMENT_KEYS = frozenset({"name", "pools", "nodes"})
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,7 @@ def parse_advertisement(data: object, mode: str, index: int) -> Advertisement:
     field = f"{mode}_advertisements[{index}]"
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with pools and optional nodes")
-    unknown = set(data) - {"name", "pools", "nodes"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], "unknown key; known keys: name, nodes, pools")
+    refuse_unknown_keys(data, ADVERTISEMENT_KEYS, field)
     return Advertisement(
         mode=mode,
         index=index,

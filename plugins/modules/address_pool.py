@@ -76,7 +76,7 @@ options:
           - Only services whose labels match at least one of these label selectors may use the pool.
           - With O(service_allocation.namespaces) too, both must hold.
           - Each selector has C(match_labels) (a mapping) and/or C(match_expressions) (a list of C(key), C(operator)
-            one of V(In), V(NotIn), V(Exists), V(DoesNotExist), and C(values)).
+            one of V(In), V(NotIn), V(Exists), V(DoesNotExist), and C(values)); any other key is refused.
         type: list
         elements: dict
         default: []

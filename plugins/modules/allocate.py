@@ -42,7 +42,9 @@ attributes:
     description: A service whose spec did not change keeps its addresses; a second run reports no change.
 options:
   services:
-    description: The services to allocate for (or release), processed in this order.
+    description:
+      - The services to allocate for (or release), processed in this order.
+      - A key not listed here is refused, naming its path (for example C(services[0].ports[0].target_port)).
     type: list
     elements: dict
     required: true
@@ -56,7 +58,9 @@ options:
         type: str
         required: true
       ports:
-        description: The service's ports; used for sharing (two services on one address need disjoint ports).
+        description:
+          - The service's ports; used for sharing (two services on one address need disjoint ports).
+          - Any other key than C(port) and C(protocol) is refused.
         type: list
         elements: dict
         default: []

@@ -41,8 +41,9 @@ options:
   addresses:
     description:
       - The addresses allocated to the service - a list of at most two IPs (one per family), or one entry
-        of the C(allocations) returned by M(baremetal.lb.allocate) (a dict with C(namespace), C(name),
-        C(addresses)), which must be this service's.
+        of the C(allocations) returned by M(baremetal.lb.allocate) or M(baremetal.lb.pool_info) (a dict with
+        C(namespace), C(name), C(addresses), and optionally C(pool), C(ports), C(sharing_key); any other key is
+        refused), which must be this service's.
       - When unset, the service's O(service.load_balancer_ips) are used; when those are unset too, the
         Service carries no address and the load balancer picks one.
     type: raw

@@ -48,7 +48,8 @@ options:
   pools:
     description:
       - The address pools, each a dict as the options of M(baremetal.lb.address_pool) -
-        C(name), C(addresses), C(auto_assign), C(avoid_buggy_ips), C(service_allocation).
+        C(name), C(addresses), C(auto_assign), C(avoid_buggy_ips), C(service_allocation). Any other key
+        is refused, naming its path (for example C(pools[0].avoid_bugy_ips)).
       - Pools must not overlap; that is reported as an error naming both pools and both ranges.
     type: list
     elements: dict
