@@ -211,6 +211,8 @@ def render_service(
 
 
 def render_workload(service: Service, workload: Workload) -> dict[str, Any]:
+    # The workload and its container take the Service's name: a DNS label
+    # (RFC 1035, parse_service checks), which is also a valid object and container name.
     labels = dict(service.selector)
     if workload.container_port is not None:
         container_ports = [{"containerPort": workload.container_port, "protocol": service.ports[0].protocol}]

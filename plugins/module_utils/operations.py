@@ -111,7 +111,7 @@ class AllocateResult:
 def parse_services(data: object) -> list[Service]:
     if not isinstance(data, list):
         raise InputError("services", data, "must be a list of services")
-    services = [parse_service(item, f"services[{i}]") for i, item in enumerate(data)]
+    services = [parse_service(item, f"services[{i}]", release_unchecked_names=True) for i, item in enumerate(data)]
     seen: dict[str, int] = {}
     for i, service in enumerate(services):
         if service.key in seen:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import InputError, refuse_unknown_keys
+from .names import check_namespace, check_object_name
 from .selectors import LabelSelector, parse_selector
 
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
@@ -142,7 +143,7 @@ class ServiceAllocation:
         }
 
 
-def parse_service_allocation(data: object, field: str) -> ServiceAllocation | None:
+def parse_service_allocation(data: object, field: str, *, check_names: bool = True) -> ServiceAllocation | None:
     if data is None:
         return None
     if not isinstance(data, Mapping):
@@ -154,10 +155,16 @@ def parse_service_allocation(data: object, field: str) -> ServiceAllocation | No
     namespaces = data.get("namespaces") or []
     if not isinstance(namespaces, list) or not all(isinstance(n, str) and n for n in namespaces):
         raise InputError(f"{field}.namespaces", namespaces, "must be a list of namespace names")
+    if check_names:
+        for i, namespace in enumerate(namespaces):
+            check_namespace(namespace, f"{field}.namespaces[{i}]")
     selectors_data = data.get("service_selectors") or []
     if not isinstance(selectors_data, list):
         raise InputError(f"{field}.service_selectors", selectors_data, "must be a list of label selectors")
-    selectors = tuple(parse_selector(s, f"{field}.service_selectors[{i}]") for i, s in enumerate(selectors_data))
+    selectors = tuple(
+        parse_selector(s, f"{field}.service_selectors[{i}]", check_names=check_names)
+        for i, s in enumerate(selectors_data)
+    )
     return ServiceAllocation(int(priority), tuple(namespaces), selectors)
 
 
@@ -213,7 +220,7 @@ def _parse_bool(data: Mapping[str, object], key: str, default: bool, prefix: str
     return value
 
 
-def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
+def parse_pool(data: Mapping[str, object], field: str = "pool", *, check_names: bool = True) -> Pool:
     """A pool from its user-facing form (as in ``address_pool``'s options).
 
     ``field`` prefixes the names in errors. Empty, ``data`` is a module's own
@@ -221,6 +228,9 @@ def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
     module's other options too (``ledger``, ``state``, ``force``). Otherwise
     ``data`` is one pool given inside another option (``validate``'s
     ``pools``) or saved in the ledger, and a key that is not a pool's is refused.
+
+    Names follow Kubernetes' rules (:mod:`.names`); ``check_names=False``
+    reads a pool saved by an earlier version, which did not check them.
     """
     prefix = f"{field}." if field else ""
     if field:
@@ -228,6 +238,8 @@ def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or name.strip() != name:
         raise InputError(f"{prefix}name", name, "must be a non-empty string without surrounding spaces")
+    if check_names:
+        check_object_name(name, f"{prefix}name")
     addresses = data.get("addresses")
     if not isinstance(addresses, list) or not addresses:
         raise InputError(f"{prefix}addresses", addresses, "must be a non-empty list of CIDRs or ranges")
@@ -241,7 +253,9 @@ def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
         ranges=ranges,
         auto_assign=_parse_bool(data, "auto_assign", True, prefix),
         avoid_buggy_ips=_parse_bool(data, "avoid_buggy_ips", False, prefix),
-        service_allocation=parse_service_allocation(data.get("service_allocation"), f"{prefix}service_allocation"),
+        service_allocation=parse_service_allocation(
+            data.get("service_allocation"), f"{prefix}service_allocation", check_names=check_names
+        ),
     )
 
 

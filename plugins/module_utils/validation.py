@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from .allocator import Allocator
 from .errors import AllocationError, InputError, refuse_unknown_keys
 from .manifest import Workload, parse_workload
+from .names import check_object_name
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
 from .sharing import sharing_conflict
@@ -111,6 +112,8 @@ def parse_advertisement(data: object, mode: str, index: int) -> Advertisement:
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with pools and optional nodes")
     refuse_unknown_keys(data, ADVERTISEMENT_KEYS, field)
+    if data.get("name") is not None:
+        check_object_name(data["name"], f"{field}.name")
     return Advertisement(
         mode=mode,
         index=index,

@@ -65,6 +65,7 @@ options:
     description:
       - The workload behind the service. Its pods carry the service's O(service.selector) as labels,
         which is therefore required.
+      - The workload and its container take the name of the service (O(service.name)).
     type: dict
     suboptions:
       kind:
