@@ -18,17 +18,24 @@ class ModuleDocFragment:
 options:
   service:
     description:
-      - The service, as in the C(services) option of M(baremetal.lb.allocate).
+      - The service, as in the C(services) option of M(baremetal.lb.allocate). A key not listed here is refused,
+        naming its path.
     type: dict
     required: true
     suboptions:
 
       namespace:
-        description: Namespace of the Kubernetes Service.
+        description:
+          - Namespace of the Kubernetes Service.
+          - A DNS label (RFC 1123), as Kubernetes requires of namespaces - lowercase letters, digits and C(-),
+            starting and ending with a letter or digit, at most 63 characters.
         type: str
         default: default
       name:
-        description: Name of the Kubernetes Service; with C(namespace), it identifies the service.
+        description:
+          - Name of the Kubernetes Service; with C(namespace), it identifies the service.
+          - A DNS label (RFC 1035), as Kubernetes requires of Service names - lowercase letters, digits and C(-),
+            starting with a letter and ending with a letter or digit, at most 63 characters.
         type: str
         required: true
       ports:
@@ -36,6 +43,7 @@ options:
           - The ports the service listens on.
           - Two services can share an IP only if their (protocol, port) pairs are disjoint
             (TCP/53 and UDP/53 can share).
+          - Any other key is refused.
         type: list
         elements: dict
         suboptions:
@@ -61,9 +69,16 @@ options:
         description:
           - Pod selector of the Service (label name to value).
           - Two V(Local) services share an IP only with identical selectors.
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: dict
       labels:
-        description: Labels of the Service itself; pools' C(service_allocation.service_selectors) match them.
+        description:
+          - Labels of the Service itself; pools' C(service_allocation.service_selectors) match them.
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: dict
       load_balancer_ips:
         description:
@@ -96,17 +111,24 @@ options:
   services:
     description:
       - The services, as in M(baremetal.lb.allocate). Services with O(services[].state=absent) are ignored.
+      - A key not listed here is refused, naming its path (for example C(services[0].selectr)).
     type: list
     elements: dict
     default: []
     suboptions:
 
       namespace:
-        description: Namespace of the Kubernetes Service.
+        description:
+          - Namespace of the Kubernetes Service.
+          - A DNS label (RFC 1123), as Kubernetes requires of namespaces - lowercase letters, digits and C(-),
+            starting and ending with a letter or digit, at most 63 characters.
         type: str
         default: default
       name:
-        description: Name of the Kubernetes Service; with C(namespace), it identifies the service.
+        description:
+          - Name of the Kubernetes Service; with C(namespace), it identifies the service.
+          - A DNS label (RFC 1035), as Kubernetes requires of Service names - lowercase letters, digits and C(-),
+            starting with a letter and ending with a letter or digit, at most 63 characters.
         type: str
         required: true
       ports:
@@ -114,6 +136,7 @@ options:
           - The ports the service listens on.
           - Two services can share an IP only if their (protocol, port) pairs are disjoint
             (TCP/53 and UDP/53 can share).
+          - Any other key is refused.
         type: list
         elements: dict
         suboptions:
@@ -139,9 +162,16 @@ options:
         description:
           - Pod selector of the Service (label name to value).
           - Two V(Local) services share an IP only with identical selectors.
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: dict
       labels:
-        description: Labels of the Service itself; pools' C(service_allocation.service_selectors) match them.
+        description:
+          - Labels of the Service itself; pools' C(service_allocation.service_selectors) match them.
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: dict
       load_balancer_ips:
         description:

@@ -9,6 +9,10 @@ so that a user can find the line to fix without reading a traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Mapping
+from typing import Any
+
 
 class InputError(ValueError):
     """A value given by the user is invalid."""
@@ -18,6 +22,26 @@ class InputError(ValueError):
         self.value = value
         self.message = message
         super().__init__(f"{field}: {message} (got {value!r})")
+
+
+def refuse_unknown_keys(data: Mapping[Any, object], known: Collection[str], field: str) -> None:
+    """Raise InputError for the first key of ``data`` (a user's mapping) not in ``known``.
+
+    A misspelt option must not pass silently as if it had been left out: the
+    error names the key by its path, suggests the closest known key and lists
+    them all.
+    """
+    unknown = sorted((key for key in data if key not in known), key=str)
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(
+        f"{field}.{key}" if field else str(key),
+        data[key],
+        f"unknown key {key!r}{hint}; known keys: {', '.join(sorted(known))}",
+    )
 
 
 class AllocationError(Exception):

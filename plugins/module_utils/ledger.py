@@ -207,7 +207,7 @@ class SQLiteLedger:
             data = json.loads(spec)
             data["name"] = name
             try:
-                pools.append(parse_pool(data, f"ledger pool {name!r}"))
+                pools.append(parse_pool(data, f"ledger pool {name!r}", check_names=False))
             except InputError as exc:
                 raise LedgerError(f"the ledger {self.path} holds an invalid pool: {exc}") from None
         allocations = []

@@ -26,7 +26,16 @@ except ImportError:  # only writing files needs it; service_manifest reports it 
 else:
     HAS_YAML = True
 
-from .errors import InputError
+    class PlainDumper(yaml.SafeDumper):
+        """Writes an object shared by two places (the selector reused as
+        ``matchLabels``) in full at each: people read and diff these files,
+        and ``&id001``/``*id001`` anchors make both harder."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+
+from .errors import InputError, refuse_unknown_keys
 from .pools import FAMILY_NAMES, format_address, parse_address
 from .service import Service
 
@@ -35,6 +44,8 @@ WORKLOAD_KINDS = ("Deployment", "DaemonSet")
 ANTI_AFFINITY = ("none", "preferred", "required")
 IP_FIELDS = ("annotation", "spec")
 WORKLOAD_KEYS = frozenset({"kind", "image", "replicas", "container_port", "spread", "anti_affinity"})
+# An entry of allocate's allocations, or of pool_info's (which adds ports and sharing_key).
+ALLOCATION_KEYS = frozenset({"namespace", "name", "addresses", "pool", "ports", "sharing_key"})
 ANNOTATION_IPS = "metallb.io/loadBalancerIPs"
 ANNOTATION_SHARED = "metallb.io/allow-shared-ip"
 ANNOTATION_POOL = "metallb.io/address-pool"
@@ -62,10 +73,7 @@ def parse_workload(data: object, service: Service, field: str = "workload", *, r
     """The workload of a service; ``rendering=False`` (shape only) needs no image and no selector."""
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with kind and image")
-    unknown = set(data) - WORKLOAD_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(WORKLOAD_KEYS))}")
+    refuse_unknown_keys(data, WORKLOAD_KEYS, field)
     kind = data.get("kind") or "Deployment"
     if kind not in WORKLOAD_KINDS:
         raise InputError(f"{field}.kind", kind, f"must be one of {', '.join(WORKLOAD_KINDS)}")
@@ -114,6 +122,7 @@ def parse_addresses(data: object, service: Service, field: str = "addresses") ->
     if data is None:
         data = [format_address(f, v) for f, v in service.load_balancer_ips]
     if isinstance(data, Mapping):
+        refuse_unknown_keys(data, ALLOCATION_KEYS, field)
         for key in ("namespace", "name"):
             value = data.get(key)
             mine = getattr(service, key)
@@ -202,6 +211,8 @@ def render_service(
 
 
 def render_workload(service: Service, workload: Workload) -> dict[str, Any]:
+    # The workload and its container take the Service's name: a DNS label
+    # (RFC 1035, parse_service checks), which is also a valid object and container name.
     labels = dict(service.selector)
     if workload.container_port is not None:
         container_ports = [{"containerPort": workload.container_port, "protocol": service.ports[0].protocol}]
@@ -275,4 +286,4 @@ def file_name(resource: Mapping[str, Any]) -> str:
 
 
 def to_yaml(resource: Mapping[str, Any]) -> str:
-    return "---\n" + yaml.safe_dump(dict(resource), sort_keys=False, default_flow_style=False)
+    return "---\n" + yaml.dump(dict(resource), Dumper=PlainDumper, sort_keys=False, default_flow_style=False)

@@ -16,7 +16,7 @@ from .allocator import Allocation, Allocator
 from .batching import cyclic_gc_paused
 from .errors import AllocationError, InputError
 from .ledger import LedgerState, Transaction
-from .pools import FAMILY_NAMES, Pool, find_overlap, format_address, parse_pool
+from .pools import FAMILY_NAMES, Pool, find_overlap, format_address, overlap_message, parse_pool
 from .service import Service, parse_service
 
 
@@ -78,7 +78,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
         raise InputError(
             f"addresses[{index}]",
             mine.text,
-            f"overlaps {theirs.text} of pool {other.name!r}; pools never share addresses",
+            overlap_message(new.name, mine.text, other.name, theirs.text),
         )
     if old is not None and old.to_dict() == new.to_dict():
         return PoolChange(False, old.to_dict(), new.to_dict())
@@ -111,7 +111,7 @@ class AllocateResult:
 def parse_services(data: object) -> list[Service]:
     if not isinstance(data, list):
         raise InputError("services", data, "must be a list of services")
-    services = [parse_service(item, f"services[{i}]") for i, item in enumerate(data)]
+    services = [parse_service(item, f"services[{i}]", release_unchecked_names=True) for i, item in enumerate(data)]
     seen: dict[str, int] = {}
     for i, service in enumerate(services):
         if service.key in seen:

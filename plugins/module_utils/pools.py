@@ -15,11 +15,14 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
+from .names import check_namespace, check_object_name
 from .selectors import LabelSelector, parse_selector
 
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 FAMILIES_BY_NAME = {"IPv4": 4, "IPv6": 6}
+POOL_KEYS = frozenset({"name", "addresses", "auto_assign", "avoid_buggy_ips", "service_allocation"})
+SERVICE_ALLOCATION_KEYS = frozenset({"priority", "namespaces", "service_selectors"})
 
 
 def parse_address(text: object, field: str) -> tuple[int, int]:
@@ -140,25 +143,28 @@ class ServiceAllocation:
         }
 
 
-def parse_service_allocation(data: object, field: str) -> ServiceAllocation | None:
+def parse_service_allocation(data: object, field: str, *, check_names: bool = True) -> ServiceAllocation | None:
     if data is None:
         return None
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with priority, namespaces and/or service_selectors")
-    unknown = set(data) - {"priority", "namespaces", "service_selectors"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], "unknown key")
+    refuse_unknown_keys(data, SERVICE_ALLOCATION_KEYS, field)
     priority = data.get("priority") or 0
     if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
         raise InputError(f"{field}.priority", priority, "must be a non-negative integer (lower is tried first, 0 last)")
     namespaces = data.get("namespaces") or []
     if not isinstance(namespaces, list) or not all(isinstance(n, str) and n for n in namespaces):
         raise InputError(f"{field}.namespaces", namespaces, "must be a list of namespace names")
+    if check_names:
+        for i, namespace in enumerate(namespaces):
+            check_namespace(namespace, f"{field}.namespaces[{i}]")
     selectors_data = data.get("service_selectors") or []
     if not isinstance(selectors_data, list):
         raise InputError(f"{field}.service_selectors", selectors_data, "must be a list of label selectors")
-    selectors = tuple(parse_selector(s, f"{field}.service_selectors[{i}]") for i, s in enumerate(selectors_data))
+    selectors = tuple(
+        parse_selector(s, f"{field}.service_selectors[{i}]", check_names=check_names)
+        for i, s in enumerate(selectors_data)
+    )
     return ServiceAllocation(int(priority), tuple(namespaces), selectors)
 
 
@@ -214,15 +220,26 @@ def _parse_bool(data: Mapping[str, object], key: str, default: bool, prefix: str
     return value
 
 
-def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
+def parse_pool(data: Mapping[str, object], field: str = "pool", *, check_names: bool = True) -> Pool:
     """A pool from its user-facing form (as in ``address_pool``'s options).
 
-    ``field`` prefixes the names in errors; empty for top-level options.
+    ``field`` prefixes the names in errors. Empty, ``data`` is a module's own
+    options: Ansible's argument spec has checked their keys, and they hold the
+    module's other options too (``ledger``, ``state``, ``force``). Otherwise
+    ``data`` is one pool given inside another option (``validate``'s
+    ``pools``) or saved in the ledger, and a key that is not a pool's is refused.
+
+    Names follow Kubernetes' rules (:mod:`.names`); ``check_names=False``
+    reads a pool saved by an earlier version, which did not check them.
     """
     prefix = f"{field}." if field else ""
+    if field:
+        refuse_unknown_keys(data, POOL_KEYS, field)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or name.strip() != name:
         raise InputError(f"{prefix}name", name, "must be a non-empty string without surrounding spaces")
+    if check_names:
+        check_object_name(name, f"{prefix}name")
     addresses = data.get("addresses")
     if not isinstance(addresses, list) or not addresses:
         raise InputError(f"{prefix}addresses", addresses, "must be a non-empty list of CIDRs or ranges")
@@ -236,7 +253,9 @@ def parse_pool(data: Mapping[str, object], field: str = "pool") -> Pool:
         ranges=ranges,
         auto_assign=_parse_bool(data, "auto_assign", True, prefix),
         avoid_buggy_ips=_parse_bool(data, "avoid_buggy_ips", False, prefix),
-        service_allocation=parse_service_allocation(data.get("service_allocation"), f"{prefix}service_allocation"),
+        service_allocation=parse_service_allocation(
+            data.get("service_allocation"), f"{prefix}service_allocation", check_names=check_names
+        ),
     )
 
 
@@ -257,13 +276,27 @@ def check_no_overlaps(pools: Iterable[Pool], field: str = "pools") -> None:
 
     Ranges inside one pool never overlap (parse_pool checks), so a range that
     starts before the furthest end seen so far overlaps another pool's range.
+    The error names both pools and both ranges, and points at the range of the
+    pool listed later (the one added to a working list, most likely).
     """
-    entries = sorted((r.family, r.first, r.last, p.name, r.text, idx) for idx, p in enumerate(pools) for r in p.ranges)
-    furthest: tuple[int, int, str, str] | None = None  # family, last, pool, text
-    for family, first, last, pool, text, idx in entries:
+    entries = sorted(
+        (r.family, r.first, r.last, idx, j, p.name, r.text)
+        for idx, p in enumerate(pools)
+        for j, r in enumerate(p.ranges)
+    )
+    furthest: tuple[int, int, int, int, str, str] | None = None  # family, last, idx, j, pool, text
+    for family, first, last, idx, j, pool, text in entries:
         if furthest is not None and furthest[0] == family and first <= furthest[1]:
+            mine, theirs = sorted([(idx, j, pool, text), furthest[2:]], reverse=True)
             raise InputError(
-                f"{field}[{idx}]", text, f"overlaps {furthest[3]} of pool {furthest[2]!r}; pools never share addresses"
+                f"{field}[{mine[0]}].addresses[{mine[1]}]",
+                mine[3],
+                overlap_message(mine[2], mine[3], theirs[2], theirs[3]),
             )
         if furthest is None or furthest[0] != family or last > furthest[1]:
-            furthest = (family, last, pool, text)
+            furthest = (family, last, idx, j, pool, text)
+
+
+def overlap_message(pool: str, text: str, other_pool: str, other_text: str) -> str:
+    """The one wording of an overlap between two pools, both named with their ranges."""
+    return f"{text} of pool {pool!r} overlaps {other_text} of pool {other_pool!r}; pools never share addresses"

@@ -7,13 +7,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
+from .names import check_label_key, check_label_value
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+SELECTOR_KEYS = frozenset({"match_labels", "match_expressions"})
+EXPRESSION_KEYS = frozenset({"key", "operator", "values"})
 
 
-def parse_labels(data: object, field: str) -> dict[str, str]:
-    """A mapping of label names to string values (None means empty)."""
+def parse_labels(data: object, field: str, *, check_names: bool = True) -> dict[str, str]:
+    """A mapping of label names to string values (None means empty).
+
+    Names and values follow Kubernetes' label rules; ``check_names=False``
+    (data saved by an earlier version, before they were checked) skips that.
+    """
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -24,7 +31,11 @@ def parse_labels(data: object, field: str) -> dict[str, str]:
             raise InputError(f"{field}", key, "label names must be non-empty strings")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise InputError(f"{field}.{key}", value, "label values must be strings")
-        labels[key] = str(value)
+        text = str(value)
+        if check_names:
+            check_label_key(key, field)
+            check_label_value(text, f"{field}.{key}")
+        labels[key] = text
     return labels
 
 
@@ -64,13 +75,11 @@ class LabelSelector:
         }
 
 
-def parse_selector(data: object, field: str) -> LabelSelector:
+def parse_selector(data: object, field: str, *, check_names: bool = True) -> LabelSelector:
     if not isinstance(data, Mapping):
         raise InputError(field, data, "a selector must be a mapping with match_labels and/or match_expressions")
-    unknown = set(data) - {"match_labels", "match_expressions"}
-    if unknown:
-        raise InputError(f"{field}.{sorted(unknown)[0]}", data[sorted(unknown)[0]], "unknown selector key")
-    match_labels = parse_labels(data.get("match_labels"), f"{field}.match_labels")
+    refuse_unknown_keys(data, SELECTOR_KEYS, field)
+    match_labels = parse_labels(data.get("match_labels"), f"{field}.match_labels", check_names=check_names)
     expressions = data.get("match_expressions") or []
     if not isinstance(expressions, list):
         raise InputError(f"{field}.match_expressions", expressions, "must be a list")
@@ -79,15 +88,21 @@ def parse_selector(data: object, field: str) -> LabelSelector:
         efield = f"{field}.match_expressions[{i}]"
         if not isinstance(expr, Mapping):
             raise InputError(efield, expr, "must be a mapping with key, operator and values")
+        refuse_unknown_keys(expr, EXPRESSION_KEYS, efield)
         key = expr.get("key")
         if not isinstance(key, str) or not key:
             raise InputError(f"{efield}.key", key, "must be a non-empty string")
+        if check_names:
+            check_label_key(key, f"{efield}.key")
         operator = expr.get("operator")
         if operator not in OPERATORS:
             raise InputError(f"{efield}.operator", operator, f"must be one of {', '.join(OPERATORS)}")
         values = expr.get("values") or []
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise InputError(f"{efield}.values", values, "must be a list of strings")
+        if check_names:
+            for j, value in enumerate(values):
+                check_label_value(value, f"{efield}.values[{j}]")
         if operator in ("In", "NotIn") and not values:
             raise InputError(f"{efield}.values", values, f"operator {operator} needs at least one value")
         if operator in ("Exists", "DoesNotExist") and values:

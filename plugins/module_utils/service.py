@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import InputError
+from .errors import InputError, refuse_unknown_keys
+from .names import check_namespace, check_service_name
 from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
 from .selectors import parse_labels
 
@@ -20,6 +21,7 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 STATES = ("present", "absent")
+PORT_KEYS = frozenset({"port", "protocol"})
 SERVICE_KEYS = frozenset(
     {
         "namespace",
@@ -152,10 +154,7 @@ def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
         pfield = f"{field}[{i}]"
         if not isinstance(item, Mapping):
             raise InputError(pfield, item, "must be a mapping with port and protocol")
-        unknown = set(item) - {"port", "protocol", "name", "target_port", "node_port"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise InputError(f"{pfield}.{key}", item[key], "unknown key")
+        refuse_unknown_keys(item, PORT_KEYS, pfield)
         port = item.get("port")
         if isinstance(port, str) and port.isdigit():
             port = int(port)
@@ -171,25 +170,33 @@ def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
     return tuple(ports)
 
 
-def parse_service(data: object, field: str = "service") -> Service:
-    """One service from its user-facing form; raises InputError naming the field."""
+def parse_service(data: object, field: str = "service", *, release_unchecked_names: bool = False) -> Service:
+    """One service from its user-facing form; raises InputError naming the field.
+
+    Names follow Kubernetes' rules (:mod:`.names`): the namespace is a DNS
+    label (RFC 1123), the name a DNS label (RFC 1035), labels and selectors
+    label names and values. With ``release_unchecked_names`` (``allocate``),
+    a service with ``state: absent`` is not held to them, so that an
+    allocation saved before names were checked can still be released.
+    """
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping")
-    unknown = set(data) - SERVICE_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], f"unknown key; known keys: {', '.join(sorted(SERVICE_KEYS))}")
+    refuse_unknown_keys(data, SERVICE_KEYS, field)
+    state = _choice(data, "state", STATES, "present", field)
+    check_names = not (release_unchecked_names and state == "absent")
     namespace = _string(data, "namespace", field) or "default"
     name = _string(data, "name", field, required=True) or ""
+    if check_names:
+        check_namespace(namespace, f"{field}.namespace")
+        check_service_name(name, f"{field}.name")
     for key, value in (("namespace", namespace), ("name", name)):
         if "/" in value or value.strip() != value:
             raise InputError(f"{field}.{key}", value, "must not contain '/' or surrounding spaces")
-    state = _choice(data, "state", STATES, "present", field)
     policy = _choice(data, "external_traffic_policy", TRAFFIC_POLICIES, "Cluster", field)
     family_policy = _choice(data, "ip_family_policy", FAMILY_POLICIES, "SingleStack", field)
     ports = _parse_ports(data.get("ports"), f"{field}.ports")
-    selector = parse_labels(data.get("selector"), f"{field}.selector")
-    labels = parse_labels(data.get("labels"), f"{field}.labels")
+    selector = parse_labels(data.get("selector"), f"{field}.selector", check_names=check_names)
+    labels = parse_labels(data.get("labels"), f"{field}.labels", check_names=check_names)
     address_pool = _string(data, "address_pool", field)
     sharing_key = _string(data, "sharing_key", field) or ""
 

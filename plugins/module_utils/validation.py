@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .allocator import Allocator
-from .errors import AllocationError, InputError
+from .errors import AllocationError, InputError, refuse_unknown_keys
 from .manifest import Workload, parse_workload
+from .names import check_object_name
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
 from .sharing import sharing_conflict
@@ -41,6 +42,7 @@ COVER_FIX = (
     "or required pod anti-affinity on kubernetes.io/hostname; or limit the L2 advertisement's nodes to the nodes "
     "that run pods; or use external_traffic_policy Cluster"
 )
+ADVERTISEMENT_KEYS = frozenset({"name", "pools", "nodes"})
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,9 @@ def parse_advertisement(data: object, mode: str, index: int) -> Advertisement:
     field = f"{mode}_advertisements[{index}]"
     if not isinstance(data, Mapping):
         raise InputError(field, data, "must be a mapping with pools and optional nodes")
-    unknown = set(data) - {"name", "pools", "nodes"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"{field}.{key}", data[key], "unknown key; known keys: name, nodes, pools")
+    refuse_unknown_keys(data, ADVERTISEMENT_KEYS, field)
+    if data.get("name") is not None:
+        check_object_name(data["name"], f"{field}.name")
     return Advertisement(
         mode=mode,
         index=index,
@@ -264,7 +265,7 @@ def _check_pools(state: DesiredState, report: Report) -> dict[str, Pool]:
     try:
         check_no_overlaps(state.pools)
     except InputError as exc:
-        report.error(None, f"pools overlap: {exc.value} {exc.message}")
+        report.error(None, f"pools overlap: {exc.message}")
     return by_name
 
 

@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Keeps one named address pool in the ledger from which M(baremetal.lb.allocate) hands out service IPs.
   - A pool is a list of CIDRs and C(start-end) ranges, IPv4 and IPv6. Pools never overlap; a pool that would overlap
-    another is refused, naming both ranges.
+    another is refused, naming both pools and both ranges.
   - Every address of a pool is allocatable, network and broadcast addresses included, unless O(avoid_buggy_ips)
     is set (MetalLB's rule).
   - Removing a pool, or changing it so that an allocated address leaves it (shrinking, O(avoid_buggy_ips),
@@ -33,7 +33,12 @@ attributes:
     description: Running the task again with the same options changes nothing.
 options:
   name:
-    description: Name of the pool. Services request it by this name (C(address_pool)).
+    description:
+      - Name of the pool. Services request it by this name (C(address_pool)).
+      - A Kubernetes object name - a DNS subdomain (RFC 1123) - lowercase letters, digits, C(-) and C(.), each
+        C(.)-separated part starting and ending with a letter or digit, at most 253 characters.
+      - A pool saved by an earlier version under another name keeps working and can be removed
+        (O(state=absent)), but not changed.
     type: str
     required: true
   addresses:
@@ -67,7 +72,10 @@ options:
         type: int
         default: 0
       namespaces:
-        description: Only services in these namespaces may use the pool.
+        description:
+          - Only services in these namespaces may use the pool.
+          - A DNS label (RFC 1123), as Kubernetes requires of namespaces - lowercase letters, digits and C(-),
+            starting and ending with a letter or digit, at most 63 characters.
         type: list
         elements: str
         default: []
@@ -76,7 +84,10 @@ options:
           - Only services whose labels match at least one of these label selectors may use the pool.
           - With O(service_allocation.namespaces) too, both must hold.
           - Each selector has C(match_labels) (a mapping) and/or C(match_expressions) (a list of C(key), C(operator)
-            one of V(In), V(NotIn), V(Exists), V(DoesNotExist), and C(values)).
+            one of V(In), V(NotIn), V(Exists), V(DoesNotExist), and C(values)); any other key is refused.
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: list
         elements: dict
         default: []

@@ -42,21 +42,33 @@ attributes:
     description: A service whose spec did not change keeps its addresses; a second run reports no change.
 options:
   services:
-    description: The services to allocate for (or release), processed in this order.
+    description:
+      - The services to allocate for (or release), processed in this order.
+      - A key not listed here is refused, naming its path (for example C(services[0].ports[0].target_port)).
     type: list
     elements: dict
     required: true
     suboptions:
       namespace:
-        description: Kubernetes namespace, or any grouping name for hosts without Kubernetes.
+        description:
+          - Kubernetes namespace, or any grouping name for hosts without Kubernetes.
+          - A DNS label (RFC 1123), as Kubernetes requires of namespaces - lowercase letters, digits and C(-),
+            starting and ending with a letter or digit, at most 63 characters.
         type: str
         default: default
       name:
-        description: Service name; C(namespace)/C(name) identifies the service in the ledger.
+        description:
+          - Service name; C(namespace)/C(name) identifies the service in the ledger.
+          - A DNS label (RFC 1035), as Kubernetes requires of Service names - lowercase letters, digits and C(-),
+            starting with a letter and ending with a letter or digit, at most 63 characters.
+          - With O(services[].state=absent) neither name is checked, so that an allocation saved by an earlier
+            version, which did not check names, can still be released.
         type: str
         required: true
       ports:
-        description: The service's ports; used for sharing (two services on one address need disjoint ports).
+        description:
+          - The service's ports; used for sharing (two services on one address need disjoint ports).
+          - Any other key than C(port) and C(protocol) is refused.
         type: list
         elements: dict
         default: []
@@ -78,11 +90,19 @@ options:
         choices: [Cluster, Local]
         default: Cluster
       selector:
-        description: The service's pod selector; under V(Local) it is part of the backend key for sharing.
+        description:
+          - The service's pod selector; under V(Local) it is part of the backend key for sharing.
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: dict
         default: {}
       labels:
-        description: The service's labels; matched against pools' C(service_allocation.service_selectors).
+        description:
+          - The service's labels; matched against pools' C(service_allocation.service_selectors).
+          - Label names and values follow Kubernetes' rules (a name is an optional DNS subdomain prefix and C(/), then
+            at most 63 letters, digits, C(-), C(_) and C(.), starting and ending with a letter or digit; a value is
+            empty or the same at most 63 characters).
         type: dict
         default: {}
       load_balancer_ips:

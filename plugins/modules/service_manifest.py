@@ -41,8 +41,9 @@ options:
   addresses:
     description:
       - The addresses allocated to the service - a list of at most two IPs (one per family), or one entry
-        of the C(allocations) returned by M(baremetal.lb.allocate) (a dict with C(namespace), C(name),
-        C(addresses)), which must be this service's.
+        of the C(allocations) returned by M(baremetal.lb.allocate) or M(baremetal.lb.pool_info) (a dict with
+        C(namespace), C(name), C(addresses), and optionally C(pool), C(ports), C(sharing_key); any other key is
+        refused), which must be this service's.
       - When unset, the service's O(service.load_balancer_ips) are used; when those are unset too, the
         Service carries no address and the load balancer picks one.
     type: raw
@@ -64,6 +65,7 @@ options:
     description:
       - The workload behind the service. Its pods carry the service's O(service.selector) as labels,
         which is therefore required.
+      - The workload and its container take the name of the service (O(service.name)).
     type: dict
     suboptions:
       kind:
@@ -102,6 +104,8 @@ options:
     description:
       - A directory to write the resources to, one file per resource named
         C(<namespace>_<name>_<kind>.yaml). Created when missing.
+      - The files are plain YAML - a mapping used in two places (the selector and C(matchLabels)) is written
+        out in full at each, without YAML anchors and aliases.
     type: path
 seealso:
   - module: baremetal.lb.validate

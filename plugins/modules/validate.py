@@ -48,8 +48,10 @@ options:
   pools:
     description:
       - The address pools, each a dict as the options of M(baremetal.lb.address_pool) -
-        C(name), C(addresses), C(auto_assign), C(avoid_buggy_ips), C(service_allocation).
-      - Pools must not overlap; that is reported as an error.
+        C(name), C(addresses), C(auto_assign), C(avoid_buggy_ips), C(service_allocation). Any other key
+        is refused, naming its path (for example C(pools[0].avoid_bugy_ips)).
+      - Names follow the rules of O(baremetal.lb.address_pool#module:name) (Kubernetes object names).
+      - Pools must not overlap; that is reported as an error naming both pools and both ranges.
     type: list
     elements: dict
     default: []
@@ -61,7 +63,9 @@ options:
     default: []
     suboptions:
       name:
-        description: A name, for your own reference.
+        description:
+          - A name, for your own reference.
+          - A Kubernetes object name - a DNS subdomain (RFC 1123), as for pools.
         type: str
       pools:
         description: Names of the pools announced. Empty or unset means every pool (as in MetalLB).
@@ -81,7 +85,9 @@ options:
     default: []
     suboptions:
       name:
-        description: A name, for your own reference.
+        description:
+          - A name, for your own reference.
+          - A Kubernetes object name - a DNS subdomain (RFC 1123), as for pools.
         type: str
       pools:
         description: Names of the pools announced. Empty or unset means every pool (as in MetalLB).

@@ -48,7 +48,7 @@ class StatusServer:
             doc["bgp"] = self.bgp()
             return 200, "application/json", json.dumps(doc, indent=2).encode() + b"\n"
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4", self.metrics.render().encode()
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render().encode()
         if path == "/healthz":
             ok = self.healthy()
             return (200 if ok else 503), "text/plain", b"ok\n" if ok else b"not ready\n"

@@ -1,21 +1,9 @@
-"""Skips for the interop tests when the machine cannot run them."""
+"""Requirements of the interop tests: root and the routers, or the test fails."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
-
-def _missing(*tools: str) -> list[str]:
-    return [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
+from prerequisites import require
 
 
 def need(*tools: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("interop tests need root (network namespaces)")
-    missing = _missing("ip", *tools)
-    if missing:
-        pytest.skip(f"missing {', '.join(missing)}: run speaker/scripts/install-bgp-deps.sh")
+    require("ip", *tools, install="install-bgp-deps.sh")

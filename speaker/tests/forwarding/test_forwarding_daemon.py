@@ -25,7 +25,7 @@ STATUS_PORT = 17474
 
 
 @pytest.fixture
-def lab(request):
+def lab(request, netns_requirements):
     lab = Lab(vip_routes=False)
     request.addfinalizer(lab.destroy)
     lab.create()

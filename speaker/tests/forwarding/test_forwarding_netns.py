@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import time
 
@@ -32,10 +31,6 @@ from fwlab import (
 from lbspeaker.backends import ForwardedService, parse_backends, parse_ports
 from lbspeaker.forwarding import removal_script, render_ruleset
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"), reason="needs root, ip and nft"
-)
-
 INTERVAL_MS = 500
 # What a client sees from a backend that is gone or going: refused, reset, or
 # closed before answering. A timeout would mean traffic sent into a black hole.
@@ -44,7 +39,7 @@ PORT = str(SERVICE_PORT)
 
 
 @pytest.fixture(scope="module")
-def lab(request):
+def lab(request, netns_requirements):
     lab = Lab()
     request.addfinalizer(lab.destroy)
     lab.create()
@@ -176,7 +171,7 @@ def test_failed_backend_leaves_within_an_interval_without_failing_healthy_ones(l
     wait_for(lab.all_applied, 20, "node3 back in the set")
 
 
-def test_every_rule_shape_is_accepted_by_nft(request):
+def test_every_rule_shape_is_accepted_by_nft(request, netns_requirements):
     # UDP, several ports, IPv6 with one and with several backends, Local and
     # Cluster, a VIP without backends: load and replace twice in a namespace of
     # its own (the shared lab's ruleset is the agent's).

@@ -1,10 +1,6 @@
-import os
-import shutil
-
 import pytest
 from l2lab import VIP4, VIP6, Lab, stable
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+from prerequisites import require
 
 VIP_LOCAL4 = "198.51.100.101"
 VIP_LOCAL6 = "2001:db8:1::101"
@@ -19,15 +15,13 @@ SERVICES = [
 ]
 
 
-def _need_tools():
-    missing = [t for t in ("ip", "nft", "sysctl") if not shutil.which(t)]
-    if os.geteuid() != 0 or missing:
-        pytest.skip(f"needs root and {missing or 'tools'}")
+@pytest.fixture(scope="module", autouse=True)
+def _requirements():
+    require("ip", "nft", "sysctl", install="install-l2-deps.sh")
 
 
 @pytest.fixture(scope="module")
-def lab(request):
-    _need_tools()
+def lab(request, _requirements):
     lab = Lab()
     request.addfinalizer(lab.destroy)
     lab.create()

@@ -17,11 +17,27 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..metrics import PREFIX, Family, Labels, render_family
 from . import codec
 from .bfd import BfdSession, BfdState, BfdTransport
 from .codec import IPNetwork, RouteAttributes
 from .config import Advertisement, BgpConfig, PeerConfig
 from .session import BgpSession, State, set_md5, set_ttl
+
+_PEER = ("peer", "name")
+BGP_FAMILIES: dict[str, Family] = {
+    "bgp_session_up": Family("gauge", "1 if the BGP session is Established, else 0", _PEER),
+    "bgp_session_state": Family(
+        "gauge", "BGP FSM state: 1=Idle 2=Connect 3=Active 4=OpenSent 5=OpenConfirm 6=Established", _PEER),
+    "bgp_prefixes_advertised": Family("gauge", "Prefixes currently advertised to the peer", _PEER),
+    "bgp_updates_sent_total": Family("counter", "UPDATE messages sent to the peer", _PEER),
+    "bgp_updates_received_total": Family("counter", "UPDATE messages received from the peer (ignored)", _PEER),
+    "bgp_notifications_sent_total": Family("counter", "NOTIFICATION messages sent to the peer", _PEER),
+    "bgp_notifications_received_total": Family("counter", "NOTIFICATION messages received from the peer", _PEER),
+    "bgp_established_total": Family("counter", "Transitions of the session to Established", _PEER),
+    "bgp_malformed_updates_total": Family("counter", "Malformed UPDATEs received from the peer, ignored", _PEER),
+    "bfd_session_up": Family("gauge", "1 if the BFD session with the peer is Up, else 0", _PEER),
+}
 
 log = logging.getLogger(__name__)
 
@@ -297,43 +313,28 @@ class BgpSpeaker:
         return {"asn": self.config.asn, "router_id": str(self.config.router_id), "peers": peers}
 
     def metrics(self) -> list[str]:
-        def esc(v: str) -> str:
-            return v.replace("\\", "\\\\").replace('"', '\\"')
-
-        rows: dict[str, tuple[str, str, list[str]]] = {
-            "lbspeaker_bgp_session_up": ("gauge", "1 if the BGP session is Established", []),
-            "lbspeaker_bgp_session_state": ("gauge", "BGP FSM state: 1=Idle 2=Connect 3=Active 4=OpenSent "
-                                            "5=OpenConfirm 6=Established", []),
-            "lbspeaker_bgp_prefixes_advertised": ("gauge", "Prefixes currently advertised to the peer", []),
-            "lbspeaker_bgp_updates_sent_total": ("counter", "UPDATE messages sent", []),
-            "lbspeaker_bgp_updates_received_total": ("counter", "UPDATE messages received (ignored)", []),
-            "lbspeaker_bgp_notifications_sent_total": ("counter", "NOTIFICATION messages sent", []),
-            "lbspeaker_bgp_notifications_received_total": ("counter", "NOTIFICATION messages received", []),
-            "lbspeaker_bgp_established_total": ("counter", "Transitions to Established", []),
-            "lbspeaker_bgp_malformed_updates_total": ("counter", "Malformed UPDATEs from the peer, ignored", []),
-            "lbspeaker_bfd_session_up": ("gauge", "1 if the BFD session is Up", []),
-        }
+        """The ``lbspeaker_bgp_*`` and ``lbspeaker_bfd_*`` families, one sample per peer."""
+        samples: dict[str, list[tuple[Labels, float]]] = {name: [] for name in BGP_FAMILIES}
         order = list(State)
         for key, s in self._sessions.items():
-            lbl = f'{{peer="{esc(str(s.peer.address))}",name="{esc(s.peer.name or key)}"}}'
-            rows["lbspeaker_bgp_session_up"][2].append(f"{lbl} {int(s.state == State.ESTABLISHED)}")
-            rows["lbspeaker_bgp_session_state"][2].append(f"{lbl} {order.index(s.state) + 1}")
-            rows["lbspeaker_bgp_prefixes_advertised"][2].append(f"{lbl} {s.advertised}")
-            rows["lbspeaker_bgp_updates_sent_total"][2].append(f"{lbl} {s.counters.updates_sent}")
-            rows["lbspeaker_bgp_updates_received_total"][2].append(f"{lbl} {s.counters.updates_received}")
-            rows["lbspeaker_bgp_notifications_sent_total"][2].append(f"{lbl} {s.counters.notifications_sent}")
-            rows["lbspeaker_bgp_notifications_received_total"][2].append(
-                f"{lbl} {s.counters.notifications_received}")
-            rows["lbspeaker_bgp_established_total"][2].append(f"{lbl} {s.counters.established_transitions}")
-            rows["lbspeaker_bgp_malformed_updates_total"][2].append(
-                f"{lbl} {s.counters.malformed_updates_received}")
+            labels: Labels = (("peer", str(s.peer.address)), ("name", s.peer.name or key))
+            c = s.counters
+            for name, value in (
+                ("bgp_session_up", int(s.state == State.ESTABLISHED)),
+                ("bgp_session_state", order.index(s.state) + 1),
+                ("bgp_prefixes_advertised", s.advertised),
+                ("bgp_updates_sent_total", c.updates_sent),
+                ("bgp_updates_received_total", c.updates_received),
+                ("bgp_notifications_sent_total", c.notifications_sent),
+                ("bgp_notifications_received_total", c.notifications_received),
+                ("bgp_established_total", c.established_transitions),
+                ("bgp_malformed_updates_total", c.malformed_updates_received),
+            ):
+                samples[name].append((labels, value))
             if s.peer.bfd.enabled:
                 bfd = self._bfd.get(key)
-                rows["lbspeaker_bfd_session_up"][2].append(
-                    f"{lbl} {int(bfd is not None and bfd.state == BfdState.UP)}")
+                samples["bfd_session_up"].append((labels, int(bfd is not None and bfd.state == BfdState.UP)))
         lines: list[str] = []
-        for name, (kind, help_text, samples) in rows.items():
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(f"{name}{sample}" for sample in samples)
+        for name, family in BGP_FAMILIES.items():
+            lines.extend(render_family(PREFIX + name, family, samples[name]))
         return lines

@@ -126,6 +126,16 @@ def test_bad_service_input_names_the_field_and_changes_nothing(ledger, service, 
     assert dump(ledger.path) == before
 
 
+def test_overlap_error_names_both_pools_and_both_ranges(ledger):
+    with pytest.raises(InputError) as caught:
+        pool_change(ledger, name="edge", addresses=["203.0.113.64/26", "198.51.100.96/28"])
+    assert caught.value.field == "addresses[1]"
+    assert str(caught.value) == (
+        "addresses[1]: 198.51.100.96/28 of pool 'edge' overlaps 198.51.100.100-198.51.100.103 of pool 'lan'; "
+        "pools never share addresses (got '198.51.100.96/28')"
+    )
+
+
 def test_duplicate_service_in_one_batch(ledger):
     with pytest.raises(InputError, match=r"services\[1\].*listed twice"):
         allocate(ledger, [{"name": "a"}, {"name": "a"}])

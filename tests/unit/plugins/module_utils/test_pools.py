@@ -71,6 +71,20 @@ def test_overlap_found_past_a_non_overlapping_neighbour():
     check_no_overlaps([pools[1], pools[2]])
 
 
+def test_overlap_error_names_both_pools_and_both_ranges():
+    pools = [
+        parse_pool({"name": "lan", "addresses": ["198.51.100.100-198.51.100.120"]}),
+        parse_pool({"name": "edge", "addresses": ["203.0.113.0/24", "198.51.100.112/28"]}),
+    ]
+    with pytest.raises(InputError) as caught:
+        check_no_overlaps(pools)
+    assert caught.value.field == "pools[1].addresses[1]"
+    assert caught.value.message == (
+        "198.51.100.112/28 of pool 'edge' overlaps 198.51.100.100-198.51.100.120 of pool 'lan'; "
+        "pools never share addresses"
+    )
+
+
 def test_ipv4_and_ipv6_never_overlap_each_other():
     check_no_overlaps(
         [

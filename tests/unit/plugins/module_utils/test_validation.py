@@ -181,7 +181,10 @@ def test_no_automatic_pool_is_an_error():
 def test_overlapping_pools_are_an_error():
     pools = [L2_POOL, {"name": "other", "addresses": ["198.51.100.120/29"]}]
     result = run([], pools=pools, bgp=[])
-    assert any("overlap" in m for m in messages(result["errors"]))
+    assert messages(result["errors"]) == [
+        "pools overlap: 198.51.100.120/29 of pool 'other' overlaps 198.51.100.100-198.51.100.120 of pool 'lan'; "
+        "pools never share addresses"
+    ]
 
 
 def test_advertisement_of_unknown_pool_is_an_error():

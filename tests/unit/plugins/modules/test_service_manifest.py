@@ -42,6 +42,19 @@ def test_dest_writes_files_once(capsys, tmp_path):
     assert code == 0 and second["changed"] is False
 
 
+def test_dest_files_are_plain_yaml_without_anchors(capsys, tmp_path):
+    # The selector is shared by the Deployment's selector, its pod labels and the spread and
+    # anti-affinity terms: once written with &id001/*id001, which nobody wants to read or diff.
+    dest = tmp_path / "manifests"
+    code, result = run_module(service_manifest.main, args(dest=str(dest)), capsys)
+    assert code == 0
+    for path, resource in zip(result["files"], result["resources"], strict=True):
+        text = (dest / path.rsplit("/", 1)[1]).read_text()
+        assert "&id" not in text and "*id" not in text
+        assert "matchLabels:\n" in text or resource["kind"] == "Service"
+        assert yaml.safe_load(text) == resource
+
+
 def test_check_mode_writes_nothing(capsys, tmp_path):
     dest = tmp_path / "manifests"
     code, result = run_module(service_manifest.main, args(dest=str(dest), _ansible_check_mode=True), capsys)
