@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -76,7 +77,7 @@ class Transaction(Protocol):
 
 class Ledger(Protocol):
     def read(self) -> LedgerState: ...
-    def transaction(self) -> contextlib.AbstractContextManager[Transaction]: ...
+    def transaction(self, dry_run: bool = False) -> contextlib.AbstractContextManager[Transaction]: ...
 
 
 def _stored_service(data: dict[str, object]) -> Service:
@@ -180,11 +181,14 @@ class SQLiteLedger:
         return conn
 
     def _check_schema(self, conn: sqlite3.Connection, writable: bool) -> None:
+        """Refuse a file that is not a ledger or is newer; create the schema in an empty one."""
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise LedgerError(
+                f"{self.path} is an SQLite file but not a baremetal.lb ledger (it holds other tables "
+                "and no ledger schema version); point the ledger option at another file"
+            )
         if version == 0 and writable:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise LedgerError(f"{self.path} is an SQLite file but not a baremetal.lb ledger")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -235,14 +239,46 @@ class SQLiteLedger:
         finally:
             conn.close()
 
+    def _snapshot(self) -> sqlite3.Connection:
+        """A private in-memory copy of the ledger, for check mode.
+
+        The file is opened read-only and copied in one backup step, under one
+        read lock, so the copy is a consistent snapshot (a writer in the middle
+        of a transaction is waited for, never copied half-done). A missing file
+        gives an empty database; nothing is created on disk.
+        """
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        if not os.path.exists(self.path):
+            return memory
+        uri = "file:" + urllib.parse.quote(self.path) + "?mode=ro"
+        try:
+            source = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
+            try:
+                source.backup(memory)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            memory.close()
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from None
+        return memory
+
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[_SQLiteTransaction]:
-        """Exclusive read-modify-write; commits on normal exit unless aborted."""
-        self._create_file()
-        conn = self._connect()
+    def transaction(self, dry_run: bool = False) -> Iterator[_SQLiteTransaction]:
+        """Exclusive read-modify-write; commits on normal exit unless aborted.
+
+        ``dry_run`` (check mode) runs the same operation on a private
+        in-memory snapshot and throws it away: the file, its directory and
+        its journal are never created or written, and the result is what
+        the real run would do on the ledger as it is now.
+        """
+        if dry_run:
+            conn = self._snapshot()
+        else:
+            self._create_file()
+            conn = self._connect()
         try:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN" if dry_run else "BEGIN IMMEDIATE")
                 self._check_schema(conn, writable=True)
                 txn = _SQLiteTransaction(conn, self._load(conn))
             except sqlite3.DatabaseError as exc:
@@ -252,7 +288,7 @@ class SQLiteLedger:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            if txn.aborted:
+            if txn.aborted or dry_run:
                 conn.execute("ROLLBACK")
             else:
                 try:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from .allocator import Allocation, Allocator
 from .batching import cyclic_gc_paused
-from .errors import AllocationError, InputError
+from .errors import AllocationError, InputError, refuse_unknown_keys
 from .ledger import LedgerState, Transaction
-from .pools import FAMILY_NAMES, Pool, find_overlap, format_address, overlap_message, parse_pool
+from .pools import FAMILY_NAMES, POOL_KEYS, Pool, find_overlap, format_address, overlap_message, parse_pool
 from .service import Service, parse_service
 
 
@@ -45,8 +45,14 @@ def _released(allocation: Allocation, reason: str) -> dict[str, object]:
     return {**allocation.to_dict(), "reason": reason}
 
 
-def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
-    """Create, update or remove one pool (``address_pool``'s options)."""
+def apply_pool(txn: Transaction, options: Mapping[str, object], field: str = "") -> PoolChange:
+    """Create, update or remove one pool (``address_pool``'s options).
+
+    ``field`` is empty for ``address_pool``'s own options; otherwise it is the
+    pool's path in another option (``allocate``'s ``pools[2]``), which
+    prefixes every error and makes unknown keys an error.
+    """
+    prefix = f"{field}." if field else ""
     name = options.get("name")
     state = options.get("state") or "present"
     force = bool(options.get("force"))
@@ -60,7 +66,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
         if held and not force:
             listing = ", ".join(f"{a.key} ({', '.join(a.address_strings)})" for a in held)
             raise InputError(
-                "state",
+                f"{prefix}state",
                 "absent",
                 f"pool {name!r} holds {len(held)} allocation(s): {listing}; set force: true to release them",
             )
@@ -70,13 +76,13 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
         txn.delete_pool(old.name)
         return PoolChange(True, old.to_dict(), None, released)
 
-    new = parse_pool(options, "")
+    new = parse_pool(options, field)
     overlap = find_overlap(new, txn.state.pools)
     if overlap is not None:
         mine, other, theirs = overlap
         index = new.ranges.index(mine)
         raise InputError(
-            f"addresses[{index}]",
+            f"{prefix}addresses[{index}]",
             mine.text,
             overlap_message(new.name, mine.text, other.name, theirs.text),
         )
@@ -86,7 +92,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
     if invalid and not force:
         listing = "; ".join(f"{a.key} holds {', '.join(a.address_strings)}: {reason}" for a, reason in invalid)
         raise InputError(
-            "addresses",
+            f"{prefix}addresses",
             options.get("addresses"),
             f"the new definition of pool {name!r} would release {len(invalid)} allocation(s) ({listing}); "
             "set force: true to release them",
@@ -97,6 +103,38 @@ def apply_pool(txn: Transaction, options: Mapping[str, object]) -> PoolChange:
     return PoolChange(
         True, old.to_dict() if old else None, new.to_dict(), [_released(a, reason) for a, reason in invalid]
     )
+
+
+def ensure_pools(txn: Transaction, pools_data: object, field: str = "pools") -> list[PoolChange]:
+    """Create or update each pool of ``pools_data`` (``address_pool`` without ``force``), in order.
+
+    Pools not listed are left as they are. Each change is applied to
+    ``txn.state`` as well as written, so that an operation that follows in the
+    same transaction (``allocate``) sees the pools as they will be saved; in
+    check mode that is what lets one task predict a first run.
+    """
+    if not isinstance(pools_data, list):
+        raise InputError(field, pools_data, "must be a list of pools")
+    changes = []
+    seen: dict[object, int] = {}
+    for i, item in enumerate(pools_data):
+        path = f"{field}[{i}]"
+        if not isinstance(item, Mapping):
+            raise InputError(path, item, "must be a pool (a dict with name and addresses)")
+        # only pool keys: no state or force here, this option never removes or releases
+        refuse_unknown_keys(item, POOL_KEYS, path)
+        name = item.get("name")
+        if isinstance(name, str) and name in seen:
+            raise InputError(f"{path}.name", name, f"is listed twice (also {field}[{seen[name]}])")
+        seen[name] = i
+        change = apply_pool(txn, item, path)
+        changes.append(change)
+        if change.changed:
+            new = parse_pool(item, path)
+            txn.state.pools = [new if p.name == new.name else p for p in txn.state.pools]
+            if all(p.name != new.name for p in txn.state.pools):
+                txn.state.pools.append(new)
+    return changes
 
 
 @dataclass

@@ -24,7 +24,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change, and refuses what would be refused, without writing the ledger.
+    description:
+      - Runs the same change on a private in-memory copy of the ledger, so it reports what would change and refuses
+        what would be refused; the ledger file, its directory and its journal are not created or written.
+      - The pool is not saved, so a later M(baremetal.lb.allocate) task of the same check-mode run does not see it;
+        give the pools to that task's C(pools) option to predict a first run in one task.
   diff_mode:
     support: full
     description: Shows the pool before and after.
@@ -206,10 +210,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        with SQLiteLedger(module.params["ledger"]).transaction() as txn:
+        with SQLiteLedger(module.params["ledger"]).transaction(dry_run=module.check_mode) as txn:
             change = apply_pool(txn, module.params)
-            if module.check_mode:
-                txn.abort()
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     except LedgerError as exc:

@@ -26,6 +26,9 @@ description:
     ports in place.
   - A service that cannot get what it asks for keeps whatever it held before, and is listed in RV(failures)
     with the reason.
+  - With O(pools), the pools are created or updated first, in the same transaction, so one task keeps pools and
+    allocations together. That is also what lets check mode predict a first run - in check mode an
+    M(baremetal.lb.address_pool) task saves nothing, so a later C(allocate) task would not see its pool.
 author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
@@ -33,7 +36,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Computes every allocation and reports it without writing the ledger.
+    description:
+      - Runs the same allocation on a private in-memory copy of the ledger and reports it; the ledger file, its
+        directory and its journal are not created or written.
+      - Pools saved by earlier M(baremetal.lb.address_pool) tasks of the same check-mode run are not in the ledger;
+        give them in O(pools) to predict a first run.
   diff_mode:
     support: full
     description: Shows, for each service whose allocation changes, its allocation before and after.
@@ -138,6 +145,18 @@ options:
         type: str
         choices: [present, absent]
         default: present
+  pools:
+    description:
+      - Pools to create or update before allocating, in this order, with the same options and rules as
+        M(baremetal.lb.address_pool) (C(name), C(addresses), C(auto_assign), C(avoid_buggy_ips),
+        C(service_allocation)); any other key is refused, naming its path (for example C(pools[1].avoid_bugy_ips)).
+      - Pools of the ledger that are not listed are kept as they are. A change that would release an allocation is
+        refused, as M(baremetal.lb.address_pool) without C(force) refuses it; remove or shrink pools with
+        M(baremetal.lb.address_pool).
+      - Nothing is saved if a pool is refused.
+    type: list
+    elements: dict
+    default: []
   fail_on_error:
     description:
       - Fail the task when any service could not be allocated.
@@ -150,6 +169,17 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Keep a pool and the addresses of two services in one task (check mode predicts a first run)
+  baremetal.lb.allocate:
+    pools:
+      - name: lan
+        addresses: [198.51.100.100-198.51.100.120, "2001:db8:1::100-2001:db8:1::120"]
+    services:
+      - {namespace: shop, name: web, ports: [{port: 443}], ip_family_policy: RequireDualStack}
+      - {namespace: shop, name: api, ports: [{port: 8443}]}
+  delegate_to: localhost
+  run_once: true
+
 - name: Allocate addresses for two DNS services sharing one IP, and a dual-stack web service
   baremetal.lb.allocate:
     services:
@@ -204,6 +234,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+pools:
+  description: The pools of O(pools) as saved (or as they would be saved in check mode), each with whether it changed.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: lan
+      addresses: [198.51.100.100-198.51.100.120]
+      auto_assign: true
+      avoid_buggy_ips: false
+      service_allocation: null
+      changed: true
 allocations:
   description: Every service of this call that holds addresses afterwards (a failed one with what it kept).
   returned: always
@@ -259,7 +301,12 @@ failures:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import DEFAULT_LEDGER, SQLiteLedger
-from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services
+from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, ensure_pools
+
+CHECK_MODE_HINT = (
+    " (check mode: pools that address_pool tasks of this run would save are not in the ledger yet; "
+    "give them to this task's pools option to predict the first run)"
+)
 
 
 def main() -> None:
@@ -270,33 +317,39 @@ def main() -> None:
             # (services[3].ports[0].port) and costs a fraction of Ansible's per-item suboption
             # validation on batches of 100,000 services. The suboptions are documented above.
             "services": {"type": "list", "elements": "dict", "required": True},
+            # checked by the core like services, with the same messages as address_pool's
+            "pools": {"type": "list", "elements": "dict", "default": []},
             "fail_on_error": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
     try:
-        with SQLiteLedger(module.params["ledger"]).transaction() as txn:
+        with SQLiteLedger(module.params["ledger"]).transaction(dry_run=module.check_mode) as txn:
+            pool_changes = ensure_pools(txn, module.params["pools"])
             outcome = allocate_services(txn, module.params["services"])
-            if module.check_mode:
-                txn.abort()
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     except LedgerError as exc:
         module.fail_json(msg=str(exc))
 
     result: dict[str, object] = {
-        "changed": outcome.changed,
+        "changed": outcome.changed or any(c.changed for c in pool_changes),
+        "pools": [{**(c.after or {}), "changed": c.changed} for c in pool_changes],
         "allocations": outcome.allocations,
         "failures": outcome.failures,
     }
     if module._diff:
-        result["diff"] = {"before": outcome.before, "after": outcome.after}
+        # pools under "pool NAME", services under "NAMESPACE/NAME": a space is in neither kind of name
+        before = {f"pool {c.after['name']}": c.before for c in pool_changes if c.changed and c.after}
+        after = {f"pool {c.after['name']}": c.after for c in pool_changes if c.changed and c.after}
+        result["diff"] = {"before": {**before, **outcome.before}, "after": {**after, **outcome.after}}
     if outcome.failures and module.params["fail_on_error"]:
         names = ", ".join(f"{f['namespace']}/{f['name']}" for f in outcome.failures)
         first = outcome.failures[0]
+        hint = CHECK_MODE_HINT if module.check_mode and not module.params["pools"] else ""
         module.fail_json(
             msg=f"{len(outcome.failures)} service(s) could not be allocated ({names}); "
-            f"first: {first['namespace']}/{first['name']}: {first['reason']}",
+            f"first: {first['namespace']}/{first['name']}: {first['reason']}{hint}",
             **result,
         )
     module.exit_json(**result)

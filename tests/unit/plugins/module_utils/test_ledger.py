@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import LedgerError
@@ -177,3 +178,87 @@ def test_concurrent_processes_never_hand_out_an_address_twice(tmp_path):
     assert stored == reported  # every process saw what was saved
     addresses = [ip for ips in stored.values() for ip in ips]
     assert len(addresses) == len(set(addresses))  # nothing handed out twice
+
+
+def test_read_refuses_foreign_sqlite_and_garbage(tmp_path):
+    """pool_info reads; it refuses what address_pool and allocate refuse."""
+    other = tmp_path / "other.sqlite3"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(LedgerError, match=r"other\.sqlite3 is an SQLite file but not a baremetal\.lb ledger"):
+        SQLiteLedger(str(other)).read()
+    assert other.read_bytes() == before
+
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError, match=r"cannot (open|read) the ledger .*garbage: file is not a database"):
+        SQLiteLedger(str(garbage)).read()
+
+
+def test_dry_run_on_a_missing_ledger_creates_nothing(tmp_path):
+    ledger = SQLiteLedger(str(tmp_path / "state" / "ledger.sqlite3"))
+    with ledger.transaction(dry_run=True) as txn:
+        apply_pool(txn, {"name": "lan", "addresses": ["198.51.100.0/24"]})
+        # what the operation wrote is visible inside the transaction, as in a real run
+        assert txn._conn.execute("SELECT count(*) FROM pools").fetchone()[0] == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_sees_the_ledger_and_changes_no_byte(tmp_path):
+    ledger = make_ledger(tmp_path)
+    with ledger.transaction() as txn:
+        allocate_services(txn, [{"name": "a"}])
+    files = sorted(os.listdir(os.path.dirname(ledger.path)))
+    before = Path(ledger.path).read_bytes()
+    mtime = os.stat(ledger.path).st_mtime_ns
+    with ledger.transaction(dry_run=True) as txn:
+        assert [a.key for a in txn.state.allocations] == ["default/a"]
+        result = allocate_services(txn, [{"name": "b"}])
+        assert result.allocations == [{"namespace": "default", "name": "b", "addresses": ["198.51.100.1"], "pool": "lan"}]
+    assert Path(ledger.path).read_bytes() == before
+    assert os.stat(ledger.path).st_mtime_ns == mtime
+    assert sorted(os.listdir(os.path.dirname(ledger.path))) == files  # no journal
+
+
+def test_dry_run_refuses_foreign_files(tmp_path):
+    other = tmp_path / "other.sqlite3"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(LedgerError, match=r"not a baremetal\.lb ledger"), SQLiteLedger(str(other)).transaction(
+        dry_run=True
+    ):
+        pass
+    assert other.read_bytes() == before
+
+
+def _commit_after(path: str, ready, go) -> None:
+    with SQLiteLedger(path).transaction() as txn:
+        allocate_services(txn, [{"name": f"w{i}"} for i in range(50)])
+        ready.set()
+        go.wait(30)
+
+
+def test_dry_run_sees_committed_state_only(tmp_path):
+    """The snapshot is a committed state: never part of another caller's open transaction."""
+    ledger = make_ledger(tmp_path)
+    ctx = multiprocessing.get_context("fork")
+    ready, go = ctx.Event(), ctx.Event()
+    writer = ctx.Process(target=_commit_after, args=(ledger.path, ready, go))
+    writer.start()
+    try:
+        assert ready.wait(30)
+        with ledger.transaction(dry_run=True) as txn:
+            during = len(txn.state.allocations)
+    finally:
+        go.set()
+        writer.join(30)
+    assert writer.exitcode == 0
+    with ledger.transaction(dry_run=True) as txn:
+        after = len(txn.state.allocations)
+    assert (during, after) == (0, 50)

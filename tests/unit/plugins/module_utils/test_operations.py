@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import SQLiteLedger
-from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, apply_pool, pool_report
+from ansible_collections.baremetal.lb.plugins.module_utils.operations import (
+    allocate_services,
+    apply_pool,
+    ensure_pools,
+    pool_report,
+)
 from ansible_collections.baremetal.lb.tests.unit.plugins.module_utils.test_ledger import dump
 
 
@@ -237,3 +242,48 @@ def test_pool_report_counts_per_family(ledger):
     assert report["pools"][1]["available"] == {"ipv4": 4, "ipv6": 0}
     shared = [a for a in report["allocations"] if a["sharing_key"] == "k"]
     assert [a["addresses"] for a in shared] == [["198.51.100.102"], ["198.51.100.102"]]
+
+
+def ensure(ledger, pools, services=()):
+    with ledger.transaction() as txn:
+        changes = ensure_pools(txn, pools)
+        return changes, allocate_services(txn, list(services))
+
+
+def test_ensure_pools_then_allocate_in_one_transaction(tmp_path):
+    ledger = SQLiteLedger(str(tmp_path / "ledger.sqlite3"))
+    pools = [{"name": "lan", "addresses": ["198.51.100.100-198.51.100.101"]}, {"name": "bgp", "addresses": ["203.0.113.0/30"]}]
+    changes, result = ensure(ledger, pools, [{"name": "a"}, {"name": "b", "address_pool": "bgp"}])
+    assert [c.changed for c in changes] == [True, True]
+    assert [a["addresses"] for a in result.allocations] == [["198.51.100.100"], ["203.0.113.0"]]
+    changes, result = ensure(ledger, pools, [{"name": "a"}, {"name": "b", "address_pool": "bgp"}])
+    assert [c.changed for c in changes] == [False, False] and not result.changed
+    # growing a pool is seen by the allocation of the same call
+    grown = [{"name": "lan", "addresses": ["198.51.100.100-198.51.100.102"]}]
+    changes, result = ensure(ledger, grown, [{"name": "c"}, {"name": "d"}])
+    assert changes[0].changed
+    assert [a["addresses"] for a in result.allocations] == [["198.51.100.101"], ["198.51.100.102"]]
+    assert [p.name for p in ledger.read().pools] == ["lan", "bgp"]
+
+
+@pytest.mark.parametrize(
+    ("pools", "field", "message"),
+    [
+        ({"name": "lan"}, "pools", "must be a list of pools"),
+        (["lan"], "pools[0]", "must be a pool"),
+        ([{"name": "x", "addresses": ["203.0.113.8/30"], "avoid_bugy_ips": True}], "pools[0].avoid_bugy_ips", "did you mean 'avoid_buggy_ips'"),
+        ([{"name": "x", "addresses": ["203.0.113.8/30"], "state": "absent"}], "pools[0].state", "unknown key"),
+        ([{"name": "x", "addresses": ["203.0.113.8/30"]}, {"name": "x", "addresses": ["203.0.113.16/30"]}], "pools[1].name", "listed twice (also pools[0])"),
+        ([{"name": "my pool", "addresses": ["203.0.113.8/30"]}], "pools[0].name", "DNS subdomain"),
+        ([{"name": "x", "addresses": ["203.0.113.8/30", "198.51.100.102"]}], "pools[0].addresses[1]", "overlaps 198.51.100.100-198.51.100.103 of pool 'lan'"),
+        # shrinking lan would release shop/web's 198.51.100.100: not without force
+        ([{"name": "lan", "addresses": ["198.51.100.102-198.51.100.103"]}], "pools[0].addresses", "would release 1 allocation"),
+    ],
+)
+def test_ensure_pools_bad_input_names_the_field_and_changes_nothing(ledger, pools, field, message):
+    before = dump(ledger.path)
+    with pytest.raises(InputError) as caught:
+        ensure(ledger, pools, [{"name": "other"}])
+    assert caught.value.field == field
+    assert message in str(caught.value)
+    assert dump(ledger.path) == before
