@@ -19,6 +19,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .service import service_key
+
 MIN_SECRET_BYTES = 32
 # the speaker's own keys for a BGP advertisement (lbspeaker/bgp/config.py)
 BGP_ADVERTISEMENT_KEYS = (
@@ -114,7 +116,8 @@ def resolve(
     it ``bgp``, else any L2 one ``l2`` (the rule ``baremetal.lb.validate``
     applies); a pool no advertisement names is not announced.
     """
-    by_key = {f"{s.get('namespace')}/{s.get('name')}": s for s in services}
+    # keyed as the allocator keys them: a service without namespace is default/NAME
+    by_key = {service_key(s): s for s in services}
     out_services: list[dict[str, Any]] = []
     bgp_names: dict[int, list[str]] = {}
     for alloc in allocations:

@@ -17,6 +17,7 @@ from .names import check_namespace, check_service_name
 from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
 from .selectors import parse_labels
 
+DEFAULT_NAMESPACE = "default"  # a service given without a namespace, as in Kubernetes
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
@@ -170,6 +171,11 @@ def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
     return tuple(ports)
 
 
+def service_key(data: Mapping[str, object]) -> str:
+    """``namespace/name`` of a service in its user-facing form, the namespace defaulted as parse_service does."""
+    return f"{data.get('namespace') or DEFAULT_NAMESPACE}/{data.get('name')}"
+
+
 def parse_service(data: object, field: str = "service", *, release_unchecked_names: bool = False) -> Service:
     """One service from its user-facing form; raises InputError naming the field.
 
@@ -184,7 +190,7 @@ def parse_service(data: object, field: str = "service", *, release_unchecked_nam
     refuse_unknown_keys(data, SERVICE_KEYS, field)
     state = _choice(data, "state", STATES, "present", field)
     check_names = not (release_unchecked_names and state == "absent")
-    namespace = _string(data, "namespace", field) or "default"
+    namespace = _string(data, "namespace", field) or DEFAULT_NAMESPACE
     name = _string(data, "name", field, required=True) or ""
     if check_names:
         check_namespace(namespace, f"{field}.namespace")

@@ -98,3 +98,19 @@ def test_inventory_errors_name_the_variable():
         "lb_bgp_advertisements[0].peers[1]: 'tor9' is not a peer in lb_bgp_peers (by name or address)",
     ]
     assert inventory_errors(None, [], [], [], [])[0].startswith("lb_membership_secret: is required")
+
+
+def test_a_service_without_namespace_keeps_its_policy_and_data_plane_keys():
+    """allocate saves it as default/NAME; the plan must find its spec under that key."""
+    services = [
+        {"name": "web", "external_traffic_policy": "Local", "ports": [{"port": 80}],
+         "health_check": {"type": "tcp", "port": 8080},
+         "backends": [{"node": "node1", "address": "198.51.100.11", "port": 8080}]},
+    ]
+    allocations = [{"namespace": "default", "name": "web", "addresses": ["198.51.100.100"], "pool": "lan"}]
+    (entry,) = resolve(allocations, services, L2, [])["services"]
+    assert entry["name"] == "default/web"
+    assert entry["external_traffic_policy"] == "Local"
+    assert entry["health_check"] == {"type": "tcp", "port": 8080}
+    assert entry["backends"] == [{"node": "node1", "address": "198.51.100.11", "port": 8080}]
+    assert entry["ports"] == [{"port": 80, "protocol": "tcp"}]
