@@ -7,6 +7,8 @@ Each filter is documented in a sidecar file next to this one (``<filter>.yml``).
 
 from __future__ import annotations
 
+import re
+
 from ansible.errors import AnsibleFilterError
 from ansible_collections.baremetal.lb.plugins.module_utils import announcements
 
@@ -52,13 +54,27 @@ def lb_status_line(entry):
     return f"{entry['address']:<18} {entry['mode']:<4} {', '.join(entry.get('services') or []):<16} {who}{flag}"
 
 
+# validate's options -> the site.yml inventory variables they are fed from, in the same order
+INVENTORY_VARIABLES = {
+    "services": "lb_services",
+    "pools": "lb_pools",
+    "l2_advertisements": "lb_l2_advertisements",
+    "bgp_advertisements": "lb_bgp_advertisements",
+}
+
+
 def lb_validation_message(finding):
-    """A finding of baremetal.lb.validate, prefixed with the inventory variable to fix."""
+    """A finding of baremetal.lb.validate, prefixed with the inventory variable (and index) to fix."""
     message = str(finding.get("message", ""))
+    field = str(finding.get("field") or "")
+    option = re.match(r"[a-z_0-9]+", field)
+    if option is None:
+        where = "lb_pools / lb_services / lb_*_advertisements"
+    else:
+        where = INVENTORY_VARIABLES.get(option.group(0), option.group(0)) + field[option.end():]
     if finding.get("service"):
-        return f"lb_services ({finding['service']}): {message}"
-    variable = "lb_pools" if "pool" in message.split(":", 1)[0] else "lb_pools / lb_*_advertisements"
-    return f"{variable}: {message}"
+        where += f" ({finding['service']})"
+    return f"{where}: {message}"
 
 
 class FilterModule:

@@ -68,15 +68,18 @@ class DesiredState:
     nodes: list[str]
     placement: dict[str, dict[str, int]]
     workloads: dict[str, Workload] = field(default_factory=dict)
+    # each service's path in the options (services[3]), parallel to services
+    service_fields: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Finding:
     service: str | None
     message: str
+    field: str  # the option to fix, by its path: services[3], pools[1].addresses[0], l2_advertisements[0]
 
     def to_dict(self) -> dict[str, object]:
-        return {"service": self.service, "message": self.message}
+        return {"service": self.service, "message": self.message, "field": self.field}
 
 
 @dataclass
@@ -84,12 +87,19 @@ class Report:
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     traffic: dict[str, dict[str, object]] = field(default_factory=dict)
+    # namespace/name -> services[i], for findings about a service
+    service_fields: dict[str, str] = field(default_factory=dict)
 
-    def error(self, service: str | None, message: str) -> None:
-        self.errors.append(Finding(service, message))
+    def _field(self, service: str | None, at: str | None) -> str:
+        if at is not None:
+            return at
+        return self.service_fields.get(service, "services") if service else ""
 
-    def warn(self, service: str | None, message: str) -> None:
-        self.warnings.append(Finding(service, message))
+    def error(self, service: str | None, message: str, at: str | None = None) -> None:
+        self.errors.append(Finding(service, message, self._field(service, at)))
+
+    def warn(self, service: str | None, message: str, at: str | None = None) -> None:
+        self.warnings.append(Finding(service, message, self._field(service, at)))
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -172,6 +182,7 @@ def parse_desired_state(
             raise InputError(f"pools[{i}]", p, "must be a mapping with name and addresses")
         parsed_pools.append(parse_pool(p, f"pools[{i}]"))
     parsed_services = [parse_service(s, f"services[{i}]") for i, s in enumerate(_list(services, "services"))]
+    fields = [f"services[{i}]" for i, s in enumerate(parsed_services) if s.state == "present"]
     ads = [parse_advertisement(a, "l2", i) for i, a in enumerate(_list(l2_advertisements, "l2_advertisements"))]
     ads += [parse_advertisement(a, "bgp", i) for i, a in enumerate(_list(bgp_advertisements, "bgp_advertisements"))]
     present = [s for s in parsed_services if s.state == "present"]
@@ -182,6 +193,7 @@ def parse_desired_state(
         nodes=list(_names(nodes, "nodes", "node")),
         placement=parse_placement(placement),
         workloads=parse_workloads(workloads, present),
+        service_fields=fields,
     )
 
 
@@ -225,10 +237,12 @@ def placement_from_workload(workload: Workload, nodes: Sequence[str]) -> dict[st
 
 def validate(state: DesiredState) -> Report:
     report = Report()
+    for service, at in zip(state.services, state.service_fields, strict=True):
+        report.service_fields.setdefault(service.key, at)
     pools = _check_pools(state, report)
     # Overlapping or duplicate pools make any simulated allocation meaningless.
     allocator = Allocator(list(pools.values())) if not report.errors else None
-    services = _check_duplicates(state.services, report)
+    services = _check_duplicates(state, report)
     _check_requested_sharing(services, report)
     pool_of: dict[str, Pool] = {}
     failed = {f.service for f in report.errors}  # refused sharing a requested IP: the allocator would say it again
@@ -257,24 +271,25 @@ def validate(state: DesiredState) -> Report:
 
 def _check_pools(state: DesiredState, report: Report) -> dict[str, Pool]:
     by_name: dict[str, Pool] = {}
-    for pool in state.pools:
+    for i, pool in enumerate(state.pools):
         if pool.name in by_name:
-            report.error(None, f"pool {pool.name!r} is defined twice; pool names must be unique")
+            report.error(None, f"pool {pool.name!r} is defined twice; pool names must be unique", f"pools[{i}].name")
             continue
         by_name[pool.name] = pool
     try:
         check_no_overlaps(state.pools)
     except InputError as exc:
-        report.error(None, f"pools overlap: {exc.message}")
+        report.error(None, f"pools overlap: {exc.message}", exc.field)
     return by_name
 
 
-def _check_duplicates(services: Sequence[Service], report: Report) -> list[Service]:
+def _check_duplicates(state: DesiredState, report: Report) -> list[Service]:
     seen: set[str] = set()
     unique = []
-    for service in services:
+    fields = state.service_fields or [""] * len(state.services)
+    for service, at in zip(state.services, fields, strict=True):
         if service.key in seen:
-            report.error(service.key, "is listed twice; each namespace/name may appear once")
+            report.error(service.key, "is listed twice; each namespace/name may appear once", at or None)
             continue
         seen.add(service.key)
         unique.append(service)
@@ -451,11 +466,14 @@ def _check_advertisements(state: DesiredState, pools: Mapping[str, Pool], report
     for ad in state.advertisements:
         for name in ad.pools:
             if name not in pools:
-                report.error(None, f"{ad.field} announces pool {name!r}, which does not exist")
+                report.error(None, f"{ad.field} announces pool {name!r}, which does not exist", f"{ad.field}.pools")
         if known_nodes:
             unknown = [n for n in ad.nodes if n not in known_nodes]
             if unknown:
-                report.warn(None, f"{ad.field} names nodes that are not in nodes: {', '.join(unknown)}")
+                unknown_text = ", ".join(unknown)
+                report.warn(
+                    None, f"{ad.field} names nodes that are not in nodes: {unknown_text}", at=f"{ad.field}.nodes"
+                )
 
 
 def _check_placement_keys(state: DesiredState, services: Sequence[Service], report: Report) -> None:
@@ -463,11 +481,14 @@ def _check_placement_keys(state: DesiredState, services: Sequence[Service], repo
     known_nodes = set(state.nodes)
     for key, counts in state.placement.items():
         if key not in keys:
-            report.warn(key, "has a placement but is not among the services")
+            report.warn(key, "has a placement but is not among the services", at=f"placement[{key!r}]")
         if known_nodes:
             unknown = [n for n in counts if n not in known_nodes]
             if unknown:
-                report.warn(key, f"placement names nodes that are not in nodes: {', '.join(unknown)}")
+                unknown_text = ", ".join(unknown)
+                report.warn(
+                    key, f"placement names nodes that are not in nodes: {unknown_text}", at=f"placement[{key!r}]"
+                )
 
 
 def announcement(

@@ -238,6 +238,7 @@ errors:
   elements: dict
   sample:
     - service: dns/dns-udp
+      field: services[1]
       message: >-
         requests 198.51.100.110, as dns/dns-tcp does, but the two can never share it: it is held by
         dns/dns-tcp, whose backends differ (Local with selector app=dns vs Local with selector app=other)
@@ -247,6 +248,15 @@ errors:
       type: str
       returned: always
       sample: dns/dns-udp
+    field:
+      description:
+        - The option to fix, by its path in this task's options - C(services[1]) (its index in O(services)),
+          C(pools[2].addresses[0]), C(l2_advertisements[0].pools), C(placement['shop/web']).
+        - The filter C(baremetal.lb.lb_validation_message) turns it into the inventory variable of
+          C(playbooks/site.yml).
+      type: str
+      returned: always
+      sample: services[1]
     message:
       description: What is wrong and how to fix it.
       type: str
@@ -260,6 +270,7 @@ validation_warnings:
   elements: dict
   sample:
     - service: web/frontend
+      field: services[0]
       message: >-
         BGP + Local spreads traffic per node, not per pod: node-a: 2 pods x 25%, node-b: 1 pod x 50%
         (under Cluster: node-a: 2 pods x 33.3%, node-b: 1 pod x 33.3%); spread the pods so every node runs
@@ -271,6 +282,11 @@ validation_warnings:
       type: str
       returned: always
       sample: web/frontend
+    field:
+      description: The option to fix, by its path in this task's options, as in RV(errors).
+      type: str
+      returned: always
+      sample: services[0]
     message:
       description: What happens and how to change it.
       type: str

@@ -49,6 +49,7 @@ def test_errors_fail_the_task(capsys):
         {
             "service": "web/frontend",
             "message": "requests 198.51.100.5, which no pool owns; add it to a pool or request another address",
+            "field": "services[0]",
         }
     ]
     assert "no pool owns" in result["msg"]
