@@ -95,6 +95,12 @@ collection-check: collection
 	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-doc -t module \
 	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.pool_info baremetal.lb.validate \
 	  baremetal.lb.service_manifest baremetal.lb.speaker_status > build/dist/ansible-doc.txt
+	# a Galaxy user's first command: site.yml by its FQCN, in check mode, writing no ledger
+	rm -rf build/galaxy-check
+	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-playbook -i tests/galaxy/inventory.yml \
+	  baremetal.lb.site --check --diff --limit localhost -e lb_ledger=$(abspath build/galaxy-check)/ledger.sqlite3 \
+	  > build/dist/site-check.txt
+	test ! -e build/galaxy-check
 	@echo "collection tarball: OK ($$(tar -tzf build/dist/baremetal-lb-*.tar.gz | wc -l) entries)"
 
 clean:

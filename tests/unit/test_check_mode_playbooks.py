@@ -115,32 +115,7 @@ def test_readme_example_check_mode_predicts_and_writes_nothing(tmp_path: Path) -
 
 
 def site_inventory(tmp: Path) -> Path:
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        """
-all:
-  hosts:
-    localhost: {ansible_connection: local, ansible_python_interpreter: "{{ ansible_playbook_python }}"}
-  children:
-    lb_speakers:
-      hosts:
-        node1: {lb_node_address: 198.51.100.11, lb_interfaces: [eth0]}
-        node2: {lb_node_address: 198.51.100.12, lb_interfaces: [eth0]}
-  vars:
-    lb_membership_secret: check-mode-test-membership-secret-0123456789
-    lb_pools:
-      - {name: lan, addresses: [198.51.100.100-198.51.100.120, "2001:db8:1::100-2001:db8:1::120"]}
-      - {name: routed, addresses: [203.0.113.0/24], avoid_buggy_ips: true}
-    lb_services:
-      - {name: web, ports: [{port: 80}], address_pool: lan, ip_family_policy: RequireDualStack}
-      - {namespace: shop, name: api, ports: [{port: 443}], address_pool: routed}
-    lb_l2_advertisements: [{name: lan, pools: [lan], interfaces: [eth0]}]
-    lb_bgp_asn: 64501
-    lb_bgp_peers: [{name: tor1, address: 198.51.100.1, asn: 64500}]
-    lb_bgp_advertisements: [{name: routed, pools: [routed], peers: [tor1]}]
-"""
-    )
-    return inventory
+    return ROOT / "tests" / "galaxy" / "inventory.yml"
 
 
 def test_site_check_mode_predicts_and_writes_nothing(tmp_path: Path) -> None:
