@@ -4,22 +4,4 @@
 # image. Molecule's first step is destroy, which calls podman, so this runs
 # before Molecule does. Idempotent: installs only what is missing.
 set -eu
-PKGS="podman runc debootstrap"
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -z "$missing" ]; then
-    echo "install-lab-deps: all present ($PKGS)"
-    exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-    echo "install-lab-deps: missing$missing; run as root (apt-get install$missing)" >&2
-    exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get install -y --no-install-recommends $missing || {
-    apt-get update
-    apt-get install -y --no-install-recommends $missing
-}
-echo "install-lab-deps: installed$missing"
+sh "$(dirname "$0")/../speaker/scripts/install-debs.sh" install-lab-deps podman runc debootstrap

@@ -24,6 +24,16 @@ def dump(path: str) -> list[str]:
         conn.close()
 
 
+def foreign_sqlite(tmp_path):
+    """An SQLite file with a table of its own and no ledger schema."""
+    other = tmp_path / "other.sqlite3"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    return other
+
+
 def make_ledger(tmp_path, addresses=("198.51.100.0/24",)) -> SQLiteLedger:
     ledger = SQLiteLedger(str(tmp_path / "state" / "ledger.sqlite3"))
     with ledger.transaction() as txn:
@@ -51,11 +61,7 @@ def test_schema_version_recorded_and_newer_refused(tmp_path):
 
 
 def test_foreign_files_are_refused_untouched(tmp_path):
-    other = tmp_path / "other.sqlite3"
-    conn = sqlite3.connect(other)
-    conn.execute("CREATE TABLE t (x)")
-    conn.commit()
-    conn.close()
+    other = foreign_sqlite(tmp_path)
     before = dump(str(other))
     with pytest.raises(LedgerError, match=r"not a baremetal\.lb ledger"), SQLiteLedger(str(other)).transaction():
         pass
@@ -182,11 +188,7 @@ def test_concurrent_processes_never_hand_out_an_address_twice(tmp_path):
 
 def test_read_refuses_foreign_sqlite_and_garbage(tmp_path):
     """pool_info reads; it refuses what address_pool and allocate refuse."""
-    other = tmp_path / "other.sqlite3"
-    conn = sqlite3.connect(other)
-    conn.execute("CREATE TABLE t (x)")
-    conn.commit()
-    conn.close()
+    other = foreign_sqlite(tmp_path)
     before = other.read_bytes()
     with pytest.raises(LedgerError, match=r"other\.sqlite3 is an SQLite file but not a baremetal\.lb ledger"):
         SQLiteLedger(str(other)).read()
@@ -224,11 +226,7 @@ def test_dry_run_sees_the_ledger_and_changes_no_byte(tmp_path):
 
 
 def test_dry_run_refuses_foreign_files(tmp_path):
-    other = tmp_path / "other.sqlite3"
-    conn = sqlite3.connect(other)
-    conn.execute("CREATE TABLE t (x)")
-    conn.commit()
-    conn.close()
+    other = foreign_sqlite(tmp_path)
     before = other.read_bytes()
     with pytest.raises(LedgerError, match=r"not a baremetal\.lb ledger"), SQLiteLedger(str(other)).transaction(
         dry_run=True
