@@ -54,6 +54,7 @@ lint: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	cd $(COLLECTIONS) && $(BIN)/mypy --config-file $(abspath mypy.ini) \
 	  -p ansible_collections.baremetal.lb.plugins.module_utils \
 	  -p ansible_collections.baremetal.lb.plugins.modules
+	ln -sfn ../../../plugins/module_utils speaker/src/lbspeaker/core  # lbspeaker.core, as the wheel packs it
 	cd speaker && $(BIN)/mypy --strict --python-version 3.11 src/lbspeaker
 	$(BIN)/ansible-lint
 	$(BIN)/antsibull-changelog lint

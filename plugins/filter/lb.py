@@ -12,11 +12,10 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
-from ansible_collections.baremetal.lb.plugins.module_utils.service import Service, parse_service
+from ansible_collections.baremetal.lb.plugins.module_utils.service import TRAFFIC_POLICIES, Service, parse_service
 from ansible_collections.baremetal.lb.plugins.module_utils.sharing import sharing_conflict as _sharing_conflict
 from ansible_collections.baremetal.lb.plugins.module_utils.traffic import (
     MODES,
-    POLICIES,
     per_pod_shares,
     shares_to_list,
 )
@@ -38,8 +37,10 @@ def traffic_share(
     mode = str(mode).lower()
     if mode not in MODES:
         raise AnsibleFilterError(f"traffic_share: mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if policy not in POLICIES:
-        raise AnsibleFilterError(f"traffic_share: policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    if policy not in TRAFFIC_POLICIES:
+        raise AnsibleFilterError(
+            f"traffic_share: policy must be one of {', '.join(TRAFFIC_POLICIES)}, not {policy!r}"
+        )
     try:
         counts = parse_placement({"filter/input": placement})["filter/input"]
     except InputError as exc:

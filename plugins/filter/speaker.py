@@ -34,11 +34,6 @@ def lb_speaker_config(node, nodes, settings):
         raise AnsibleFilterError(f"lb_speaker_config: {exc}") from exc
 
 
-def lb_only_keys(items, keys):
-    """Each mapping of ``items`` with only ``keys`` (for modules with strict options)."""
-    return [{k: v for k, v in item.items() if k in keys} for item in items or []]
-
-
 def lb_node_names(hosts, hostvars):
     """The speakers' node names: each host's lb_node_name, else its inventory name."""
     return [str(hostvars[h].get("lb_node_name") or h) for h in hosts or []]
@@ -83,7 +78,6 @@ class FilterModule:
             "lb_announcements": lb_announcements,
             "lb_inventory_errors": lb_inventory_errors,
             "lb_speaker_config": lb_speaker_config,
-            "lb_only_keys": lb_only_keys,
             "lb_node_names": lb_node_names,
             "lb_status_line": lb_status_line,
             "lb_validation_message": lb_validation_message,

@@ -19,12 +19,16 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .service import service_key
+from .limits import MIN_SECRET_BYTES, password_problem, secret_problem
+from .service import parse_service
 
-MIN_SECRET_BYTES = 32
 # the speaker's own keys for a BGP advertisement (lbspeaker/bgp/config.py)
 BGP_ADVERTISEMENT_KEYS = (
     "communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6",
+)
+# a service in one node's speaker configuration (node_config): what the speaker reads
+ANNOUNCED_SERVICE_KEYS = frozenset(
+    {"name", "addresses", "mode", "external_traffic_policy", "health_check", "interfaces", "ports", "backends"}
 )
 # keys of lb_bgp_peers entries that are ours, not the speaker's
 PEER_SELECTION_KEYS = ("nodes",)
@@ -65,10 +69,12 @@ def inventory_errors(
     """Mistakes in the data model, each naming its variable; [] when all is well."""
     errors: list[str] = []
     if not isinstance(membership_secret, str) or not membership_secret:
-        errors.append("lb_membership_secret: is required (a shared secret of at least 32 bytes; keep it in a vault)")
-    elif len(membership_secret.encode()) < MIN_SECRET_BYTES:
-        got = len(membership_secret.encode())
-        errors.append(f"lb_membership_secret: must be at least {MIN_SECRET_BYTES} bytes (got {got})")
+        errors.append(
+            "lb_membership_secret: is required "
+            f"(a shared secret of at least {MIN_SECRET_BYTES} bytes; keep it in a vault)"
+        )
+    elif problem := secret_problem(membership_secret.encode()):
+        errors.append(f"lb_membership_secret: {problem}")
     pool_names = {p.get("name") for p in pools or []}
     peer_keys: set[str] = set()
     for i, peer in enumerate(bgp_peers or []):
@@ -84,8 +90,8 @@ def inventory_errors(
         if not isinstance(peer.get("asn"), int) or isinstance(peer.get("asn"), bool):
             errors.append(f"{where}.asn: must be an AS number (got {peer.get('asn')!r})")
         password = peer.get("password")
-        if password is not None and not 1 <= len(str(password).encode()) <= 80:
-            errors.append(f"{where}.password: must be 1-80 bytes (TCP-MD5)")
+        if password is not None and (problem := password_problem(password)):
+            errors.append(f"{where}.password: {problem}")
         peer_keys.update({str(address), str(peer.get("address")), str(peer.get("name") or address)})
     for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
         for i, ad in enumerate(ads or []):
@@ -116,8 +122,11 @@ def resolve(
     it ``bgp``, else any L2 one ``l2`` (the rule ``baremetal.lb.validate``
     applies); a pool no advertisement names is not announced.
     """
-    # keyed as the allocator keys them: a service without namespace is default/NAME
-    by_key = {service_key(s): s for s in services}
+    # the inventory's services as they are, through the one service model (keyed as the allocator keys them)
+    by_key = {}
+    for i, data in enumerate(services):
+        service = parse_service(data, f"lb_services[{i}]")
+        by_key[service.key] = service
     out_services: list[dict[str, Any]] = []
     bgp_names: dict[int, list[str]] = {}
     for alloc in allocations:
@@ -125,7 +134,7 @@ def resolve(
         addresses = list(alloc.get("addresses") or [])
         if not addresses:
             continue
-        spec = by_key.get(key, {})
+        spec = by_key.get(key)
         pool = alloc.get("pool")
         bgp_indexes = [i for i, ad in enumerate(bgp_advertisements or []) if _applies(ad, pool)]
         bgp = [(bgp_advertisements or [])[i] for i in bgp_indexes]
@@ -136,17 +145,14 @@ def resolve(
             "name": key,
             "addresses": addresses,
             "mode": "bgp" if bgp else "l2",
-            "external_traffic_policy": spec.get("external_traffic_policy", "Cluster"),
+            "external_traffic_policy": spec.external_traffic_policy if spec else "Cluster",
         }
-        if spec.get("health_check"):
-            entry["health_check"] = dict(spec["health_check"])
-        if spec.get("backends"):
+        if spec is not None and spec.health_check is not None:
+            entry["health_check"] = spec.health_check.to_dict()
+        if spec is not None and spec.backends:
             # standalone forwarding (no kube-proxy): the speaker forwards VIP:port to these with nftables
-            entry["ports"] = [
-                {"port": p["port"], "protocol": str(p.get("protocol") or "TCP").lower()}
-                for p in spec.get("ports") or []
-            ]
-            entry["backends"] = [dict(b) for b in spec["backends"]]
+            entry["ports"] = [p.to_dict() for p in spec.ports]
+            entry["backends"] = [b.to_dict() for b in spec.backends]
         if bgp:
             entry["nodes"] = _nodes_of(bgp)
             for index in bgp_indexes:

@@ -16,7 +16,6 @@ pod anti-affinity on the hostname, or a DaemonSet.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -35,15 +34,14 @@ else:
             return True
 
 
+from .dataplane import parse_port
 from .errors import InputError, refuse_unknown_keys
 from .pools import FAMILY_NAMES, format_address, parse_address
 from .service import Service
+from .workload import Workload, parse_workload_shape
 
 HOSTNAME_KEY = "kubernetes.io/hostname"
-WORKLOAD_KINDS = ("Deployment", "DaemonSet")
-ANTI_AFFINITY = ("none", "preferred", "required")
 IP_FIELDS = ("annotation", "spec")
-WORKLOAD_KEYS = frozenset({"kind", "image", "replicas", "container_port", "spread", "anti_affinity"})
 # An entry of allocate's allocations, or of pool_info's (which adds ports and sharing_key).
 ALLOCATION_KEYS = frozenset({"namespace", "name", "addresses", "pool", "ports", "sharing_key"})
 ANNOTATION_IPS = "metallb.io/loadBalancerIPs"
@@ -51,61 +49,10 @@ ANNOTATION_SHARED = "metallb.io/allow-shared-ip"
 ANNOTATION_POOL = "metallb.io/address-pool"
 
 
-@dataclass(frozen=True)
-class Workload:
-    kind: str
-    image: str
-    replicas: int | None
-    container_port: int | None
-    spread: bool
-    anti_affinity: str
-
-
-def _port(value: object, field: str) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InputError(field, value, "must be an integer from 1 to 65535")
-    return value
-
-
 def parse_workload(data: object, service: Service, field: str = "workload", *, rendering: bool = True) -> Workload:
     """The workload of a service; ``rendering=False`` (shape only) needs no image and no selector."""
-    if not isinstance(data, Mapping):
-        raise InputError(field, data, "must be a mapping with kind and image")
-    refuse_unknown_keys(data, WORKLOAD_KEYS, field)
-    kind = data.get("kind") or "Deployment"
-    if kind not in WORKLOAD_KINDS:
-        raise InputError(f"{field}.kind", kind, f"must be one of {', '.join(WORKLOAD_KINDS)}")
-    image = data.get("image")
-    if not rendering and image is None:
-        image = "-"
-    if not isinstance(image, str) or not image.strip():
-        raise InputError(f"{field}.image", image, "must be a container image reference")
-    replicas = data.get("replicas")
-    if kind == "DaemonSet" and replicas is not None:
-        raise InputError(f"{field}.replicas", replicas, "a DaemonSet runs one pod per node: leave replicas out")
-    if kind == "Deployment":
-        if replicas is None:
-            replicas = 1
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-            raise InputError(f"{field}.replicas", replicas, "must be a non-negative integer")
-    container_port = data.get("container_port")
-    if container_port is not None:
-        container_port = _port(container_port, f"{field}.container_port")
-    spread = data.get("spread")
-    if spread is None:
-        spread = kind == "Deployment"
-    if not isinstance(spread, bool):
-        raise InputError(f"{field}.spread", spread, "must be true or false")
-    anti_affinity = data.get("anti_affinity") or "none"
-    if anti_affinity not in ANTI_AFFINITY:
-        raise InputError(f"{field}.anti_affinity", anti_affinity, f"must be one of {', '.join(ANTI_AFFINITY)}")
-    if kind == "DaemonSet" and (spread or anti_affinity != "none"):
-        what = "spread" if spread else "anti_affinity"
-        raise InputError(
-            f"{field}.{what}", data.get(what), "a DaemonSet already runs exactly one pod per node; leave it out"
-        )
+    workload = parse_workload_shape(data, field, rendering=rendering)
+    anti_affinity = workload.anti_affinity
     if rendering and not service.selector:
         if anti_affinity != "none":
             raise InputError(
@@ -114,7 +61,7 @@ def parse_workload(data: object, service: Service, field: str = "workload", *, r
                 "needs service.selector: pod anti-affinity keeps apart pods that carry the selector's labels",
             )
         raise InputError("service.selector", {}, "a workload needs the service's selector: its pods get those labels")
-    return Workload(str(kind), image.strip(), replicas, container_port, spread, str(anti_affinity))
+    return workload
 
 
 def parse_addresses(data: object, service: Service, field: str = "addresses") -> list[str]:
@@ -159,7 +106,7 @@ def render_service(
     if ip_field not in IP_FIELDS:
         raise InputError("ip_field", ip_field, f"must be one of {', '.join(IP_FIELDS)}")
     if health_check_node_port is not None:
-        health_check_node_port = _port(health_check_node_port, "health_check_node_port")
+        health_check_node_port = parse_port(health_check_node_port, "health_check_node_port")
         if service.external_traffic_policy != "Local":
             raise InputError(
                 "health_check_node_port",

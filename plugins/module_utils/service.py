@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from .dataplane import Backend, HealthCheck, parse_backends, parse_health_check, parse_port
 from .errors import InputError, refuse_unknown_keys
 from .names import check_namespace, check_service_name
 from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
 from .selectors import parse_labels
+from .workload import Workload, parse_workload_shape
 
 DEFAULT_NAMESPACE = "default"  # a service given without a namespace, as in Kubernetes
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -37,6 +39,10 @@ SERVICE_KEYS = frozenset(
         "ip_families",
         "ip_family_policy",
         "state",
+        # the data plane's and the manifests' (not part of the allocation: see Service)
+        "health_check",
+        "backends",
+        "workload",
     }
 )
 
@@ -48,8 +54,18 @@ EMPTY: Mapping[str, str] = MappingProxyType({})
 
 @dataclass(frozen=True, order=True, slots=True)
 class ServicePort:
+    """A port of the service at its addresses; ``protocol`` as Kubernetes writes it (``TCP``)."""
+
     protocol: str
     port: int
+
+    @property
+    def l4(self) -> str:
+        """The protocol as nftables and iproute2 write it (``tcp``)."""
+        return self.protocol.lower()
+
+    def __str__(self) -> str:
+        return f"{self.port}/{self.l4}"
 
     def to_dict(self) -> dict[str, object]:
         return {"port": self.port, "protocol": self.protocol}
@@ -69,6 +85,12 @@ class Service:
     ip_families: tuple[int, ...] = (4,)
     ip_family_policy: str = "SingleStack"
     state: str = "present"
+    # For the data plane (hosts without Kubernetes) and the manifests. Not part of
+    # the allocation: a service that changes only these keeps its addresses, its
+    # ledger entry is not rewritten, and to_dict() (the ledger's form) leaves them out.
+    health_check: HealthCheck | None = field(default=None, compare=False)
+    backends: tuple[Backend, ...] = field(default=(), compare=False)
+    workload: Workload | None = field(default=None, compare=False)
     # Derived once (the allocator asks for them many times per service).
     key: str = field(init=False, repr=False, compare=False)
     backend_key: str = field(init=False, repr=False, compare=False)
@@ -145,7 +167,12 @@ def _choice(data: Mapping[str, object], key: str, choices: tuple[str, ...], defa
     return str(value)
 
 
-def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
+def parse_ports(data: object, field: str = "ports") -> tuple[ServicePort, ...]:
+    """A service's ports: ``{port, protocol}`` mappings, or a port number alone (TCP).
+
+    The protocol is taken in either case (``udp`` is ``UDP``) and kept as
+    Kubernetes writes it. A port listed twice is refused.
+    """
     if data is None:
         return ()
     if not isinstance(data, list):
@@ -153,27 +180,21 @@ def _parse_ports(data: object, field: str) -> tuple[ServicePort, ...]:
     ports: list[ServicePort] = []
     for i, item in enumerate(data):
         pfield = f"{field}[{i}]"
-        if not isinstance(item, Mapping):
-            raise InputError(pfield, item, "must be a mapping with port and protocol")
-        refuse_unknown_keys(item, PORT_KEYS, pfield)
-        port = item.get("port")
-        if isinstance(port, str) and port.isdigit():
-            port = int(port)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InputError(f"{pfield}.port", port, "must be an integer from 1 to 65535")
-        protocol = item.get("protocol") or "TCP"
-        if protocol not in PROTOCOLS:
+        if isinstance(item, Mapping):
+            refuse_unknown_keys(item, PORT_KEYS, pfield)
+            port = parse_port(item.get("port"), f"{pfield}.port")
+            protocol = item.get("protocol") or "TCP"
+        elif isinstance(item, (int, str)) and not isinstance(item, bool):
+            port, protocol = parse_port(item, pfield), "TCP"
+        else:
+            raise InputError(pfield, item, "must be a mapping with port and protocol, or a port number")
+        if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
             raise InputError(f"{pfield}.protocol", protocol, f"must be one of {', '.join(PROTOCOLS)}")
-        entry = ServicePort(str(protocol), port)
+        entry = ServicePort(protocol.upper(), port)
         if entry in ports:
-            raise InputError(pfield, item, f"duplicates {protocol}/{port} of the same service")
+            raise InputError(pfield, item, f"duplicates {entry.protocol}/{port} of the same service")
         ports.append(entry)
     return tuple(ports)
-
-
-def service_key(data: Mapping[str, object]) -> str:
-    """``namespace/name`` of a service in its user-facing form, the namespace defaulted as parse_service does."""
-    return f"{data.get('namespace') or DEFAULT_NAMESPACE}/{data.get('name')}"
 
 
 def parse_service(data: object, field: str = "service", *, release_unchecked_names: bool = False) -> Service:
@@ -200,7 +221,7 @@ def parse_service(data: object, field: str = "service", *, release_unchecked_nam
             raise InputError(f"{field}.{key}", value, "must not contain '/' or surrounding spaces")
     policy = _choice(data, "external_traffic_policy", TRAFFIC_POLICIES, "Cluster", field)
     family_policy = _choice(data, "ip_family_policy", FAMILY_POLICIES, "SingleStack", field)
-    ports = _parse_ports(data.get("ports"), f"{field}.ports")
+    ports = parse_ports(data.get("ports"), f"{field}.ports")
     selector = parse_labels(data.get("selector"), f"{field}.selector", check_names=check_names)
     labels = parse_labels(data.get("labels"), f"{field}.labels", check_names=check_names)
     address_pool = _string(data, "address_pool", field)
@@ -248,6 +269,21 @@ def parse_service(data: object, field: str = "service", *, release_unchecked_nam
         raise InputError(
             f"{field}.load_balancer_ips", ips_data, "ip_family_policy RequireDualStack needs one address per family"
         )
+    health_check = None
+    if data.get("health_check") is not None:
+        health_check = parse_health_check(data["health_check"], f"{field}.health_check")
+    backends: tuple[Backend, ...] = ()
+    if data.get("backends") is not None:
+        backends = parse_backends(data["backends"], f"{field}.backends")
+        if not ports:
+            raise InputError(
+                f"{field}.ports",
+                data.get("ports"),
+                "a service with backends needs ports (the speaker forwards VIP:port)",
+            )
+    workload = None
+    if data.get("workload") is not None:
+        workload = parse_workload_shape(data["workload"], f"{field}.workload", rendering=False)
     return Service(
         namespace=namespace,
         name=name,
@@ -261,4 +297,7 @@ def parse_service(data: object, field: str = "service", *, release_unchecked_nam
         ip_families=families,
         ip_family_policy=family_policy,
         state=state,
+        health_check=health_check,
+        backends=backends,
+        workload=workload,
     )

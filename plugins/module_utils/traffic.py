@@ -23,8 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .service import TRAFFIC_POLICIES
+
 MODES = ("l2", "bgp")
-POLICIES = ("Cluster", "Local")
 DECIMALS = 4
 
 
@@ -69,8 +70,8 @@ def per_pod_shares(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    if policy not in TRAFFIC_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(TRAFFIC_POLICIES)}, not {policy!r}")
     pods = [(node, count) for node, count in placement.items() if count > 0]
     total = sum(count for _node, count in pods)
     candidate_list = None if candidates is None else list(candidates)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .allocator import Allocator
 from .errors import AllocationError, InputError, refuse_unknown_keys
-from .manifest import Workload, parse_workload
+from .manifest import parse_workload
 from .names import check_object_name
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
@@ -31,6 +31,7 @@ from .traffic import (
     per_pod_shares,
     shares_to_list,
 )
+from .workload import Workload
 
 SPREAD_FIX = (
     "spread the pods so every node runs the same number: topologySpreadConstraints with maxSkew 1 on "

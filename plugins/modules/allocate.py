@@ -75,7 +75,8 @@ options:
       ports:
         description:
           - The service's ports; used for sharing (two services on one address need disjoint ports).
-          - Any other key than C(port) and C(protocol) is refused.
+          - Any other key than C(port) and C(protocol) is refused. A port number alone stands for
+            C({port: N, protocol: TCP}); the protocol is taken in either case (V(udp) is V(UDP)).
         type: list
         elements: dict
         default: []
@@ -140,6 +141,69 @@ options:
         type: str
         choices: [SingleStack, PreferDualStack, RequireDualStack]
         default: SingleStack
+      health_check:
+        description:
+          - For hosts without Kubernetes - how a node checks that it has a serving local endpoint. Under
+            V(Local) only nodes whose check passes announce the address. Used by the speaker, not by the allocation
+            (a change here keeps the addresses).
+          - V(http) and V(kube_proxy) GET C(url) (C(http://) only; V(kube_proxy) reads kube-proxy's
+            C(healthCheckNodePort) answer - 200 with local endpoints). V(tcp) connects to C(host) (default
+            V(127.0.0.1)) and C(port).
+        type: dict
+        suboptions:
+          type:
+            description: The kind of check.
+            type: str
+            required: true
+            choices: [http, tcp, kube_proxy]
+          url:
+            description: For V(http) and V(kube_proxy).
+            type: str
+          host:
+            description: For V(tcp).
+            type: str
+            default: 127.0.0.1
+          port:
+            description: For V(tcp), 1-65535.
+            type: int
+          interval_ms:
+            description: Time between checks, 50-600000 ms.
+            type: int
+            default: 1000
+          timeout_ms:
+            description: Time a check may take, 10-600000 ms; default 500 or the interval if shorter.
+            type: int
+      backends:
+        description:
+          - For hosts without kube-proxy - the speaker itself forwards C(VIP:port) for every port of the service to
+            these backends with nftables (docs/forwarding.md); needs O(services[].ports). Used by the speaker, not by
+            the allocation.
+        type: list
+        elements: dict
+        suboptions:
+          node:
+            description: The node (speaker) the backend runs on.
+            type: str
+            required: true
+          address:
+            description: The backend's address.
+            type: str
+            required: true
+          port:
+            description: The backend's port, 1-65535.
+            type: int
+            required: true
+          health_check:
+            description:
+              - A check of the same shape as O(services[].health_check); a V(tcp) check defaults to the backend's
+                address and port. Without one, a TCP connect every second.
+            type: dict
+      workload:
+        description:
+          - The shape of the service's pods, as the O(workload) option of M(baremetal.lb.service_manifest) -
+            C(kind), C(image), C(replicas), C(container_port), C(spread), C(anti_affinity). Checked here for its
+            shape; rendered by M(baremetal.lb.service_manifest).
+        type: dict
       state:
         description: V(absent) releases the service's addresses.
         type: str

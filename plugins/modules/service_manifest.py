@@ -241,10 +241,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.manifest import (
-    ANTI_AFFINITY,
     HAS_YAML,
     IP_FIELDS,
-    WORKLOAD_KINDS,
     file_name,
     parse_addresses,
     parse_workload,
@@ -252,6 +250,7 @@ from ansible_collections.baremetal.lb.plugins.module_utils.manifest import (
     to_yaml,
 )
 from ansible_collections.baremetal.lb.plugins.module_utils.service import parse_service
+from ansible_collections.baremetal.lb.plugins.module_utils.workload import ANTI_AFFINITY, WORKLOAD_KINDS
 
 
 def _read(path: str) -> str | None:
@@ -290,7 +289,13 @@ def main() -> None:
     try:
         service = parse_service(params["service"])
         addresses = parse_addresses(params["addresses"], service)
-        workload = parse_workload(params["workload"], service) if params["workload"] else None
+        # the workload option, or the service's own workload key (lb_services entries carry it)
+        if params["workload"]:
+            workload = parse_workload(params["workload"], service)
+        elif service.workload is not None:
+            workload = parse_workload(params["service"]["workload"], service, "service.workload")
+        else:
+            workload = None
         resources = render(
             service,
             addresses,

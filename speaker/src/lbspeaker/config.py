@@ -6,27 +6,25 @@ Every error names the offending field with its dotted path (for example
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from .bgp.config import BgpConfig, parse_bgp_config
+from .core.announcements import ANNOUNCED_SERVICE_KEYS
+from .core.dataplane import Backend, HealthCheck, IPAddress, parse_backends, parse_health_check, parse_ip
+from .core.limits import secret_problem
+from .core.service import TRAFFIC_POLICIES, ServicePort, parse_ports
+from .core.traffic import MODES
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .backends import Backend, ServicePort
 
 DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"
 DEFAULT_PORT = 7474  # UDP; not memberlist's 7946, so it can run next to MetalLB while migrating
 DEFAULT_INTERVAL_MS = 75
 DEFAULT_DEAD_AFTER = 3
-MIN_SECRET_BYTES = 32
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -54,22 +52,12 @@ class StatusConfig:
 
 
 @dataclass(frozen=True)
-class HealthCheckConfig:
-    type: str  # http | tcp | kube_proxy
-    url: str = ""
-    host: str = ""
-    port: int = 0
-    interval_ms: int = 1000
-    timeout_ms: int = 500
-
-
-@dataclass(frozen=True)
 class ServiceConfig:
     name: str
     addresses: tuple[IPAddress, ...]
     mode: str = "l2"  # l2 | bgp
     external_traffic_policy: str = "Cluster"  # Cluster | Local
-    health_check: HealthCheckConfig | None = None
+    health_check: HealthCheck | None = None
     interfaces: tuple[str, ...] = ()
     ports: tuple[ServicePort, ...] = ()
     backends: tuple[Backend, ...] = ()
@@ -98,9 +86,8 @@ class Config:
 
 
 TOP_KEYS = {"node", "nodes", "membership", "interfaces", "status", "services", "bgp"}
-MODES = ("l2", "bgp")
-POLICIES = ("Cluster", "Local")
-CHECK_TYPES = ("http", "tcp", "kube_proxy")
+# what the speaker forwards itself with nftables (SCTP is left to kube-proxy)
+FORWARDED_PROTOCOLS = ("TCP", "UDP")
 
 
 def load(path: str, *, check_interfaces: bool = True) -> Config:
@@ -194,15 +181,6 @@ def _int(raw: dict[str, Any], key: str, path: str, default: int, lo: int, hi: in
     return value
 
 
-def _ip(value: Any, path: str) -> IPAddress:
-    if not isinstance(value, str):
-        raise ConfigError(path, value, "must be an IP address string")
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        raise ConfigError(path, value, "not a valid IP address") from None
-
-
 def _mapping(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(path, value, "must be a mapping")
@@ -228,7 +206,7 @@ def _nodes(value: Any) -> tuple[NodeConfig, ...]:
         if name in seen:
             raise ConfigError(f"{path}.name", name, f"duplicate node name (also nodes[{seen[name]}])")
         seen[name] = i
-        address = _ip(item.get("address"), f"{path}.address")
+        address = parse_ip(item.get("address"), f"{path}.address")
         out.append(NodeConfig(name, address))
     return tuple(out)
 
@@ -250,8 +228,9 @@ def _membership(value: Any) -> MembershipConfig:
             raise ConfigError("membership.secret", "<hidden>", "must be a string")
         secret = raw["secret"].encode()
         secret_path, secret_shown = "membership.secret", "<hidden>"
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(secret_path, secret_shown, f"must be at least {MIN_SECRET_BYTES} bytes (got {len(secret)})")
+    problem = secret_problem(secret)
+    if problem:
+        raise ConfigError(secret_path, secret_shown, problem)
     return MembershipConfig(
         secret=secret,
         port=_int(raw, "port", "membership.port", DEFAULT_PORT, 1, 65535),
@@ -280,34 +259,31 @@ def _status(value: Any) -> StatusConfig:
     raw = _mapping(value, "status")
     _unknown_keys(raw, {"address", "port"}, "status")
     address = _str(raw, "address", "status.address", default="127.0.0.1")
-    _ip(address, "status.address")
+    parse_ip(address, "status.address")
     return StatusConfig(address, _int(raw, "port", "status.port", 7473, 1, 65535))
 
 
-def _health(value: Any, path: str) -> HealthCheckConfig:
-    raw = _mapping(value, path)
-    _unknown_keys(raw, {"type", "url", "host", "port", "interval_ms", "timeout_ms"}, path)
-    kind = raw.get("type")
-    if kind not in CHECK_TYPES:
-        raise ConfigError(f"{path}.type", kind, f"must be one of {', '.join(CHECK_TYPES)}")
-    url = host = ""
-    port = 0
-    if kind in ("http", "kube_proxy"):
-        url = _str(raw, "url", f"{path}.url", required=True)
-        if not url.startswith("http://"):
-            raise ConfigError(f"{path}.url", url, "must be an http:// URL")
-    else:
-        host = _str(raw, "host", f"{path}.host", default="127.0.0.1")
-        port = _int(raw, "port", f"{path}.port", 0, 1, 65535)
-    interval = _int(raw, "interval_ms", f"{path}.interval_ms", 1000, 50, 600000)
-    timeout = _int(raw, "timeout_ms", f"{path}.timeout_ms", min(500, interval), 10, 600000)
-    return HealthCheckConfig(kind, url, host, port, interval, timeout)
+def forwarded_ports(value: Any, path: str) -> tuple[ServicePort, ...]:
+    """A forwarded service's ports: the core's model, TCP or UDP, at least one."""
+    ports = parse_ports(value, path)
+    if not ports:
+        raise ConfigError(path, value, "must be a non-empty list of ports")
+    for i, port in enumerate(ports):
+        if port.protocol not in FORWARDED_PROTOCOLS:
+            raise ConfigError(f"{path}[{i}].protocol", value[i].get("protocol"),
+                              f"must be one of {', '.join(FORWARDED_PROTOCOLS)} (the speaker forwards these)")
+    return ports
+
+
+def check_families(addresses: tuple[IPAddress, ...], backends: tuple[Backend, ...], field: str) -> None:
+    """Every service address needs at least one backend of its family (NAT cannot cross families)."""
+    families = {b.address.version for b in backends}
+    for j, addr in enumerate(addresses):
+        if addr.version not in families:
+            raise ConfigError(f"{field}[{j}]", str(addr), f"no IPv{addr.version} backend to forward it to")
 
 
 def _services(value: Any, check_interfaces: bool, node_names: set[str]) -> tuple[ServiceConfig, ...]:
-    # Imported here: backends.py imports this module (HealthCheckConfig, _health).
-    from .backends import check_families, parse_backends, parse_ports  # noqa: PLC0415
-
     if not isinstance(value, list):
         raise ConfigError("services", value, "must be a list")
     out = []
@@ -315,11 +291,7 @@ def _services(value: Any, check_interfaces: bool, node_names: set[str]) -> tuple
     for i, entry in enumerate(value):
         path = f"services[{i}]"
         item = _mapping(entry, path)
-        _unknown_keys(
-            item,
-            {"name", "addresses", "mode", "external_traffic_policy", "health_check", "interfaces", "ports", "backends"},
-            path,
-        )
+        _unknown_keys(item, set(ANNOUNCED_SERVICE_KEYS), path)
         name = _str(item, "name", f"{path}.name", required=True)
         if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
             raise ConfigError(f"{path}.name", name, 'must be "namespace/name"')
@@ -329,7 +301,7 @@ def _services(value: Any, check_interfaces: bool, node_names: set[str]) -> tuple
         addrs = item.get("addresses")
         if not isinstance(addrs, list) or not addrs:
             raise ConfigError(f"{path}.addresses", addrs, "must be a non-empty list of IP addresses")
-        addresses = tuple(_ip(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
+        addresses = tuple(parse_ip(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
         for j, a in enumerate(addresses):
             if a.is_multicast or a.is_unspecified or a.is_loopback or a.is_link_local:
                 raise ConfigError(f"{path}.addresses[{j}]", str(a), "not a usable unicast service address")
@@ -339,14 +311,16 @@ def _services(value: Any, check_interfaces: bool, node_names: set[str]) -> tuple
         if mode not in MODES:
             raise ConfigError(f"{path}.mode", mode, f"must be one of {', '.join(MODES)}")
         policy = item.get("external_traffic_policy", "Cluster")
-        if policy not in POLICIES:
-            raise ConfigError(f"{path}.external_traffic_policy", policy, f"must be one of {', '.join(POLICIES)}")
-        health = _health(item["health_check"], f"{path}.health_check") if item.get("health_check") else None
+        if policy not in TRAFFIC_POLICIES:
+            raise ConfigError(
+                f"{path}.external_traffic_policy", policy, f"must be one of {', '.join(TRAFFIC_POLICIES)}"
+            )
+        health = parse_health_check(item["health_check"], f"{path}.health_check") if item.get("health_check") else None
         ports: tuple[ServicePort, ...] = ()
         backends: tuple[Backend, ...] = ()
         if "backends" in item or "ports" in item:
             backends = parse_backends(item.get("backends"), f"{path}.backends", node_names)
-            ports = parse_ports(item.get("ports"), f"{path}.ports")
+            ports = forwarded_ports(item.get("ports"), f"{path}.ports")
             check_families(addresses, backends, f"{path}.addresses")
         if policy == "Local" and health is None and not backends:
             raise ConfigError(f"{path}.health_check", None, "is required when external_traffic_policy is Local")

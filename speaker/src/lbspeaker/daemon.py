@@ -16,7 +16,8 @@ from . import election
 from .backends import ForwardedService
 from .bgp.manager import Announcement as BgpAnnouncement
 from .bgp.manager import BgpSpeaker
-from .config import Config, IPAddress, ServiceConfig
+from .config import Config, ServiceConfig
+from .core.dataplane import IPAddress
 from .errors import ConfigError
 from .forwarding import StandaloneForwarding
 from .health import HealthChecker

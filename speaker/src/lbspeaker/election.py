@@ -12,7 +12,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .config import IPAddress, ServiceConfig
+from .config import ServiceConfig
+from .core.dataplane import IPAddress
 
 
 @functools.lru_cache(maxsize=65536)

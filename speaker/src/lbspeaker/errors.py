@@ -1,17 +1,13 @@
-"""Errors shared across the speaker."""
+"""Errors shared across the speaker.
+
+The speaker's configuration errors are the core's :class:`InputError`: the
+same type, fields and message form on both sides (``services[2].ports[0].port:
+must be ... (got ...)``), whether the core's parsers or the speaker's own
+raise them.
+"""
 
 from __future__ import annotations
 
+from .core.errors import InputError as ConfigError
 
-class ConfigError(ValueError):
-    """A configuration value is invalid.
-
-    ``field`` is the dotted path of the offending value in the config file
-    (for example ``services[2].addresses[0]``), so the operator can find it.
-    """
-
-    def __init__(self, field: str, value: object, message: str) -> None:
-        self.field = field
-        self.value = value
-        self.message = message
-        super().__init__(f"{field}: {message} (got {value!r})")
+__all__ = ["ConfigError"]

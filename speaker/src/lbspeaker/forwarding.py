@@ -25,8 +25,9 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from .backends import Backend, BackendHealth, ForwardedService, ServicePort, forwarded_to, local_eligible
-from .config import IPAddress
+from .backends import BackendHealth, ForwardedService, forwarded_to, local_eligible
+from .core.dataplane import Backend, IPAddress
+from .core.service import ServicePort
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _target(backend: Backend) -> str:
 
 def _match(vip: IPAddress, port: ServicePort) -> str:
     family = "ip6" if vip.version == 6 else "ip"
-    return f"{family} daddr {vip} {port.protocol} dport {port.port}"
+    return f"{family} daddr {vip} {port.l4} dport {port.port}"
 
 
 def _dnat(vip: IPAddress, port: ServicePort, backends: Sequence[Backend], comment: str) -> str:
@@ -74,7 +75,7 @@ def _original(vip: IPAddress, port: ServicePort) -> str:
     """Matches, after DNAT, the packets of connections first sent to ``vip:port``."""
     family = "ip6" if vip.version == 6 else "ip"
     return (
-        f"meta l4proto {port.protocol} ct status dnat"
+        f"meta l4proto {port.l4} ct status dnat"
         f" ct original {family} daddr {vip} ct original proto-dst {port.port}"
     )
 

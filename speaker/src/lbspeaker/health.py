@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from .config import HealthCheckConfig
+from .core.dataplane import HealthCheck
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def judge_kube_proxy(status: int, body: bytes) -> bool:
     return not isinstance(count, int) or count > 0
 
 
-async def probe(check: HealthCheckConfig) -> bool:
+async def probe(check: HealthCheck) -> bool:
     """Run one check; any error or timeout counts as unhealthy."""
     try:
         async with asyncio.timeout(check.timeout_ms / 1000):
@@ -77,9 +77,9 @@ class HealthChecker:
         self.on_change = on_change
         self.metrics = metrics
         self.healthy: set[str] = set()
-        self.tasks: dict[str, tuple[HealthCheckConfig, asyncio.Task[None]]] = {}
+        self.tasks: dict[str, tuple[HealthCheck, asyncio.Task[None]]] = {}
 
-    def configure(self, checks: dict[str, HealthCheckConfig]) -> None:
+    def configure(self, checks: dict[str, HealthCheck]) -> None:
         """Start, keep or stop checks so they match ``checks`` (service name -> check)."""
         for name in list(self.tasks):
             if name not in checks or self.tasks[name][0] != checks[name]:
@@ -98,7 +98,7 @@ class HealthChecker:
             task.cancel()
         self.tasks.clear()
 
-    async def _loop(self, name: str, check: HealthCheckConfig) -> None:
+    async def _loop(self, name: str, check: HealthCheck) -> None:
         while True:
             ok = await probe(check)
             self.metrics.inc("health_checks_total", service=name, result="healthy" if ok else "unhealthy")

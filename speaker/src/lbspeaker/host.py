@@ -16,7 +16,7 @@ import os
 import socket
 import struct
 
-from .config import IPAddress
+from .core.dataplane import IPAddress
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import struct
 import time
 
 from . import arp, ndp
-from .config import IPAddress
+from .core.dataplane import IPAddress
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,9 @@ from fwlab import (
     sh,
     wait_for,
 )
-from lbspeaker.backends import ForwardedService, parse_backends, parse_ports
+from lbspeaker.backends import ForwardedService
+from lbspeaker.config import forwarded_ports as parse_ports
+from lbspeaker.core.dataplane import parse_backends
 from lbspeaker.forwarding import removal_script, render_ruleset
 
 INTERVAL_MS = 500

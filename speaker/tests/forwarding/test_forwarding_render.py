@@ -3,7 +3,9 @@
 import ipaddress
 
 import pytest
-from lbspeaker.backends import ForwardedService, local_eligible, parse_backends, parse_ports
+from lbspeaker.backends import ForwardedService, local_eligible
+from lbspeaker.config import forwarded_ports as parse_ports
+from lbspeaker.core.dataplane import parse_backends
 from lbspeaker.errors import ConfigError
 from lbspeaker.forwarding import TABLE, forwarding_status, removal_script, render_ruleset
 

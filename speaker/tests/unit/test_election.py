@@ -2,10 +2,11 @@ import hashlib
 import ipaddress
 
 from lbspeaker import election
-from lbspeaker.config import HealthCheckConfig, ServiceConfig
+from lbspeaker.config import ServiceConfig
+from lbspeaker.core.dataplane import HealthCheck
 
 IP = ipaddress.ip_address("198.51.100.100")
-CHECK = HealthCheckConfig("tcp", host="127.0.0.1", port=80)
+CHECK = HealthCheck("tcp", host="127.0.0.1", port=80)
 
 
 def svc(name, policy="Cluster", ip=IP):

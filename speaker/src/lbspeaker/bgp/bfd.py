@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.dataplane import IPAddress
 from .config import BfdConfig
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class BfdState(enum.IntEnum):

@@ -15,8 +15,9 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..core.dataplane import IPAddress
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MARKER = b"\xff" * 16
 HEADER_LEN = 19

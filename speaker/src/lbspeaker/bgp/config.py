@@ -13,9 +13,10 @@ from typing import Any
 
 from lbspeaker.errors import ConfigError
 
+from ..core.dataplane import IPAddress
+from ..core.limits import password_problem
 from .codec import WELL_KNOWN_COMMUNITIES
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -61,7 +62,7 @@ class PeerConfig:
 
 
 @dataclass(frozen=True)
-class Advertisement:
+class RouteAdvertisement:
     services: tuple[str, ...] = ()  # empty with no addresses: every announcement
     addresses: tuple[IPNetwork, ...] = ()
     peers: tuple[str, ...] = ()  # peer names or addresses; empty: every peer
@@ -77,7 +78,7 @@ class BgpConfig:
     asn: int
     router_id: ipaddress.IPv4Address
     peers: tuple[PeerConfig, ...] = ()
-    advertisements: tuple[Advertisement, ...] = (Advertisement(),)
+    advertisements: tuple[RouteAdvertisement, ...] = (RouteAdvertisement(),)
     listen_address: IPAddress | None = None
     listen_port: int = 179
 
@@ -221,8 +222,9 @@ def _parse_peer(value: Any, path: str) -> PeerConfig:
     if hold and keepalive > hold:
         raise ConfigError(f"{path}.keepalive_time", keepalive, "must not exceed hold_time")
     password = data.get("password")
-    if password is not None and (not isinstance(password, str) or not 1 <= len(password.encode()) <= 80):
-        raise ConfigError(f"{path}.password", "***", "must be a string of 1 to 80 bytes")
+    problem = None if password is None else password_problem(password)
+    if problem:
+        raise ConfigError(f"{path}.password", "***", problem)
     ttl = data.get("ttl")
     if ttl is not None:
         ttl = _int(ttl, f"{path}.ttl", 1, 255)
@@ -266,7 +268,7 @@ ADV_KEYS = {"services", "addresses", "peers", "communities", "large_communities"
             "aggregation_length", "aggregation_length_v6"}
 
 
-def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> Advertisement:
+def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdvertisement:
     data = _mapping(value, path)
     _known(data, path, ADV_KEYS)
     services = tuple(str(s) for s in _list(data.get("services"), f"{path}.services"))
@@ -283,7 +285,7 @@ def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> Advertis
     local_pref = data.get("local_pref")
     if local_pref is not None:
         local_pref = _int(local_pref, f"{path}.local_pref", 0, 0xFFFFFFFF)
-    return Advertisement(
+    return RouteAdvertisement(
         services=services,
         addresses=tuple(addresses),
         peers=peers,
@@ -319,7 +321,7 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
             seen[key] = i
     keys = {p.key for p in peers} | {str(p.address) for p in peers}
     ads_raw = data.get("advertisements")
-    ads = (Advertisement(),) if ads_raw is None else tuple(
+    ads = (RouteAdvertisement(),) if ads_raw is None else tuple(
         _parse_advertisement(a, f"{field}.advertisements[{i}]", keys)
         for i, a in enumerate(_list(ads_raw, f"{field}.advertisements")))
     return BgpConfig(

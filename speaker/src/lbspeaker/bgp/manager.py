@@ -17,11 +17,12 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.dataplane import IPAddress
 from ..metrics import PREFIX, Family, Labels, render_family
 from . import codec
 from .bfd import BfdSession, BfdState, BfdTransport
 from .codec import IPNetwork, RouteAttributes
-from .config import Advertisement, BgpConfig, PeerConfig
+from .config import BgpConfig, PeerConfig, RouteAdvertisement
 from .session import BgpSession, State, set_md5, set_ttl
 
 _PEER = ("peer", "name")
@@ -41,7 +42,6 @@ BGP_FAMILIES: dict[str, Family] = {
 
 log = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Announcement:
             raise ValueError(f"announcement policy must be Cluster or Local, got {self.policy!r}")
 
 
-def _matches(ad: Advertisement, ann: Announcement) -> bool:
+def _matches(ad: RouteAdvertisement, ann: Announcement) -> bool:
     if not ad.services and not ad.addresses:
         return True
     if ann.service in ad.services:

@@ -38,8 +38,12 @@ def test_modes_follow_the_pools_and_unadvertised_pools_are_not_announced():
     assert by_name["demo/local"]["health_check"]["type"] == "http"
     assert by_name["demo/routed"]["mode"] == "bgp"
     assert by_name["demo/routed"]["nodes"] == []
-    assert by_name["demo/routed"]["ports"] == [{"port": 80, "protocol": "tcp"}, {"port": 53, "protocol": "udp"}]
-    assert by_name["demo/routed"]["backends"] == [{"node": "node1", "address": "198.51.100.11", "port": 8080}]
+    assert by_name["demo/routed"]["ports"] == [{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]
+    # the core's model, as the speaker reads it: a backend without a check gets a TCP connect every second
+    assert by_name["demo/routed"]["backends"] == [
+        {"node": "node1", "address": "198.51.100.11", "port": 8080,
+         "health_check": {"type": "tcp", "host": "198.51.100.11", "port": 8080, "interval_ms": 1000, "timeout_ms": 500}},
+    ]
     assert "ports" not in by_name["demo/web"]  # no backends: kube-proxy (or the host) forwards
     assert "demo/orphan" not in by_name
 
@@ -92,7 +96,7 @@ def test_inventory_errors_name_the_variable():
         "lb_membership_secret: must be at least 32 bytes (got 5)",
         "lb_bgp_peers[0].address: must be an IP address (got 'not-an-ip')",
         "lb_bgp_peers[1].asn: must be an AS number (got 'x')",
-        "lb_bgp_peers[1].password: must be 1-80 bytes (TCP-MD5)",
+        "lb_bgp_peers[1].password: must be a string of 1 to 80 bytes (TCP-MD5)",
         "lb_l2_advertisements[0].pools[1]: 'missing' is not a pool in lb_pools",
         "lb_bgp_advertisements[0].peers[0]: 'tor' is not a peer in lb_bgp_peers (by name or address)",
         "lb_bgp_advertisements[0].peers[1]: 'tor9' is not a peer in lb_bgp_peers (by name or address)",
@@ -111,6 +115,6 @@ def test_a_service_without_namespace_keeps_its_policy_and_data_plane_keys():
     (entry,) = resolve(allocations, services, L2, [])["services"]
     assert entry["name"] == "default/web"
     assert entry["external_traffic_policy"] == "Local"
-    assert entry["health_check"] == {"type": "tcp", "port": 8080}
-    assert entry["backends"] == [{"node": "node1", "address": "198.51.100.11", "port": 8080}]
-    assert entry["ports"] == [{"port": 80, "protocol": "tcp"}]
+    assert entry["health_check"] == {"type": "tcp", "host": "127.0.0.1", "port": 8080, "interval_ms": 1000, "timeout_ms": 500}
+    assert [(b["node"], b["address"], b["port"]) for b in entry["backends"]] == [("node1", "198.51.100.11", 8080)]
+    assert entry["ports"] == [{"port": 80, "protocol": "TCP"}]
