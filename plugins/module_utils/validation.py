@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .advertisements import Advertisement, names_list, parse_advertisements, pool_announcement
 from .allocator import Allocator, PoolChooser, Refusal, family_text
-from .errors import AllocationError, InputError, refuse_unknown_keys
+from .errors import AllocationError, InputError
 from .manifest import Workload, parse_workload
-from .names import check_object_name
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
 from .sharing import sharing_conflict
@@ -42,22 +42,6 @@ COVER_FIX = (
     "or required pod anti-affinity on kubernetes.io/hostname; or limit the L2 advertisement's nodes to the nodes "
     "that run pods; or use external_traffic_policy Cluster"
 )
-ADVERTISEMENT_KEYS = frozenset({"name", "pools", "nodes"})
-
-
-@dataclass(frozen=True)
-class Advertisement:
-    mode: str  # "l2" or "bgp"
-    index: int
-    pools: tuple[str, ...]  # empty: every pool
-    nodes: tuple[str, ...]  # empty: every node
-
-    @property
-    def field(self) -> str:
-        return f"{self.mode}_advertisements[{self.index}]"
-
-    def announces(self, pool: str) -> bool:
-        return not self.pools or pool in self.pools
 
 
 @dataclass
@@ -107,29 +91,6 @@ class Report:
             "warnings": [f.to_dict() for f in self.warnings],
             "traffic": self.traffic,
         }
-
-
-def _names(data: object, field: str, what: str) -> tuple[str, ...]:
-    if data is None:
-        return ()
-    if not isinstance(data, list) or not all(isinstance(n, str) and n for n in data):
-        raise InputError(field, data, f"must be a list of {what} names")
-    return tuple(data)
-
-
-def parse_advertisement(data: object, mode: str, index: int) -> Advertisement:
-    field = f"{mode}_advertisements[{index}]"
-    if not isinstance(data, Mapping):
-        raise InputError(field, data, "must be a mapping with pools and optional nodes")
-    refuse_unknown_keys(data, ADVERTISEMENT_KEYS, field)
-    if data.get("name") is not None:
-        check_object_name(data["name"], f"{field}.name")
-    return Advertisement(
-        mode=mode,
-        index=index,
-        pools=_names(data.get("pools"), f"{field}.pools", "pool"),
-        nodes=_names(data.get("nodes"), f"{field}.nodes", "node"),
-    )
 
 
 def parse_placement(data: object, field: str = "placement") -> dict[str, dict[str, int]]:
@@ -183,14 +144,13 @@ def parse_desired_state(
         parsed_pools.append(parse_pool(p, f"pools[{i}]"))
     parsed_services = [parse_service(s, f"services[{i}]") for i, s in enumerate(_list(services, "services"))]
     fields = [f"services[{i}]" for i, s in enumerate(parsed_services) if s.state == "present"]
-    ads = [parse_advertisement(a, "l2", i) for i, a in enumerate(_list(l2_advertisements, "l2_advertisements"))]
-    ads += [parse_advertisement(a, "bgp", i) for i, a in enumerate(_list(bgp_advertisements, "bgp_advertisements"))]
+    ads = parse_advertisements(l2_advertisements, "l2") + parse_advertisements(bgp_advertisements, "bgp")
     present = [s for s in parsed_services if s.state == "present"]
     return DesiredState(
         pools=parsed_pools,
         services=present,
         advertisements=ads,
-        nodes=list(_names(nodes, "nodes", "node")),
+        nodes=list(names_list(nodes, "nodes", "node")),
         placement=parse_placement(placement),
         workloads=parse_workloads(workloads, present),
         service_fields=fields,
@@ -448,37 +408,11 @@ def _check_placement_keys(state: DesiredState, services: Sequence[Service], repo
                 )
 
 
-def announcement(
-    pool: Pool, advertisements: Sequence[Advertisement], nodes: Sequence[str]
-) -> tuple[str | None, list[str] | None, list[str]]:
-    """``(mode, candidate nodes, modes)`` for a pool.
-
-    The mode is BGP when any BGP advertisement announces the pool (routed
-    clients follow BGP), else L2, else None. Candidates are the union of the
-    matching advertisements' nodes (an advertisement without nodes means
-    every node: ``nodes``, or None when those are not known).
-    """
-    modes = sorted({ad.mode for ad in advertisements if ad.announces(pool.name)})
-    if not modes:
-        return None, None, []
-    mode = "bgp" if "bgp" in modes else "l2"
-    candidates: list[str] = []
-    for ad in advertisements:
-        if ad.mode != mode or not ad.announces(pool.name):
-            continue
-        if not ad.nodes:
-            if not nodes:
-                return mode, None, modes
-            extra = nodes
-        else:
-            extra = list(ad.nodes)
-        candidates += [n for n in extra if n not in candidates]
-    return mode, candidates, modes
-
-
 def _check_traffic(service: Service, pool: Pool, state: DesiredState, report: Report) -> None:
     key = service.key
-    mode, candidates, modes = announcement(pool, state.advertisements, state.nodes)
+    plan = pool_announcement(pool.name, state.advertisements, state.nodes)
+    mode, modes = plan.mode, plan.modes
+    candidates = None if plan.nodes is None else list(plan.nodes)
     if mode is None:
         report.warn(
             key,
@@ -602,9 +536,9 @@ def _check_l2_local(
     """L2 + Local: every candidate node must run a pod, or the elected one may have none."""
     if placement is None:
         return
-    candidates = announcement_for_mode(pool, state, "l2")[1]
-    if candidates is None:
-        candidates = list(placement)
+    l2 = [ad for ad in state.advertisements if ad.mode == "l2"]
+    nodes = pool_announcement(pool.name, l2, state.nodes).nodes
+    candidates = list(placement) if nodes is None else list(nodes)
     covered = [n for n in candidates if placement.get(n, 0) > 0]
     uncovered = [n for n in candidates if placement.get(n, 0) == 0]
     if not covered:
@@ -620,12 +554,6 @@ def _check_l2_local(
             "the elected node may have no pod, and then nobody answers; whichever node leads, only its own pods "
             f"get traffic (the leader's pods take everything); {COVER_FIX}",
         )
-
-
-def announcement_for_mode(pool: Pool, state: DesiredState, mode: str) -> tuple[str, list[str] | None, list[str]]:
-    ads = [ad for ad in state.advertisements if ad.mode == mode]
-    found, candidates, modes = announcement(pool, ads, state.nodes)
-    return found or mode, candidates, modes
 
 
 def _check_bgp_local(

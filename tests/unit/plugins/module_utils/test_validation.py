@@ -332,7 +332,7 @@ def test_bad_service_input_names_the_field(services, field):
         ({"placement": {"web": {"node-a": 1}}}, "placement['web']"),
         ({"placement": {"default/web": {"node-a": -1}}}, "placement['default/web'].node-a"),
         ({"l2": [{"pools": "lan"}]}, "l2_advertisements[0].pools"),
-        ({"bgp": [{"pools": ["routed"], "peers": []}]}, "bgp_advertisements[0].peers"),
+        ({"bgp": [{"pools": ["routed"], "peers": "tor"}]}, "bgp_advertisements[0].peers"),
     ],
 )
 def test_bad_other_input_names_the_field(kwargs, field):
