@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.baremetal.lb.plugins.module_utils.advertisements import MODES
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.service import TRAFFIC_POLICIES, Service, parse_service
 from ansible_collections.baremetal.lb.plugins.module_utils.sharing import sharing_conflict as _sharing_conflict
 from ansible_collections.baremetal.lb.plugins.module_utils.traffic import (
-    MODES,
     per_pod_shares,
     shares_to_list,
 )

@@ -19,13 +19,10 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .advertisements import BGP_POLICY_KEYS, parse_advertisements, pool_announcement
 from .limits import MIN_SECRET_BYTES, password_problem, secret_problem
 from .service import parse_service
 
-# the speaker's own keys for a BGP advertisement (lbspeaker/bgp/config.py)
-BGP_ADVERTISEMENT_KEYS = (
-    "communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6",
-)
 # a service in one node's speaker configuration (node_config): what the speaker reads
 ANNOUNCED_SERVICE_KEYS = frozenset(
     {"name", "addresses", "mode", "external_traffic_policy", "health_check", "interfaces", "ports", "backends"}
@@ -40,23 +37,6 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
-
-
-def _applies(advertisement: Mapping[str, Any], pool: str | None) -> bool:
-    """An advertisement without ``pools`` announces every pool, as in MetalLB."""
-    pools = _as_list(advertisement.get("pools"))
-    return not pools or pool in pools
-
-
-def _nodes_of(advertisements: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Union of the advertisements' ``nodes``; [] (every node) as soon as one has none."""
-    out: list[str] = []
-    for ad in advertisements:
-        nodes = _as_list(ad.get("nodes"))
-        if not nodes:
-            return []
-        out.extend(n for n in nodes if n not in out)
-    return out
 
 
 def inventory_errors(
@@ -118,15 +98,18 @@ def resolve(
 ) -> dict[str, list[dict[str, Any]]]:
     """The cluster's announced services and BGP advertisements.
 
-    A service's mode follows its pool: any BGP advertisement of the pool makes
-    it ``bgp``, else any L2 one ``l2`` (the rule ``baremetal.lb.validate``
-    applies); a pool no advertisement names is not announced.
+    A service's mode and nodes follow its pool, by the rule
+    ``baremetal.lb.validate`` applies (:func:`.advertisements.pool_announcement`);
+    a pool no advertisement applies to is not announced. The advertisements are
+    checked as the inventory gives them (InputError names the variable).
     """
     # the inventory's services as they are, through the one service model (keyed as the allocator keys them)
     by_key = {}
     for i, data in enumerate(services):
         service = parse_service(data, f"lb_services[{i}]")
         by_key[service.key] = service
+    advertisements = parse_advertisements(l2_advertisements, "l2", "lb_")
+    advertisements += parse_advertisements(bgp_advertisements, "bgp", "lb_")
     out_services: list[dict[str, Any]] = []
     bgp_names: dict[int, list[str]] = {}
     for alloc in allocations:
@@ -135,16 +118,13 @@ def resolve(
         if not addresses:
             continue
         spec = by_key.get(key)
-        pool = alloc.get("pool")
-        bgp_indexes = [i for i, ad in enumerate(bgp_advertisements or []) if _applies(ad, pool)]
-        bgp = [(bgp_advertisements or [])[i] for i in bgp_indexes]
-        l2 = [ad for ad in l2_advertisements or [] if _applies(ad, pool)]
-        if not bgp and not l2:
+        plan = pool_announcement(str(alloc.get("pool") or ""), advertisements)
+        if plan.mode is None:
             continue
         entry: dict[str, Any] = {
             "name": key,
             "addresses": addresses,
-            "mode": "bgp" if bgp else "l2",
+            "mode": plan.mode,
             "external_traffic_policy": spec.external_traffic_policy if spec else "Cluster",
         }
         if spec is not None and spec.health_check is not None:
@@ -153,13 +133,12 @@ def resolve(
             # standalone forwarding (no kube-proxy): the speaker forwards VIP:port to these with nftables
             entry["ports"] = [p.to_dict() for p in spec.ports]
             entry["backends"] = [b.to_dict() for b in spec.backends]
-        if bgp:
-            entry["nodes"] = _nodes_of(bgp)
-            for index in bgp_indexes:
-                bgp_names.setdefault(index, []).append(key)
+        entry["nodes"] = list(plan.nodes or [])  # [] means every node to the speaker
+        if plan.mode == "bgp":
+            for applied in plan.advertisements:
+                bgp_names.setdefault(applied.index, []).append(key)
         else:
-            entry["nodes"] = _nodes_of(l2)
-            interfaces = [x for ad in l2 for x in _as_list(ad.get("interfaces"))]
+            interfaces = [x for applied in plan.advertisements for x in applied.interfaces]
             if interfaces:
                 entry["interfaces"] = sorted(set(interfaces), key=interfaces.index)
         out_services.append(entry)
@@ -171,7 +150,7 @@ def resolve(
         rendered: dict[str, Any] = {"services": names}
         if ad.get("peers"):
             rendered["peers"] = [str(p) for p in _as_list(ad["peers"])]
-        for k in BGP_ADVERTISEMENT_KEYS:
+        for k in BGP_POLICY_KEYS:
             if ad.get(k) not in (None, [], ""):
                 rendered[k] = ad[k]
         rendered["nodes"] = _as_list(ad.get("nodes"))

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .advertisements import MODES
 from .service import TRAFFIC_POLICIES
 
-MODES = ("l2", "bgp")
 DECIMALS = 4
 
 

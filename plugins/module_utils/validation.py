@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .allocator import Allocator
-from .errors import AllocationError, InputError, refuse_unknown_keys
+from .advertisements import Advertisement, names_list, parse_advertisements, pool_announcement
+from .allocator import Allocator, PoolChooser, Refusal, family_text
+from .errors import AllocationError, InputError
 from .manifest import parse_workload
-from .names import check_object_name
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
 from .sharing import sharing_conflict
@@ -43,22 +43,6 @@ COVER_FIX = (
     "or required pod anti-affinity on kubernetes.io/hostname; or limit the L2 advertisement's nodes to the nodes "
     "that run pods; or use external_traffic_policy Cluster"
 )
-ADVERTISEMENT_KEYS = frozenset({"name", "pools", "nodes"})
-
-
-@dataclass(frozen=True)
-class Advertisement:
-    mode: str  # "l2" or "bgp"
-    index: int
-    pools: tuple[str, ...]  # empty: every pool
-    nodes: tuple[str, ...]  # empty: every node
-
-    @property
-    def field(self) -> str:
-        return f"{self.mode}_advertisements[{self.index}]"
-
-    def announces(self, pool: str) -> bool:
-        return not self.pools or pool in self.pools
 
 
 @dataclass
@@ -108,29 +92,6 @@ class Report:
             "warnings": [f.to_dict() for f in self.warnings],
             "traffic": self.traffic,
         }
-
-
-def _names(data: object, field: str, what: str) -> tuple[str, ...]:
-    if data is None:
-        return ()
-    if not isinstance(data, list) or not all(isinstance(n, str) and n for n in data):
-        raise InputError(field, data, f"must be a list of {what} names")
-    return tuple(data)
-
-
-def parse_advertisement(data: object, mode: str, index: int) -> Advertisement:
-    field = f"{mode}_advertisements[{index}]"
-    if not isinstance(data, Mapping):
-        raise InputError(field, data, "must be a mapping with pools and optional nodes")
-    refuse_unknown_keys(data, ADVERTISEMENT_KEYS, field)
-    if data.get("name") is not None:
-        check_object_name(data["name"], f"{field}.name")
-    return Advertisement(
-        mode=mode,
-        index=index,
-        pools=_names(data.get("pools"), f"{field}.pools", "pool"),
-        nodes=_names(data.get("nodes"), f"{field}.nodes", "node"),
-    )
 
 
 def parse_placement(data: object, field: str = "placement") -> dict[str, dict[str, int]]:
@@ -184,16 +145,19 @@ def parse_desired_state(
         parsed_pools.append(parse_pool(p, f"pools[{i}]"))
     parsed_services = [parse_service(s, f"services[{i}]") for i, s in enumerate(_list(services, "services"))]
     fields = [f"services[{i}]" for i, s in enumerate(parsed_services) if s.state == "present"]
-    ads = [parse_advertisement(a, "l2", i) for i, a in enumerate(_list(l2_advertisements, "l2_advertisements"))]
-    ads += [parse_advertisement(a, "bgp", i) for i, a in enumerate(_list(bgp_advertisements, "bgp_advertisements"))]
+    ads = parse_advertisements(l2_advertisements, "l2") + parse_advertisements(bgp_advertisements, "bgp")
     present = [s for s in parsed_services if s.state == "present"]
     return DesiredState(
         pools=parsed_pools,
         services=present,
         advertisements=ads,
-        nodes=list(_names(nodes, "nodes", "node")),
+        nodes=list(names_list(nodes, "nodes", "node")),
         placement=parse_placement(placement),
-        workloads=parse_workloads(workloads, present),
+        # a service's own workload key (lb_services entries carry it), unless the workloads option names it
+        workloads={
+            **{s.key: s.workload for s in present if s.workload is not None},
+            **parse_workloads(workloads, present),
+        },
         service_fields=fields,
     )
 
@@ -243,12 +207,13 @@ def validate(state: DesiredState) -> Report:
     pools = _check_pools(state, report)
     # Overlapping or duplicate pools make any simulated allocation meaningless.
     allocator = Allocator(list(pools.values())) if not report.errors else None
+    chooser = PoolChooser(list(pools.values()))
     services = _check_duplicates(state, report)
     _check_requested_sharing(services, report)
     pool_of: dict[str, Pool] = {}
     failed = {f.service for f in report.errors}  # refused sharing a requested IP: the allocator would say it again
     for service in services:
-        pool = resolve_pool(service, pools, report)
+        pool = resolve_pool(service, chooser, report)
         if pool is None:
             continue
         if allocator is not None and service.key not in failed:
@@ -297,106 +262,62 @@ def _check_duplicates(state: DesiredState, report: Report) -> list[Service]:
     return unique
 
 
-def _families_missing(service: Service, pool: Pool) -> list[int]:
-    return [f for f in service.wanted_families if f not in pool.families]
-
-
-def resolve_pool(service: Service, pools: Mapping[str, Pool], report: Report) -> Pool | None:
+def resolve_pool(service: Service, chooser: PoolChooser, report: Report) -> Pool | None:
     """The pool the service's addresses will come from, reporting why none can.
 
-    Requested IPs decide the pool (they must all lie in one); else the
-    requested ``address_pool``; else the automatic order of DESIGN.md: pools
-    pinned to the service by ``service_allocation`` (lower priority first,
-    0 last), then unpinned pools, in the order given, ``auto_assign`` on.
-    This gives the reasons in the user's terms; :func:`validate` then runs
-    the allocator over the desired state, which settles the pool (a full pool
-    falls through to the next) and finds pools that run out.
+    The allocator's own choice (:class:`~.allocator.PoolChooser`: requested
+    IPs, else ``address_pool``, else the automatic order) gives the pool or
+    the refusal; this words the refusal in the user's terms. :func:`validate`
+    then runs the allocator over the desired state, which settles the pool (a
+    full pool falls through to the next) and finds pools that run out.
     """
-    key = service.key
-    if service.load_balancer_ips:
-        owners: list[Pool] = []
-        for family, value in service.load_balancer_ips:
-            ip = format_address(family, value)
-            owner = next((p for p in pools.values() if p.find_range(family, value) is not None), None)
-            if owner is None:
-                report.error(key, f"requests {ip}, which no pool owns; add it to a pool or request another address")
-                return None
-            if service.address_pool and owner.name != service.address_pool:
-                if service.address_pool not in pools:
-                    report.error(key, f"requests address_pool {service.address_pool!r}, which does not exist")
-                else:
-                    report.error(
-                        key,
-                        f"requests {ip} from pool {service.address_pool!r}, which does not own it "
-                        f"(pool {owner.name!r} does); fix address_pool or the address",
-                    )
-                return None
-            if not owner.allocatable(family, value):
-                report.error(key, f"requests {ip}, which pool {owner.name!r} never hands out (avoid_buggy_ips)")
-                return None
-            owners.append(owner)
-        if len({p.name for p in owners}) > 1:
-            report.error(
-                key,
-                "requests addresses from different pools ("
-                + ", ".join(
-                    f"{format_address(f, v)} in {p.name!r}"
-                    for (f, v), p in zip(service.load_balancer_ips, owners, strict=True)
-                )
-                + "); all addresses of a service must come from one pool",
-            )
-            return None
-        pool = owners[0]
-        refusal = pool.refusal(service.namespace, service.labels)
-        if refusal:
-            report.error(key, f"requests an address of pool {pool.name!r}, which {refusal}")
-            return None
-        return pool
-
-    if service.address_pool:
-        pool_or_none = pools.get(service.address_pool)
-        if pool_or_none is None:
-            known = ", ".join(sorted(pools)) or "none"
-            report.error(key, f"requests address_pool {service.address_pool!r}, which does not exist (pools: {known})")
-            return None
-        refusal = pool_or_none.refusal(service.namespace, service.labels)
-        if refusal:
-            report.error(key, f"requests address_pool {pool_or_none.name!r}, which {refusal}")
-            return None
-        missing = _families_missing(service, pool_or_none)
-        if missing and service.requires_all_families:
-            report.error(
-                key, f"requests address_pool {pool_or_none.name!r}, which has no {_family_text(missing)} range"
-            )
-            return None
-        return pool_or_none
-
-    eligible = [
-        p
-        for p in pools.values()
-        if p.auto_assign
-        and p.refusal(service.namespace, service.labels) is None
-        and not (service.requires_all_families and _families_missing(service, p))
-        and any(f in p.families for f in service.wanted_families)
-    ]
-    pinned = sorted(
-        (p for p in eligible if p.service_allocation is not None),
-        key=lambda p: (p.service_allocation.priority == 0, p.service_allocation.priority),  # type: ignore[union-attr]
-    )
-    unpinned = [p for p in eligible if p.service_allocation is None]
-    ordered = pinned + unpinned
-    if not ordered:
+    choice = chooser.choose(service)
+    refusal = choice.refusal or next((r for _pool, r in choice.ranked if r is not None), None)
+    candidates = choice.candidates
+    if candidates:
+        return candidates[0]
+    if choice.path == "auto" or refusal is None:
         report.error(
-            key,
+            service.key,
             f"no pool can give it an address automatically: none has auto_assign on, serves namespace "
-            f"{service.namespace!r} and labels {dict(service.labels)} and has {_family_text(service.wanted_families)}",
+            f"{service.namespace!r} and labels {dict(service.labels)} and has {family_text(service.wanted_families)}",
         )
-        return None
-    return ordered[0]
+    else:
+        report.error(service.key, _refusal_message(refusal, service, chooser))
+    return None
 
 
-def _family_text(families: Sequence[int]) -> str:
-    return " and ".join(f"IPv{f}" for f in families)
+def _refusal_message(refusal: Refusal, service: Service, chooser: PoolChooser) -> str:
+    """A refusal of a requested address or pool, in the user's terms."""
+    ip = format_address(*refusal.address) if refusal.address else ""
+    pool = refusal.pool.name if refusal.pool else ""
+    requested = service.address_pool
+    if refusal.kind == "unowned":
+        return f"requests {ip}, which no pool owns; add it to a pool or request another address"
+    if refusal.kind == "split":
+        other = format_address(*refusal.other_address) if refusal.other_address else ""
+        other_pool = refusal.other_pool.name if refusal.other_pool else ""
+        return (
+            f"requests addresses from different pools ({ip} in {pool!r}, {other} in {other_pool!r}); "
+            "all addresses of a service must come from one pool"
+        )
+    if refusal.kind == "not_requested_pool":
+        if requested not in chooser.names:
+            return f"requests address_pool {requested!r}, which does not exist"
+        return (
+            f"requests {ip} from pool {requested!r}, which does not own it (pool {pool!r} does); "
+            "fix address_pool or the address"
+        )
+    if refusal.kind == "buggy":
+        return f"requests {ip}, which pool {pool!r} never hands out (avoid_buggy_ips)"
+    if refusal.kind == "no_such_pool":
+        known = ", ".join(sorted(chooser.names)) or "none"
+        return f"requests address_pool {requested!r}, which does not exist (pools: {known})"
+    if refusal.kind == "families":
+        return f"requests address_pool {pool!r}, which has no {family_text(refusal.families)} range"
+    if service.load_balancer_ips:
+        return f"requests an address of pool {pool!r}, which {refusal.detail}"
+    return f"requests address_pool {pool!r}, which {refusal.detail}"
 
 
 def _check_requested_sharing(services: Sequence[Service], report: Report) -> None:
@@ -492,37 +413,11 @@ def _check_placement_keys(state: DesiredState, services: Sequence[Service], repo
                 )
 
 
-def announcement(
-    pool: Pool, advertisements: Sequence[Advertisement], nodes: Sequence[str]
-) -> tuple[str | None, list[str] | None, list[str]]:
-    """``(mode, candidate nodes, modes)`` for a pool.
-
-    The mode is BGP when any BGP advertisement announces the pool (routed
-    clients follow BGP), else L2, else None. Candidates are the union of the
-    matching advertisements' nodes (an advertisement without nodes means
-    every node: ``nodes``, or None when those are not known).
-    """
-    modes = sorted({ad.mode for ad in advertisements if ad.announces(pool.name)})
-    if not modes:
-        return None, None, []
-    mode = "bgp" if "bgp" in modes else "l2"
-    candidates: list[str] = []
-    for ad in advertisements:
-        if ad.mode != mode or not ad.announces(pool.name):
-            continue
-        if not ad.nodes:
-            if not nodes:
-                return mode, None, modes
-            extra = nodes
-        else:
-            extra = list(ad.nodes)
-        candidates += [n for n in extra if n not in candidates]
-    return mode, candidates, modes
-
-
 def _check_traffic(service: Service, pool: Pool, state: DesiredState, report: Report) -> None:
     key = service.key
-    mode, candidates, modes = announcement(pool, state.advertisements, state.nodes)
+    plan = pool_announcement(pool.name, state.advertisements, state.nodes)
+    mode, modes = plan.mode, plan.modes
+    candidates = None if plan.nodes is None else list(plan.nodes)
     if mode is None:
         report.warn(
             key,
@@ -646,9 +541,9 @@ def _check_l2_local(
     """L2 + Local: every candidate node must run a pod, or the elected one may have none."""
     if placement is None:
         return
-    candidates = announcement_for_mode(pool, state, "l2")[1]
-    if candidates is None:
-        candidates = list(placement)
+    l2 = [ad for ad in state.advertisements if ad.mode == "l2"]
+    nodes = pool_announcement(pool.name, l2, state.nodes).nodes
+    candidates = list(placement) if nodes is None else list(nodes)
     covered = [n for n in candidates if placement.get(n, 0) > 0]
     uncovered = [n for n in candidates if placement.get(n, 0) == 0]
     if not covered:
@@ -664,12 +559,6 @@ def _check_l2_local(
             "the elected node may have no pod, and then nobody answers; whichever node leads, only its own pods "
             f"get traffic (the leader's pods take everything); {COVER_FIX}",
         )
-
-
-def announcement_for_mode(pool: Pool, state: DesiredState, mode: str) -> tuple[str, list[str] | None, list[str]]:
-    ads = [ad for ad in state.advertisements if ad.mode == mode]
-    found, candidates, modes = announcement(pool, ads, state.nodes)
-    return found or mode, candidates, modes
 
 
 def _check_bgp_local(

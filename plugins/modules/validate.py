@@ -57,7 +57,10 @@ options:
     default: []
   l2_advertisements:
     description:
-      - Which pools are announced over Layer 2 (ARP/NDP), and from which nodes.
+      - Which pools are announced over Layer 2 (ARP/NDP), and from which nodes - the entries of the
+        inventory's C(lb_l2_advertisements), as they are.
+      - A key not listed here is refused, naming its path (for example C(l2_advertisements[0].node)); a value of
+        the wrong type is refused naming its path and the value.
     type: list
     elements: dict
     default: []
@@ -76,10 +79,23 @@ options:
           - Nodes that may announce (be elected). Empty or unset means every node of O(nodes).
         type: list
         elements: str
+      interfaces:
+        description:
+          - Interfaces the speakers answer ARP/NDP on for these pools. Empty or unset means the node's
+            C(lb_interfaces). Not used by the checks; accepted so the inventory's advertisements pass as they are.
+        type: list
+        elements: str
   bgp_advertisements:
     description:
-      - Which pools are announced over BGP, and from which nodes. When a pool is announced both
-        over L2 and BGP, the traffic shares are given for BGP.
+      - Which pools are announced over BGP, and from which nodes - the entries of the inventory's
+        C(lb_bgp_advertisements), as they are. When a pool is announced both over L2 and BGP, its mode is
+        BGP and the traffic shares are given for BGP.
+      - A key not listed here is refused, naming its path (for example C(bgp_advertisements[0].local_preference));
+        a value of the wrong type is refused naming its path and the value (for example
+        C(bgp_advertisements[0].local_pref)).
+      - C(peers), C(communities), C(large_communities), C(local_pref), C(aggregation_length) and
+        C(aggregation_length_v6) are the speaker's BGP policy; they are checked here but do not change the
+        findings.
     type: list
     elements: dict
     default: []
@@ -97,6 +113,36 @@ options:
         description: Nodes that announce. Empty or unset means every node of O(nodes).
         type: list
         elements: str
+      peers:
+        description:
+          - The BGP peers (of C(lb_bgp_peers)) the routes go to, each by its name or address. Empty or unset
+            means every peer.
+        type: list
+        elements: str
+      communities:
+        description:
+          - Standard communities attached to the routes, each a string V(ASN:VALUE) with both numbers from 0 to
+            65535 (for example V(64500:100); quote it in YAML, which otherwise reads it as a number), or one of
+            the well-known names V(no-export), V(no-advertise), V(no-export-subconfed), V(blackhole) (in any case).
+        type: list
+        elements: str
+      large_communities:
+        description:
+          - Large communities (RFC 8092) attached to the routes, each a string V(GLOBAL:LOCAL1:LOCAL2) with
+            three numbers from 0 to 4294967295 (for example V(64500:1:100)).
+        type: list
+        elements: str
+      local_pref:
+        description: LOCAL_PREF of the routes, for iBGP peers - an integer from 0 to 4294967295.
+        type: int
+      aggregation_length:
+        description:
+          - Prefix length of the IPv4 routes announced (0 to 32); 32, a route per address, when unset.
+        type: int
+      aggregation_length_v6:
+        description:
+          - Prefix length of the IPv6 routes announced (0 to 128); 128, a route per address, when unset.
+        type: int
   nodes:
     description:
       - Names of all nodes. Without it, an advertisement without C(nodes) is taken to cover only the
@@ -354,16 +400,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.validation import parse_desired_state, validate
 
-ADVERTISEMENT_SPEC = {
-    "type": "list",
-    "elements": "dict",
-    "default": [],
-    "options": {
-        "name": {"type": "str"},
-        "pools": {"type": "list", "elements": "str"},
-        "nodes": {"type": "list", "elements": "str"},
-    },
-}
+# parse_advertisement checks each advertisement (module_utils.advertisements) and names
+# the field with its index (bgp_advertisements[0].local_pref); the suboptions are documented above.
+ADVERTISEMENT_SPEC = {"type": "list", "elements": "dict", "default": []}
 
 
 def main() -> None:

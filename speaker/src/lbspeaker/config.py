@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 
 from .bgp.config import BgpConfig, parse_bgp_config
+from .core.advertisements import MODES
 from .core.announcements import ANNOUNCED_SERVICE_KEYS
 from .core.dataplane import Backend, HealthCheck, IPAddress, parse_backends, parse_health_check, parse_ip
 from .core.limits import secret_problem
 from .core.service import TRAFFIC_POLICIES, ServicePort, parse_ports
-from .core.traffic import MODES
 from .errors import ConfigError
 
 DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"

@@ -8,6 +8,7 @@ import struct
 import pytest
 from lbspeaker.bgp import codec
 from lbspeaker.bgp.codec import BgpDecodeError, RouteAttributes, UpdateContext
+from lbspeaker.core.advertisements import WELL_KNOWN_COMMUNITIES
 
 RID = ipaddress.IPv4Address("198.51.100.11")
 CTX_EBGP = UpdateContext(64501, False, True, ipaddress.IPv4Address("198.51.100.11"),
@@ -105,7 +106,7 @@ def test_open_parameter_length_mismatch() -> None:
 
 
 def test_announce_ipv4_attributes() -> None:
-    attrs = RouteAttributes(communities=(64500 << 16 | 100, codec.WELL_KNOWN_COMMUNITIES["no-export"]),
+    attrs = RouteAttributes(communities=(64500 << 16 | 100, WELL_KNOWN_COMMUNITIES["no-export"]),
                             large_communities=((64500, 1, 2),))
     nets = [ipaddress.ip_network("203.0.113.10/32"), ipaddress.ip_network("203.0.113.0/24")]
     (msg,) = codec.encode_announce(nets, attrs, CTX_EBGP)

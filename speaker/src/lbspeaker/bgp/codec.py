@@ -85,12 +85,6 @@ SUB_CEASE_PEER_DECONFIGURED = 3
 SUB_CEASE_ADMIN_RESET = 4
 SUB_CEASE_OTHER_CONFIG_CHANGE = 6
 
-WELL_KNOWN_COMMUNITIES = {
-    "no-export": 0xFFFFFF01,
-    "no-advertise": 0xFFFFFF02,
-    "no-export-subconfed": 0xFFFFFF03,
-    "blackhole": 0xFFFF029A,
-}
 
 
 class BgpDecodeError(ValueError):

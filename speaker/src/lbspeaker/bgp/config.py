@@ -13,9 +13,9 @@ from typing import Any
 
 from lbspeaker.errors import ConfigError
 
+from ..core.advertisements import parse_community, parse_large_community
 from ..core.dataplane import IPAddress
 from ..core.limits import password_problem
-from .codec import WELL_KNOWN_COMMUNITIES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -159,29 +159,6 @@ def _ip_of(value: Any, path: str, version: int) -> Any:
     if addr.version != version:
         raise ConfigError(path, value, f"must be an IPv{version} address")
     return addr
-
-
-def parse_community(value: Any, path: str) -> int:
-    text = str(value).strip().lower()
-    if text in WELL_KNOWN_COMMUNITIES:
-        return WELL_KNOWN_COMMUNITIES[text]
-    parts = text.split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ConfigError(path, value, "must be ASN:VALUE (each 0-65535) or a well-known name")
-    hi, lo = int(parts[0]), int(parts[1])
-    if hi > 0xFFFF or lo > 0xFFFF:
-        raise ConfigError(path, value, "each half of a community must be 0-65535")
-    return (hi << 16) | lo
-
-
-def parse_large_community(value: Any, path: str) -> tuple[int, int, int]:
-    parts = str(value).strip().split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise ConfigError(path, value, "must be GLOBAL:LOCAL1:LOCAL2 (each 0-4294967295)")
-    nums = tuple(int(p) for p in parts)
-    if any(n > 0xFFFFFFFF for n in nums):
-        raise ConfigError(path, value, "each part of a large community must be 0-4294967295")
-    return nums[0], nums[1], nums[2]
 
 
 # --------------------------------------------------------------------------

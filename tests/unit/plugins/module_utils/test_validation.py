@@ -332,7 +332,7 @@ def test_bad_service_input_names_the_field(services, field):
         ({"placement": {"web": {"node-a": 1}}}, "placement['web']"),
         ({"placement": {"default/web": {"node-a": -1}}}, "placement['default/web'].node-a"),
         ({"l2": [{"pools": "lan"}]}, "l2_advertisements[0].pools"),
-        ({"bgp": [{"pools": ["routed"], "peers": []}]}, "bgp_advertisements[0].peers"),
+        ({"bgp": [{"pools": ["routed"], "peers": "tor"}]}, "bgp_advertisements[0].peers"),
     ],
 )
 def test_bad_other_input_names_the_field(kwargs, field):
@@ -443,3 +443,17 @@ def test_daemonset_with_replicas_in_workloads_names_the_field():
     with pytest.raises(InputError) as info:
         parse_desired_state(services=[svc("web")], workloads={"default/web": {"kind": "DaemonSet", "replicas": 2}})
     assert info.value.field == "workloads['default/web'].replicas"
+
+
+def test_a_service_carries_its_own_workload_and_the_option_wins():
+    """lb_services entries carry workload: validate checks it as if given in workloads."""
+    own = validate(parse_desired_state(
+        pools=[L2_POOL, BGP_POOL], services=[{**local_l2(), "workload": {"replicas": 2}}],
+        l2_advertisements=[{"pools": ["lan"]}], nodes=NODES,
+    )).to_dict()
+    assert "2 replicas cannot cover 3 nodes" in messages(own["warnings"], "default/web")[0]
+    given = validate(parse_desired_state(
+        pools=[L2_POOL, BGP_POOL], services=[{**local_l2(), "workload": {"replicas": 2}}],
+        l2_advertisements=[{"pools": ["lan"]}], nodes=NODES, workloads={"default/web": {"kind": "DaemonSet"}},
+    )).to_dict()
+    assert messages(given["warnings"], "default/web") == []

@@ -80,3 +80,39 @@ def test_selector_not_a_mapping_names_the_field(capsys):
     code, result = run_module(validate.main, {"services": [dict(FRONTEND, selector="app=frontend")]}, capsys)
     assert code == 1
     assert result["field"] == "services[0].selector"
+
+
+def test_the_inventorys_advertisements_pass_as_they_are(capsys):
+    bgp = {
+        "name": "routed",
+        "pools": ["routed"],
+        "peers": ["tor1"],
+        "communities": ["64500:100", "no-export"],
+        "large_communities": ["64500:1:100"],
+        "local_pref": 200,
+        "aggregation_length": 32,
+        "aggregation_length_v6": 128,
+    }
+    l2 = {"name": "lan", "pools": ["routed"], "nodes": ["node-a"], "interfaces": ["eth0"]}
+    code, result = run_module(
+        validate.main, {"pools": POOLS, "l2_advertisements": [l2], "bgp_advertisements": [bgp]}, capsys
+    )
+    assert code == 0, result
+    assert result["errors"] == []
+
+
+def test_a_bad_advertisement_value_names_the_field_and_the_value(capsys):
+    bgp = {"pools": ["routed"], "local_pref": "high"}
+    code, result = run_module(validate.main, {"pools": POOLS, "bgp_advertisements": [{}, bgp]}, capsys)
+    assert code == 1
+    assert result["field"] == "bgp_advertisements[1].local_pref"
+    assert "'high'" in result["msg"]
+
+
+def test_an_unknown_advertisement_key_is_refused_by_its_path(capsys):
+    code, result = run_module(
+        validate.main, {"l2_advertisements": [{"pools": ["routed"], "interface": ["eth0"]}]}, capsys
+    )
+    assert code == 1
+    assert result["field"] == "l2_advertisements[0].interface"
+    assert "did you mean 'interfaces'" in result["msg"]
