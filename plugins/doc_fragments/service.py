@@ -40,7 +40,7 @@ options:
         required: true
       ports:
         description:
-          - The ports the service listens on. A port number alone stands for C({port: N, protocol: TCP}); the
+          - The ports the service listens on. A port number alone stands for that port over TCP; the
             protocol is taken in either case (V(udp) is V(UDP)).
           - Two services can share an IP only if their (protocol, port) pairs are disjoint
             (TCP/53 and UDP/53 can share).
@@ -197,7 +197,7 @@ options:
         required: true
       ports:
         description:
-          - The ports the service listens on. A port number alone stands for C({port: N, protocol: TCP}); the
+          - The ports the service listens on. A port number alone stands for that port over TCP; the
             protocol is taken in either case (V(udp) is V(UDP)).
           - Two services can share an IP only if their (protocol, port) pairs are disjoint
             (TCP/53 and UDP/53 can share).

@@ -13,10 +13,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias, Union
 
 from .errors import InputError, refuse_unknown_keys
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Union, not |: ansible-test's pylint reads the module_utils for older Pythons too
+IPAddress: TypeAlias = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]  # noqa: UP007
 
 CHECK_TYPES = ("http", "tcp", "kube_proxy")
 HEALTH_CHECK_KEYS = frozenset({"type", "url", "host", "port", "interval_ms", "timeout_ms"})

@@ -67,5 +67,3 @@ def parse_workload_shape(data: object, field: str = "workload", *, rendering: bo
             f"{field}.{what}", data.get(what), "a DaemonSet already runs exactly one pod per node; leave it out"
         )
     return Workload(str(kind), image.strip(), replicas, container_port, spread, str(anti_affinity))
-
-

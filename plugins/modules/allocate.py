@@ -76,7 +76,7 @@ options:
         description:
           - The service's ports; used for sharing (two services on one address need disjoint ports).
           - Any other key than C(port) and C(protocol) is refused. A port number alone stands for
-            C({port: N, protocol: TCP}); the protocol is taken in either case (V(udp) is V(UDP)).
+            that port over TCP; the protocol is taken in either case (V(udp) is V(UDP)).
         type: list
         elements: dict
         default: []

@@ -21,6 +21,7 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ForwardedService:
     """What the forwarder needs to know about a service with backends."""

@@ -18,7 +18,9 @@ import signal
 import sys
 import time
 
-from lbspeaker.backends import ForwardedService, parse_backends, parse_ports
+from lbspeaker.backends import ForwardedService
+from lbspeaker.config import forwarded_ports as parse_ports
+from lbspeaker.core.dataplane import parse_backends
 from lbspeaker.forwarding import StandaloneForwarding
 
 

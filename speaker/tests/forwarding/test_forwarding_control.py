@@ -4,7 +4,9 @@ ruleset and update eligibility. Backends are TCP listeners on 127.0.0.1."""
 import asyncio
 import ipaddress
 
-from lbspeaker.backends import ForwardedService, parse_backends, parse_ports
+from lbspeaker.backends import ForwardedService
+from lbspeaker.config import forwarded_ports as parse_ports
+from lbspeaker.core.dataplane import parse_backends
 from lbspeaker.forwarding import Forwarder, ForwardingError, StandaloneForwarding, removal_script
 
 VIP = ipaddress.ip_address("203.0.113.250")

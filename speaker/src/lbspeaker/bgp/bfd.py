@@ -35,7 +35,6 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 
 
-
 class BfdState(enum.IntEnum):
     ADMIN_DOWN = 0
     DOWN = 1

@@ -86,7 +86,6 @@ SUB_CEASE_ADMIN_RESET = 4
 SUB_CEASE_OTHER_CONFIG_CHANGE = 6
 
 
-
 class BgpDecodeError(ValueError):
     """Malformed input; ``code``/``subcode``/``data`` are what to NOTIFY."""
 

@@ -43,7 +43,6 @@ BGP_FAMILIES: dict[str, Family] = {
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Announcement:
     """One service IP this node should announce now (eligibility is the daemon's decision)."""
