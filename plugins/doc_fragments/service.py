@@ -321,7 +321,8 @@ options:
             type: dict
       workload:
         description:
-          - The shape of the service's pods, as the O(workload) option of M(baremetal.lb.service_manifest) -
+          - The shape of the service's pods, as the O(baremetal.lb.service_manifest#module:workload) option of
+            M(baremetal.lb.service_manifest) -
             C(kind), C(image), C(replicas), C(container_port), C(spread), C(anti_affinity). Checked here for its
             shape; rendered by M(baremetal.lb.service_manifest).
         type: dict
