@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,9 +29,15 @@ SPEAKER_SRC = ROOT / "speaker" / "src" / "lbspeaker"
 def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The speaker's wheel, built from the checkout and unpacked as site-packages would hold it."""
     out = tmp_path_factory.mktemp("wheel")
+    # a copy of the collection's layout (speaker/ beside plugins/), so that setuptools' build/ and
+    # egg-info land there and not in the checkout
+    tree = out / "collection"
+    shutil.copytree(ROOT / "speaker", tree / "speaker", symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", "build", "*.egg-info", "tests", "__pycache__"))
+    shutil.copytree(CORE, tree / "plugins" / "module_utils", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--wheel-dir", str(out), str(ROOT / "speaker")],
+         "--wheel-dir", str(out), str(tree / "speaker")],
         check=True, timeout=600, env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )
     (wheel,) = out.glob("lbspeaker-*.whl")
