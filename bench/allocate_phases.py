@@ -21,6 +21,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ansible.cli.playbook import main as playbook_main
+from ansible.executor.task_executor import TaskExecutor
+from ansible.executor.task_queue_manager import TaskQueueManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.task import Task
+from ansible.plugins.action import ActionBase
+from ansible.plugins.strategy import StrategyBase
+from ansible.vars.manager import VariableManager
+
 LOG = sys.argv[1]
 
 
@@ -68,14 +77,6 @@ def timed_pickler() -> None:
 
 
 def main() -> int:
-    from ansible.cli.playbook import main as playbook_main
-    from ansible.executor.task_executor import TaskExecutor
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.playbook.task import Task
-    from ansible.plugins.action import ActionBase
-    from ansible.plugins.strategy import StrategyBase
-    from ansible.vars.manager import VariableManager
-
     timed(DataLoader, "load_from_file", "parse vars/playbook files (controller)")
     timed(Task, "post_validate", "template task args (worker)")
     timed(ActionBase, "_configure_module", "build AnsiballZ payload (worker)")
@@ -84,8 +85,6 @@ def main() -> int:
     timed(TaskExecutor, "run", "task executor total (worker)")
     timed(StrategyBase, "_process_pending_results", "process results, callbacks, register (controller)")
     timed(VariableManager, "set_nonpersistent_facts", "register (controller)")
-    from ansible.executor.task_queue_manager import TaskQueueManager
-
     timed(TaskQueueManager, "send_callback", "callbacks (controller)")
     timed_pickler()
     sys.argv = ["ansible-playbook", *sys.argv[2:]]

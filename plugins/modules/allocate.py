@@ -309,6 +309,17 @@ CHECK_MODE_HINT = (
 )
 
 
+def invocation(params: dict[str, object]) -> dict[str, object]:
+    """What the result echoes as C(invocation): every option but the services, which are counted.
+
+    AnsibleModule would echo all of them; for 10,000 services that doubled the result Ansible parses,
+    scrubs, copies and hands to callbacks (docs/allocation.md, "Scale").
+    """
+    services = params["services"]
+    count = len(services) if isinstance(services, list) else 0
+    return {"module_args": {**params, "services": f"{count} services (not echoed back; see allocations and failures)"}}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -328,11 +339,12 @@ def main() -> None:
             pool_changes = ensure_pools(txn, module.params["pools"])
             outcome = allocate_services(txn, module.params["services"])
     except InputError as exc:
-        module.fail_json(msg=str(exc), field=exc.field)
+        module.fail_json(msg=str(exc), field=exc.field, invocation=invocation(module.params))
     except LedgerError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), invocation=invocation(module.params))
 
     result: dict[str, object] = {
+        "invocation": invocation(module.params),
         "changed": outcome.changed or any(c.changed for c in pool_changes),
         "pools": [{**(c.after or {}), "changed": c.changed} for c in pool_changes],
         "allocations": outcome.allocations,
