@@ -29,6 +29,13 @@ description:
   - With O(pools), the pools are created or updated first, in the same transaction, so one task keeps pools and
     allocations together. That is also what lets check mode predict a first run - in check mode an
     M(baremetal.lb.address_pool) task saves nothing, so a later C(allocate) task would not see its pool.
+  - The result's C(invocation.module_args) (shown with C(-vvv)) gives the number of services in place of the
+    services themselves; RV(allocations) and RV(failures) name every service. Echoing 10,000 services doubled
+    what Ansible had to parse, copy and hand to callbacks.
+  - On ansible-core 2.19 and later, O(services) and O(pools) that hold only plain data (no template inside) are
+    copied as they are instead of being rendered value by value; anything template-like is rendered by Ansible as
+    usual. For 10,000 services from an inventory vars file this took the task from about 25 s to 11 s above
+    Ansible's start-up on a busy 2-core machine.
 author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
@@ -317,7 +324,8 @@ def invocation(params: dict[str, object]) -> dict[str, object]:
     """
     services = params["services"]
     count = len(services) if isinstance(services, list) else 0
-    return {"module_args": {**params, "services": f"{count} services (not echoed back; see allocations and failures)"}}
+    noun = "service" if count == 1 else "services"
+    return {"module_args": {**params, "services": f"{count} {noun} (not echoed back; see allocations and failures)"}}
 
 
 def main() -> None:
