@@ -64,11 +64,11 @@ class ActionModule(ActionBase):
                 return plain_data(templar.resolve_to_container(value))
             except NeedsTemplating:
                 pass
-        return super().finalize_task_arg(name, value, templar, context)  # type: ignore[misc]
+        return super().finalize_task_arg(name, value, templar, context)
 
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         # what ansible.builtin.normal does for a module without an action plugin of its own
-        result = super().run(tmp, task_vars)
+        result: dict[str, t.Any] = super().run(tmp, task_vars)
         del tmp
         wrap_async = self._task.async_val and not self._connection.has_native_async
         result.update(self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
