@@ -29,6 +29,14 @@ description:
   - With O(pools), the pools are created or updated first, in the same transaction, so one task keeps pools and
     allocations together. That is also what lets check mode predict a first run - in check mode an
     M(baremetal.lb.address_pool) task saves nothing, so a later C(allocate) task would not see its pool.
+  - The result's C(invocation.module_args) (shown with C(-vvv)) gives the number of services in place of the
+    services themselves; RV(allocations) and RV(failures) name every service. Echoing 10,000 services doubled
+    what Ansible had to parse, copy and hand to callbacks.
+  - On ansible-core 2.19 and later, O(services) and O(pools) that hold only plain data (no template inside) are
+    copied as they are instead of being rendered value by value; anything template-like is rendered by Ansible as
+    usual. For 10,000 services from a YAML inventory vars file this took the task from 22.5 s to 8.2 s above
+    Ansible's start-up on a busy 2-core machine; most of what is left is Ansible reading the YAML. With the same
+    services in a JSON vars file the task took 4.0 s.
 author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
@@ -374,6 +382,18 @@ CHECK_MODE_HINT = (
 )
 
 
+def invocation(params: dict[str, object]) -> dict[str, object]:
+    """What the result echoes as C(invocation): every option but the services, which are counted.
+
+    AnsibleModule would echo all of them; for 10,000 services that doubled the result Ansible parses,
+    scrubs, copies and hands to callbacks (docs/allocation.md, "Scale").
+    """
+    services = params["services"]
+    count = len(services) if isinstance(services, list) else 0
+    noun = "service" if count == 1 else "services"
+    return {"module_args": {**params, "services": f"{count} {noun} (not echoed back; see allocations and failures)"}}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -393,11 +413,12 @@ def main() -> None:
             pool_changes = ensure_pools(txn, module.params["pools"])
             outcome = allocate_services(txn, module.params["services"])
     except InputError as exc:
-        module.fail_json(msg=str(exc), field=exc.field)
+        module.fail_json(msg=str(exc), field=exc.field, invocation=invocation(module.params))
     except LedgerError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), invocation=invocation(module.params))
 
     result: dict[str, object] = {
+        "invocation": invocation(module.params),
         "changed": outcome.changed or any(c.changed for c in pool_changes),
         "pools": [{**(c.after or {}), "changed": c.changed} for c in pool_changes],
         "allocations": outcome.allocations,
