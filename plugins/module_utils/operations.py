@@ -26,6 +26,7 @@ class PoolChange:
     before: dict[str, object] | None
     after: dict[str, object] | None
     released: list[dict[str, object]] = field(default_factory=list)
+    pool: Pool | None = None  # the pool as saved (None when removed or absent)
 
 
 def _release_reason(pool: Pool, allocation: Allocation) -> str | None:
@@ -87,7 +88,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object], field: str = "")
             overlap_message(new.name, mine.text, other.name, theirs.text),
         )
     if old is not None and old.to_dict() == new.to_dict():
-        return PoolChange(False, old.to_dict(), new.to_dict())
+        return PoolChange(False, old.to_dict(), new.to_dict(), pool=new)
     invalid = [(a, reason) for a in held if (reason := _release_reason(new, a)) is not None]
     if invalid and not force:
         listing = "; ".join(f"{a.key} holds {', '.join(a.address_strings)}: {reason}" for a, reason in invalid)
@@ -101,7 +102,7 @@ def apply_pool(txn: Transaction, options: Mapping[str, object], field: str = "")
         txn.delete_allocation(a.key)
     txn.put_pool(new)
     return PoolChange(
-        True, old.to_dict() if old else None, new.to_dict(), [_released(a, reason) for a, reason in invalid]
+        True, old.to_dict() if old else None, new.to_dict(), [_released(a, reason) for a, reason in invalid], new
     )
 
 
@@ -129,8 +130,8 @@ def ensure_pools(txn: Transaction, pools_data: object, field: str = "pools") -> 
         seen[name] = i
         change = apply_pool(txn, item, path)
         changes.append(change)
-        if change.changed:
-            new = parse_pool(item, path)
+        new = change.pool
+        if change.changed and new is not None:
             txn.state.pools = [new if p.name == new.name else p for p in txn.state.pools]
             if all(p.name != new.name for p in txn.state.pools):
                 txn.state.pools.append(new)
