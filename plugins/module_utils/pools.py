@@ -300,3 +300,21 @@ def check_no_overlaps(pools: Iterable[Pool], field: str = "pools") -> None:
 def overlap_message(pool: str, text: str, other_pool: str, other_text: str) -> str:
     """The one wording of an overlap between two pools, both named with their ranges."""
     return f"{text} of pool {pool!r} overlaps {other_text} of pool {other_pool!r}; pools never share addresses"
+
+
+def parse_pool_list(data: object, field: str = "pools") -> list[Pool]:
+    """A whole list of pools (``lb_pools``, the controller's ``pools``): each parsed, names unique, no overlaps."""
+    if not isinstance(data, list):
+        raise InputError(field, data, "must be a list of pools")
+    pools: list[Pool] = []
+    first_index: dict[str, int] = {}
+    for i, item in enumerate(data):
+        if not isinstance(item, Mapping):
+            raise InputError(f"{field}[{i}]", item, "must be a pool (a mapping with name and addresses)")
+        pool = parse_pool(item, f"{field}[{i}]")
+        if pool.name in first_index:
+            raise InputError(f"{field}[{i}].name", pool.name, f"is listed twice (also {field}[{first_index[pool.name]}])")
+        first_index[pool.name] = i
+        pools.append(pool)
+    check_no_overlaps(pools, field)
+    return pools

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from . import config as config_mod
+from .controller import config as controller_config
 from .errors import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:7473/status"
@@ -20,7 +21,13 @@ DEFAULT_URL = "http://127.0.0.1:7473/status"
 
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
-        cfg = config_mod.load(args.config)
+        raw = config_mod.read_yaml(args.config)
+        if controller_config.is_controller_config(raw):
+            ctl = controller_config.parse(raw)
+            print(f"{args.config}: OK (controller, {len(ctl.pools)} pools, {len(ctl.reserved)} reserved addresses, "
+                  f"lease {ctl.lease.namespace}/{ctl.lease.name})")
+            return 0
+        cfg = config_mod.parse(raw)
     except ConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 1
@@ -44,6 +51,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(run(args.config))
     except ConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_controller(args: argparse.Namespace) -> int:
+    # the kubernetes client is imported here and only here: run/check/status never need it
+    from .controller.daemon import run as run_controller  # noqa: PLC0415
+    from .controller.kube import MissingClient  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(run_controller(args.config, args.identity))
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
+    except MissingClient as exc:
+        print(str(exc), file=sys.stderr)
         return 1
 
 
@@ -95,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="validate a config file")
     p_check.add_argument("--config", default=config_mod.default_path())
     p_check.set_defaults(func=_cmd_check)
+    p_ctl = sub.add_parser("controller", help="allocate addresses to a cluster's LoadBalancer Services")
+    p_ctl.add_argument("--config", default=controller_config.default_path())
+    p_ctl.add_argument("--identity", default=None, help="this controller's name in the Lease and its events")
+    p_ctl.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p_ctl.set_defaults(func=_cmd_controller)
     p_status = sub.add_parser("status", help="show what this node announces")
     p_status.add_argument("--url", default=DEFAULT_URL)
     p_status.add_argument("--json", action="store_true")

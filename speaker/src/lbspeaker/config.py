@@ -90,16 +90,20 @@ TOP_KEYS = {"node", "nodes", "membership", "interfaces", "status", "services", "
 FORWARDED_PROTOCOLS = ("TCP", "UDP")
 
 
-def load(path: str, *, check_interfaces: bool = True) -> Config:
-    """Read and parse the config file at ``path``."""
+def read_yaml(path: str) -> Any:
+    """The YAML document at ``path`` (the speaker's config or the controller's)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as exc:
         raise ConfigError("<file>", path, f"cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError("<file>", path, f"not valid YAML: {exc}") from exc
-    return parse(raw, check_interfaces=check_interfaces)
+
+
+def load(path: str, *, check_interfaces: bool = True) -> Config:
+    """Read and parse the config file at ``path``."""
+    return parse(read_yaml(path), check_interfaces=check_interfaces)
 
 
 def parse(raw: Any, *, check_interfaces: bool = True) -> Config:

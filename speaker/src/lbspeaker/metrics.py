@@ -52,14 +52,18 @@ FAMILIES: dict[str, Family] = {
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """The speaker's families by default; the controller passes its own (``lbcontroller_``)."""
+
+    def __init__(self, families: dict[str, Family] | None = None, prefix: str = PREFIX) -> None:
+        self.families = FAMILIES if families is None else families
+        self.prefix = prefix
         self.values: dict[str, dict[Labels, float]] = {}
         self.readers: dict[str, Callable[[], float]] = {}
         # Whole families rendered by their owners (the BGP speaker), appended as they come.
         self.sections: list[Callable[[], list[str]]] = []
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        family = _declared(name, "counter")
+        family = _declared(self.families, name, "counter")
         if set(labels) != set(family.labels):
             raise ValueError(f"metric {name} takes labels {family.labels}, got {tuple(labels)}")
         series = self.values.setdefault(name, {})
@@ -70,24 +74,24 @@ class Metrics:
         return self.values.get(name, {}).get(tuple(sorted(labels.items())), 0)
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
-        _declared(name, "gauge")
+        _declared(self.families, name, "gauge")
         self.readers[name] = read
 
     def counter(self, name: str, read: Callable[[], float]) -> None:
         """A counter kept by its owner as a plain number (hot paths)."""
-        _declared(name, "counter")
+        _declared(self.families, name, "counter")
         self.readers[name] = read
 
     def render(self) -> str:
         lines: list[str] = []
-        for name, family in FAMILIES.items():
+        for name, family in self.families.items():
             if name in self.readers:
                 samples: list[tuple[Labels, float]] = [((), self.readers[name]())]
             elif family.labels:
                 samples = sorted(self.values.get(name, {}).items())
             else:  # an unlabelled counter exists from the start, at 0
                 samples = [((), self.values.get(name, {}).get((), 0))]
-            lines.extend(render_family(PREFIX + name, family, samples))
+            lines.extend(render_family(self.prefix + name, family, samples))
         for section in self.sections:
             lines.extend(section())
         return "\n".join(lines) + "\n"
@@ -107,10 +111,10 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _declared(name: str, kind: str) -> Family:
-    family = FAMILIES.get(name)
+def _declared(families: dict[str, Family], name: str, kind: str) -> Family:
+    family = families.get(name)
     if family is None:
-        raise KeyError(f"metric {name} is not declared in lbspeaker.metrics.FAMILIES")
+        raise KeyError(f"metric {name} is not declared in its families (lbspeaker.metrics.FAMILIES for the speaker)")
     if family.kind != kind:
         raise TypeError(f"metric {name} is a {family.kind}, not a {kind}")
     return family

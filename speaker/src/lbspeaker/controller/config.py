@@ -1,0 +1,164 @@
+"""The controller's configuration (``/etc/baremetal-lb/controller.yaml``), parsed once.
+
+Pools are the inventory's ``lb_pools``, parsed by the core; every error is the
+core's ``InputError`` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import read_yaml
+from ..core.errors import InputError, refuse_unknown_keys
+from ..core.names import check_namespace, check_object_name
+from ..core.pools import Pool, parse_address, parse_pool_list
+
+DEFAULT_PATH = "/etc/baremetal-lb/controller.yaml"
+DEFAULT_CLASS = "baremetal.lb/speaker"
+LEASE_NAME = "baremetal-lb-controller"
+LEASE_NAMESPACE = "baremetal-lb"
+DEFAULT_LEASE_S = 15
+STATUS_PORT = 7472  # the speaker's is 7473; both may run on one host
+TOP_KEYS = frozenset(
+    {"kubernetes", "pools", "reserved", "lease", "load_balancer_class", "serve_unclassed", "status"}
+)
+
+Address = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class KubernetesAccess:
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An address the playbook's ledger holds for ``service`` (``namespace/name``): never handed out here."""
+
+    address: Address
+    service: str
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    namespace: str = LEASE_NAMESPACE
+    name: str = LEASE_NAME
+    duration_s: int = DEFAULT_LEASE_S
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    kubernetes: KubernetesAccess
+    pools: tuple[Pool, ...]
+    reserved: tuple[Reservation, ...] = ()
+    lease: LeaseConfig = LeaseConfig()
+    load_balancer_class: str = DEFAULT_CLASS
+    serve_unclassed: bool = True
+    status_address: str = "127.0.0.1"
+    status_port: int = STATUS_PORT
+
+
+def is_controller_config(raw: object) -> bool:
+    """A controller's config has ``pools``; a speaker's never does (``lb-speaker check`` takes both)."""
+    return isinstance(raw, dict) and "pools" in raw
+
+
+def load(path: str) -> ControllerConfig:
+    return parse(read_yaml(path))
+
+
+def _mapping(value: object, field: str, known: frozenset[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(field, value, "must be a mapping")
+    refuse_unknown_keys(value, known, field)
+    return value
+
+
+def _bool(raw: dict[str, Any], key: str, field: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise InputError(field, value, "must be true or false")
+    return value
+
+
+def _int(raw: dict[str, Any], key: str, field: str, default: int, lo: int, hi: int) -> int:  # noqa: PLR0917
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InputError(field, value, f"must be an integer from {lo} to {hi}")
+    return value
+
+
+def _text(raw: dict[str, Any], key: str, field: str, default: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(field, value, "must be a non-empty string")
+    return value
+
+
+def _kubernetes(value: object) -> KubernetesAccess:
+    if value is None:
+        raise InputError("kubernetes", value, "is required: {kubeconfig: PATH} or {in_cluster: true}")
+    raw = _mapping(value, "kubernetes", frozenset({"kubeconfig", "in_cluster"}))
+    in_cluster = _bool(raw, "in_cluster", "kubernetes.in_cluster", False)
+    kubeconfig = raw.get("kubeconfig")
+    if in_cluster == (kubeconfig is not None):
+        raise InputError("kubernetes", value, "give exactly one of kubeconfig: PATH and in_cluster: true")
+    if kubeconfig is not None and (not isinstance(kubeconfig, str) or not kubeconfig):
+        raise InputError("kubernetes.kubeconfig", kubeconfig, "must be a path")
+    return KubernetesAccess(kubeconfig=kubeconfig, in_cluster=in_cluster)
+
+
+def _reserved(value: object) -> tuple[Reservation, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InputError("reserved", value, "must be a list of {address, service}")
+    out = []
+    for i, item in enumerate(value):
+        field = f"reserved[{i}]"
+        raw = _mapping(item, field, frozenset({"address", "service"}))
+        if not raw:
+            raise InputError(field, item, "must be a mapping with address and service")
+        address = parse_address(raw.get("address"), f"{field}.address")
+        service = raw.get("service")
+        if not isinstance(service, str) or service.count("/") != 1:
+            raise InputError(f"{field}.service", service, 'must be "namespace/name"')
+        out.append(Reservation(address, service))
+    return tuple(out)
+
+
+def _lease(value: object) -> LeaseConfig:
+    raw = _mapping(value, "lease", frozenset({"namespace", "name", "duration_s"}))
+    namespace = _text(raw, "namespace", "lease.namespace", LEASE_NAMESPACE)
+    check_namespace(namespace, "lease.namespace")
+    name = _text(raw, "name", "lease.name", LEASE_NAME)
+    check_object_name(name, "lease.name")
+    return LeaseConfig(namespace, name, _int(raw, "duration_s", "lease.duration_s", DEFAULT_LEASE_S, 3, 300))
+
+
+def parse(raw: object) -> ControllerConfig:
+    if not isinstance(raw, dict):
+        raise InputError("<root>", raw, "must be a mapping")
+    refuse_unknown_keys(raw, TOP_KEYS, "")
+    status = _mapping(raw.get("status"), "status", frozenset({"address", "port"}))
+    status_address = _text(status, "address", "status.address", "127.0.0.1")
+    parse_address(status_address, "status.address")
+    return ControllerConfig(
+        kubernetes=_kubernetes(raw.get("kubernetes")),
+        pools=tuple(parse_pool_list(raw.get("pools"), "pools")),
+        reserved=_reserved(raw.get("reserved")),
+        lease=_lease(raw.get("lease")),
+        load_balancer_class=_text(raw, "load_balancer_class", "load_balancer_class", DEFAULT_CLASS),
+        serve_unclassed=_bool(raw, "serve_unclassed", "serve_unclassed", True),
+        status_address=status_address,
+        status_port=_int(status, "port", "status.port", STATUS_PORT, 1, 65535),
+    )
+
+
+def default_path() -> str:
+    return os.environ.get("LB_CONTROLLER_CONFIG", DEFAULT_PATH)

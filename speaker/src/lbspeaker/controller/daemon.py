@@ -1,0 +1,347 @@
+"""``lb-speaker controller``: Services in, addresses out; the I/O around :mod:`.reconcile`.
+
+client-go's informer shape: one watcher thread lists Services, then watches
+from the list's resourceVersion (bookmarks on), relists on 410 Gone and
+reconnects with a bounded back-off; it feeds a cache keyed by namespace/name
+on the asyncio loop. One reconcile loop turns changed keys into writes;
+writes run on a small pool of threads (the client is blocking), one at a
+time per Service, and only while this process holds the Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.errors import InputError
+from ..metrics import Family, Metrics
+from ..status import StatusServer
+from . import config as config_mod
+from .config import ControllerConfig
+from .kube import ApiError, Kube, backoff
+from .leader import Elector
+from .reconcile import Event, Plan, Write
+from .translate import is_load_balancer, key_of
+
+log = logging.getLogger("lbspeaker.controller")
+
+COMPONENT = "baremetal-lb-controller"
+WATCH_TIMEOUT_S = 300
+MAX_WRITERS = 8
+MAX_CONFLICT_RETRIES = 5
+
+FAMILIES: dict[str, Family] = {
+    "writes_total": Family("counter", "Writes to the API server, by kind (status, event, lease)", ("kind",)),
+    "write_errors_total": Family("counter", "Writes the API server refused or that failed, by kind", ("kind",)),
+    "write_conflicts_total": Family("counter", "Status writes refused with 409 Conflict (re-read and retried)"),
+    "relists_total": Family("counter", "Full lists of Services (start, 410 Gone, reconnect)"),
+    "watch_errors_total": Family("counter", "Watch streams that ended in an error"),
+    "rebuilds_total": Family("counter", "Allocations rebuilt from the cluster (start, takeover, reload)"),
+    "reloads_total": Family("counter", "Configuration reloads (SIGHUP), by result", ("result",)),
+    "services": Family("gauge", "Services in the cache"),
+    "allocations": Family("gauge", "Services and reservations holding addresses in the allocator"),
+    "leader": Family("gauge", "1 while this controller holds the Lease and may write"),
+    "ready": Family("gauge", "1 once the cache is synced and, as leader, nothing is left to write"),
+}
+
+
+def _rv(obj: Mapping[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:  # opaque by contract; integers in practice (etcd revisions)
+        return 0
+
+
+class Controller:
+    def __init__(self, cfg: ControllerConfig, config_path: str, kube: Kube, identity: str) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.kube = kube
+        self.identity = identity
+        self.plan = self._plan(cfg)
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.dirty: dict[str, None] = {}
+        self.synced = False
+        self.rebuilt = False  # rebuilt since we last became leader (or reloaded)
+        self.inflight: set[str] = set()
+        # events recorded per key for the Service's resourceVersion: re-examining an unchanged
+        # Service (our own event's echo, a relist) must not record the same warning again
+        self.recorded: dict[str, tuple[int, tuple[Event, ...]]] = {}
+        self.elector = Elector(kube, cfg.lease.namespace, cfg.lease.name, identity, cfg.lease.duration_s)
+        self.metrics = Metrics(FAMILIES, "lbcontroller_")
+        self.metrics.gauge("services", lambda: len(self.cache))
+        self.metrics.gauge("allocations", lambda: len(self.plan.allocator.allocations))
+        self.metrics.gauge("leader", lambda: 1 if self.elector.is_leader() else 0)
+        self.metrics.gauge("ready", lambda: 1 if self.ready() else 0)
+        self.wake = asyncio.Event()
+        self.stopping = threading.Event()
+        self.writers = asyncio.Semaphore(MAX_WRITERS)
+        self.loop = asyncio.get_running_loop()
+
+    @staticmethod
+    def _plan(cfg: ControllerConfig) -> Plan:
+        return Plan(cfg.pools, cfg.load_balancer_class, cfg.serve_unclassed, cfg.reserved)
+
+    # -- state seen from outside -------------------------------------------------
+
+    def ready(self) -> bool:
+        if not self.synced:
+            return False
+        if not self.elector.is_leader():
+            return True  # a synced standby is healthy
+        return self.rebuilt and not self.dirty and not self.inflight
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "leader": self.elector.is_leader(),
+            "holder": self.elector.holder,
+            "synced": self.synced,
+            "ready": self.ready(),
+            "services": len(self.cache),
+            "load_balancers": sum(1 for o in self.cache.values() if is_load_balancer(o)),
+            "allocations": len(self.plan.allocator.allocations),
+            "pending": len(self.dirty) + len(self.inflight),
+        }
+
+    # -- the watcher (its own thread: the stream blocks) ---------------------------
+
+    def watch_forever(self) -> None:
+        attempt = 0
+        resource_version: str | None = None
+        while not self.stopping.is_set():
+            try:
+                if resource_version is None:
+                    items, resource_version = self.kube.list_services()
+                    self.loop.call_soon_threadsafe(self._on_list, items)
+                    attempt = 0
+                for event in self.kube.watch_services(resource_version, WATCH_TIMEOUT_S):
+                    if self.stopping.is_set():
+                        return
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        code = obj.get("code")
+                        log.info("watch ended with %s %s: relisting", code, obj.get("reason"))
+                        resource_version = None  # 410 Gone (or anything else): list again
+                        break
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                    if kind != "BOOKMARK":
+                        self.loop.call_soon_threadsafe(self._on_event, kind, obj)
+                attempt = 0
+            except ApiError as exc:
+                if exc.status == 410:
+                    resource_version = None
+                self._watch_failed(exc, attempt)
+                attempt += 1
+            except Exception as exc:  # noqa: BLE001 - connection resets and the like: back off and retry
+                self._watch_failed(exc, attempt)
+                attempt += 1
+
+    def _watch_failed(self, exc: BaseException, attempt: int) -> None:
+        self.loop.call_soon_threadsafe(self.metrics.inc, "watch_errors_total")
+        delay = backoff(attempt)
+        log.warning("watching Services: %s; retrying in %.1f s", exc, delay)
+        self.stopping.wait(delay)
+
+    def _on_list(self, items: list[dict[str, Any]]) -> None:
+        self.metrics.inc("relists_total")
+        fresh = {key_of(o): o for o in items}
+        for key in self.cache.keys() - fresh.keys():
+            self.dirty[key] = None  # deleted while we were not watching
+        for key, obj in fresh.items():
+            old = self.cache.get(key)
+            if old is None or _rv(old) != _rv(obj):
+                self.dirty[key] = None
+        self.cache = fresh
+        self.synced = True
+        self.wake.set()
+
+    def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        key = key_of(obj)
+        if kind == "DELETED":
+            self.cache.pop(key, None)
+        else:
+            old = self.cache.get(key)
+            if old is not None and _rv(old) > _rv(obj):
+                return  # we already hold a newer copy (the answer to our own write)
+            self.cache[key] = obj
+        self.dirty[key] = None
+        self.wake.set()
+
+    # -- the reconcile loop -----------------------------------------------------
+
+    async def reconcile_forever(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if not self.synced:
+                continue
+            if not self.elector.is_leader():
+                self.rebuilt = False  # whoever leads writes; we start from the cluster when it is us
+                continue
+            if not self.rebuilt:
+                self.metrics.inc("rebuilds_total")
+                self.dirty.clear()
+                writes = self.plan.rebuild(list(self.cache.values()))
+                self.rebuilt = True
+                log.info("rebuilt from %d Services: %d to write", len(self.cache), len(writes))
+                for write in writes:
+                    self._dispatch(write)
+                continue
+            keys, self.dirty = list(self.dirty), {}
+            for key in keys:
+                if key in self.inflight:
+                    continue  # re-examined when its write is done
+                obj = self.cache.get(key)
+                if obj is None:
+                    self.plan.forget(key)
+                    self.recorded.pop(key, None)
+                    continue
+                write = self.plan.reconcile(obj)
+                if not write.writes_status and self.recorded.get(key) == (_rv(obj), write.events):
+                    continue
+                if write.writes_status or write.events:
+                    self._dispatch(write)
+
+    def _dispatch(self, write: Write) -> None:
+        obj = self.cache.get(write.key) or {}
+        self.recorded[write.key] = (_rv(obj), write.events)
+        self.inflight.add(write.key)
+        task = asyncio.create_task(self._write(write))
+        task.add_done_callback(lambda _t: self._written(write.key))
+
+    def _written(self, key: str) -> None:
+        self.inflight.discard(key)
+        self.dirty[key] = None  # what we wrote comes back; anything that changed meanwhile too
+        self.wake.set()
+
+    async def _write(self, write: Write) -> None:
+        async with self.writers:
+            obj = self.cache.get(write.key)
+            if obj is None:
+                return
+            for attempt in range(MAX_CONFLICT_RETRIES):
+                if not self.elector.is_leader():
+                    self.rebuilt = False
+                    return
+                try:
+                    if write.writes_status:
+                        updated = await asyncio.to_thread(self._patch_status, obj, write)
+                        if _rv(updated) >= _rv(self.cache.get(write.key) or {}):
+                            self.cache[write.key] = updated
+                    for event in write.events:
+                        await asyncio.to_thread(self._event, obj, event.type, event.reason, event.message)
+                    return
+                except ApiError as exc:
+                    if exc.status == 404:
+                        return  # deleted meanwhile: the watch says so
+                    if exc.status == 409 and write.writes_status:
+                        self.metrics.inc("write_conflicts_total")
+                        obj = await asyncio.to_thread(self.kube.get_service, *write.key.split("/", 1))
+                        self.cache[write.key] = obj
+                        # its spec may have changed: decide again with what is there now
+                        write = self.plan.reconcile(obj)
+                        if not (write.writes_status or write.events):
+                            return
+                        continue
+                    log.warning("writing %s: %s (retrying later)", write.key, exc)
+                    await asyncio.sleep(backoff(attempt + 3))  # the key stays in flight: no tight loop
+                    return
+                except OSError as exc:
+                    log.warning("writing %s: %s", write.key, exc)
+                    await asyncio.sleep(backoff(attempt + 3))
+
+    def _patch_status(self, obj: Mapping[str, Any], write: Write) -> dict[str, Any]:
+        namespace, name = write.key.split("/", 1)
+        patch = write.status_patch((obj.get("metadata") or {}).get("resourceVersion"))
+        try:
+            updated = self.kube.patch_service_status(namespace, name, patch)
+        except ApiError:
+            self.metrics.inc("write_errors_total", kind="status")
+            raise
+        finally:
+            self.metrics.inc("writes_total", kind="status")
+        log.info("%s: ingress %s pool %s", write.key, list(write.ingress or ()), write.pool)
+        return updated
+
+    def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.metrics.inc("writes_total", kind="event")
+        try:
+            self.kube.create_event(obj, type_, reason, message, COMPONENT, self.identity)
+        except ApiError as exc:
+            self.metrics.inc("write_errors_total", kind="event")
+            log.warning("event %s on %s: %s", reason, key_of(obj), exc)
+        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s %s: %s", key_of(obj), reason, message)
+
+    # -- the lease --------------------------------------------------------------
+
+    async def elect_forever(self) -> None:
+        was_leader = False
+        while True:
+            before = self.elector.lease_writes
+            leader = await asyncio.to_thread(self.elector.try_acquire_or_renew)
+            self.metrics.inc("writes_total", self.elector.lease_writes - before, kind="lease")
+            if leader != was_leader:
+                log.info("%s is %s", self.identity, "the leader" if leader else "standing by")
+                self.rebuilt = False
+                self.wake.set()
+            was_leader = leader
+            await asyncio.sleep(self.elector.retry_s)
+
+    # -- reload -----------------------------------------------------------------
+
+    def reload(self) -> None:
+        try:
+            cfg = config_mod.load(self.config_path)
+        except InputError as exc:
+            self.metrics.inc("reloads_total", result="error")
+            log.error("reload refused, keeping the running config: %s: %s", self.config_path, exc)
+            return
+        self.metrics.inc("reloads_total", result="ok")
+        self.cfg = cfg
+        self.plan = self._plan(cfg)
+        self.rebuilt = False  # pools changed: start from the cluster again
+        self.wake.set()
+        log.info("reloaded %s: %d pools", self.config_path, len(cfg.pools))
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+async def run(config_path: str, identity: str | None = None) -> int:
+    cfg = config_mod.load(config_path)
+    kube = Kube(cfg.kubernetes, pool_size=MAX_WRITERS + 4)
+    controller = Controller(cfg, config_path, kube, identity or default_identity())
+    server = StatusServer(controller.status, controller.metrics, controller.ready)
+    await server.start(cfg.status_address, cfg.status_port)
+    log.info("controller %s: status on %s:%d", controller.identity, cfg.status_address, cfg.status_port)
+    watcher = threading.Thread(target=controller.watch_forever, name="watch-services", daemon=True)
+    watcher.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, controller.reload)
+    tasks = [asyncio.create_task(controller.reconcile_forever()), asyncio.create_task(controller.elect_forever())]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    controller.stopping.set()
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    server.close()
+    await asyncio.to_thread(controller.elector.release)
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return 0

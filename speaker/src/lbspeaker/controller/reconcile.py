@@ -1,0 +1,170 @@
+"""What the controller should write for a Service, given the core's allocator: pure, no I/O.
+
+The glue MetalLB keeps in ``controller/service.go``: a Service becomes the
+allocator's input (:mod:`.translate`), the allocator's answer becomes a status,
+an annotation and events. No allocation rule lives here; the core's
+``Allocator`` decides, and a Service it refuses keeps what it held.
+
+``Plan.rebuild`` is the start (and a takeover, and a reload): the allocator is
+seeded with the addresses the cluster's Services already hold, those Services
+are reconciled first, so that a pending Service never takes an address in use
+(MetalLB #1774, #2479), and a Service that is already right gets no write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.allocator import Allocation, Allocator
+from ..core.errors import AllocationError
+from ..core.pools import Pool, format_address
+from ..core.service import Service
+from .config import Reservation
+from .translate import (
+    ALLOCATED_FROM,
+    allocated_pool,
+    ingress_addresses,
+    is_load_balancer,
+    is_ours,
+    key_of,
+    to_request,
+)
+
+NORMAL = "Normal"
+WARNING = "Warning"
+RESERVED_NAMESPACE = "ledger"  # reservations are held as "ledger/<namespace>/<name>": no Service key looks so
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str  # IPAllocated | AllocationFailed | ClearAssignment
+    message: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """One Service's outcome: a status (and annotation) to write, or None, and the events to record."""
+
+    key: str
+    ingress: tuple[str, ...] | None = None  # None: leave status alone; () clears it
+    pool: str | None = None  # the annotation's value; None removes it (when ingress is written)
+    events: tuple[Event, ...] = ()
+
+    @property
+    def writes_status(self) -> bool:
+        return self.ingress is not None
+
+    def status_patch(self, resource_version: str | None) -> dict[str, Any]:
+        """A JSON merge patch for ``/status``: the API keeps its metadata changes there (the annotation)."""
+        meta: dict[str, Any] = {"annotations": {ALLOCATED_FROM: self.pool}}
+        if resource_version:
+            meta["resourceVersion"] = resource_version  # a stale view gets 409, not a lost update
+        return {"metadata": meta, "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in self.ingress or ()]}}}
+
+
+def reserved_allocations(pools: Iterable[Pool], reserved: Iterable[Reservation]) -> list[Allocation]:
+    """The ledger's addresses, held by services no cluster Service can be (sharing refused: no key)."""
+    by_service: dict[str, list[tuple[int, int]]] = {}
+    for entry in reserved:
+        by_service.setdefault(entry.service, []).append(entry.address)
+    pools = list(pools)
+    out = []
+    for service, addresses in by_service.items():
+        owner = next((p.name for p in pools if p.find_range(*addresses[0]) is not None), "")
+        out.append(Allocation(Service(RESERVED_NAMESPACE, service), owner, tuple(addresses)))
+    return out
+
+
+@dataclass
+class Plan:
+    """The allocator and the Services it has seen; ``reconcile`` says what to write for one of them."""
+
+    pools: tuple[Pool, ...]
+    load_balancer_class: str
+    serve_unclassed: bool
+    reserved: tuple[Reservation, ...] = ()
+    allocator: Allocator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.allocator = Allocator(self.pools, reserved_allocations(self.pools, self.reserved))
+
+    def ours(self, obj: Mapping[str, Any]) -> bool:
+        return is_ours(obj, self.load_balancer_class, self.serve_unclassed)
+
+    def rebuild(self, services: Iterable[Mapping[str, Any]]) -> list[Write]:
+        """Start from the cluster as it is: seed what Services hold, then reconcile holders first."""
+        objs = sorted(services, key=_start_order)
+        seeds = reserved_allocations(self.pools, self.reserved)
+        for obj in objs:
+            seed = self._held(obj)
+            if seed is not None:
+                seeds.append(seed)
+        self.allocator = Allocator(self.pools, seeds)
+        writes = [self.reconcile(obj) for obj in objs]
+        return [w for w in writes if w.writes_status or w.events]
+
+    def _held(self, obj: Mapping[str, Any]) -> Allocation | None:
+        """What a Service of ours holds in its status, if every address is still in one pool."""
+        if not self.ours(obj):
+            return None
+        addresses = ingress_addresses(obj)
+        if not addresses:
+            return None
+        owners = {self.allocator.pool_of(a) for a in addresses}
+        if len(owners) != 1 or None in owners:
+            return None  # a pool removed or shrunk under it: reconcile clears or moves it
+        (pool,) = owners
+        request = to_request(obj)
+        # a Service whose spec we now refuse still holds its addresses: nobody else may take them
+        service = request.service or Service(*key_of(obj).split("/", 1))
+        return Allocation(service, pool.name if pool else "", addresses)
+
+    def forget(self, key: str) -> None:
+        """A Service deleted (or no longer ours): its addresses are free for the next."""
+        self.allocator.release(key)
+
+    def reconcile(self, obj: Mapping[str, Any]) -> Write:
+        key = key_of(obj)
+        status_ips = tuple(format_address(*a) for a in ingress_addresses(obj))
+        if not self.ours(obj):
+            self.allocator.release(key)
+            if not is_load_balancer(obj) and allocated_pool(obj) is not None:
+                # it was ours and is of another type now: clear what we wrote
+                return Write(key, ingress=(), pool=None, events=(
+                    Event(NORMAL, "ClearAssignment", "Service is not of type LoadBalancer; address released"),))
+            return Write(key)
+        request = to_request(obj)
+        if request.service is None:
+            assert request.error is not None
+            exc = request.error
+            return Write(key, events=(Event(WARNING, "AllocationFailed", f"{exc.field}: {exc.message} (got {exc.value!r})"),))
+        held = self.allocator.get(key)
+        try:
+            allocation = self.allocator.assign(request.service)
+        except AllocationError as exc:
+            failed = Event(WARNING, "AllocationFailed", f"Failed to allocate IP for {key}: {exc}")
+            if held is None and status_ips:
+                # its status names addresses no pool gives any more (pool removed or shrunk)
+                cleared = Event(NORMAL, "ClearAssignment",
+                                f"current IP {list(status_ips)} not allowed by config, clearing")
+                return Write(key, ingress=(), pool=None, events=(cleared, failed))
+            return Write(key, events=(failed,))
+        ips = tuple(allocation.address_strings)
+        if ips == status_ips and allocated_pool(obj) == allocation.pool:
+            return Write(key)
+        if ips == status_ips:
+            return Write(key, ingress=ips, pool=allocation.pool)  # only the annotation was missing
+        events = []
+        if status_ips:
+            events.append(Event(NORMAL, "ClearAssignment", f"current IP {list(status_ips)} replaced by {list(ips)}"))
+        events.append(Event(NORMAL, "IPAllocated", f"Assigned IP {list(ips)} from pool {allocation.pool}"))
+        return Write(key, ingress=ips, pool=allocation.pool, events=tuple(events))
+
+
+def _start_order(obj: Mapping[str, Any]) -> tuple[bool, str, str]:
+    """Services holding addresses first; then the rest oldest first (stable, deterministic)."""
+    meta = obj.get("metadata") or {}
+    return (not ingress_addresses(obj), meta.get("creationTimestamp") or "", key_of(obj))
