@@ -313,7 +313,8 @@ def parse_pool_list(data: object, field: str = "pools") -> list[Pool]:
             raise InputError(f"{field}[{i}]", item, "must be a pool (a mapping with name and addresses)")
         pool = parse_pool(item, f"{field}[{i}]")
         if pool.name in first_index:
-            raise InputError(f"{field}[{i}].name", pool.name, f"is listed twice (also {field}[{first_index[pool.name]}])")
+            also = first_index[pool.name]
+            raise InputError(f"{field}[{i}].name", pool.name, f"is listed twice (also {field}[{also}])")
         first_index[pool.name] = i
         pools.append(pool)
     check_no_overlaps(pools, field)

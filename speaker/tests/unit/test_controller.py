@@ -6,10 +6,9 @@ import copy
 from typing import Any
 
 import pytest
-
 from lbspeaker.controller import config as ctl_config
-from lbspeaker.controller.leader import Elector
 from lbspeaker.controller.kube import ApiError
+from lbspeaker.controller.leader import Elector
 from lbspeaker.controller.reconcile import Plan
 from lbspeaker.controller.translate import ALLOCATED_FROM, to_request
 from lbspeaker.core.errors import InputError
@@ -189,7 +188,7 @@ def test_reserved_addresses_are_never_handed_out() -> None:
     ({"pools": POOLS}, "kubernetes"),
     ({"kubernetes": {"in_cluster": True, "kubeconfig": "/x"}, "pools": POOLS}, "kubernetes"),
     ({"kubernetes": {"in_cluster": True}, "pools": [{"name": "x", "addresses": ["bad"]}]}, "pools[0].addresses[0]"),
-    ({"kubernetes": {"in_cluster": True}, "pools": POOLS + [POOLS[0]]}, "pools[2].name"),
+    ({"kubernetes": {"in_cluster": True}, "pools": [*POOLS, POOLS[0]]}, "pools[2].name"),
     ({"kubernetes": {"in_cluster": True}, "pools": POOLS, "lease": {"duration_s": 1}}, "lease.duration_s"),
     ({"kubernetes": {"in_cluster": True}, "pools": POOLS, "reserved": [{"address": "x", "service": "a/b"}]},
      "reserved[0].address"),

@@ -134,14 +134,14 @@ class Controller:
                         break
                     resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                     if kind != "BOOKMARK":
-                        self.loop.call_soon_threadsafe(self._on_event, kind, obj)
+                        self.loop.call_soon_threadsafe(self._on_event, str(kind), obj)
                 attempt = 0
             except ApiError as exc:
                 if exc.status == 410:
                     resource_version = None
                 self._watch_failed(exc, attempt)
                 attempt += 1
-            except Exception as exc:  # noqa: BLE001 - connection resets and the like: back off and retry
+            except Exception as exc:  # connection resets and the like: back off and retry
                 self._watch_failed(exc, attempt)
                 attempt += 1
 
@@ -275,7 +275,8 @@ class Controller:
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.metrics.inc("writes_total", kind="event")
         try:
-            self.kube.create_event(obj, type_, reason, message, COMPONENT, self.identity)
+            self.kube.create_event(obj, type_=type_, reason=reason, message=message, component=COMPONENT,
+                                   instance=self.identity)
         except ApiError as exc:
             self.metrics.inc("write_errors_total", kind="event")
             log.warning("event %s on %s: %s", reason, key_of(obj), exc)
@@ -331,8 +332,9 @@ async def run(config_path: str, identity: str | None = None) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, controller.reload)
-    tasks = [asyncio.create_task(controller.reconcile_forever()), asyncio.create_task(controller.elect_forever())]
-    stopper = asyncio.create_task(stop.wait())
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(controller.reconcile_forever()),
+                                      asyncio.create_task(controller.elect_forever())]
+    stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     controller.stopping.set()
     for task in tasks:
@@ -342,6 +344,7 @@ async def run(config_path: str, identity: str | None = None) -> int:
     server.close()
     await asyncio.to_thread(controller.elector.release)
     for task in done:
-        if task is not stopper and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        failure = None if task is stopper else task.exception()
+        if failure is not None:
+            raise failure
     return 0

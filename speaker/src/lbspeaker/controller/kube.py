@@ -11,7 +11,6 @@ threads.
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ class Kube:
     def __init__(self, access: KubernetesAccess, pool_size: int = 16) -> None:
         try:
             import urllib3  # noqa: PLC0415
-            from kubernetes import client, config  # type: ignore[import-untyped]  # noqa: PLC0415
+            from kubernetes import client, config  # noqa: PLC0415
         except ImportError as exc:
             raise MissingClient(
                 "lb-speaker controller needs the kubernetes client: pip install 'lbspeaker[kubernetes]' "
@@ -131,7 +130,7 @@ class Kube:
 
     # -- Events (core v1: what ``kubectl describe service`` shows) ---------------
 
-    def create_event(self, service: Mapping[str, Any], type_: str, reason: str, message: str,
+    def create_event(self, service: Mapping[str, Any], *, type_: str, reason: str, message: str,
                      component: str, instance: str) -> None:
         meta = service.get("metadata") or {}
         stamp = now_rfc3339()
@@ -181,6 +180,3 @@ def backoff(attempt: int, base_s: float = 0.2, cap_s: float = 10.0) -> float:
     """Reconnect delay: doubling from ``base_s``, capped (bounded: a watcher never spins nor sleeps forever)."""
     return float(min(cap_s, base_s * (2 ** min(attempt, 16))))
 
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -119,7 +119,8 @@ class Plan:
         (pool,) = owners
         request = to_request(obj)
         # a Service whose spec we now refuse still holds its addresses: nobody else may take them
-        service = request.service or Service(*key_of(obj).split("/", 1))
+        namespace, name = key_of(obj).split("/", 1)
+        service = request.service or Service(namespace, name)
         return Allocation(service, pool.name if pool else "", addresses)
 
     def forget(self, key: str) -> None:
@@ -140,7 +141,8 @@ class Plan:
         if request.service is None:
             assert request.error is not None
             exc = request.error
-            return Write(key, events=(Event(WARNING, "AllocationFailed", f"{exc.field}: {exc.message} (got {exc.value!r})"),))
+            refused = Event(WARNING, "AllocationFailed", f"{exc.field}: {exc.message} (got {exc.value!r})")
+            return Write(key, events=(refused,))
         held = self.allocator.get(key)
         try:
             allocation = self.allocator.assign(request.service)
