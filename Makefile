@@ -13,9 +13,9 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
+.PHONY: lab-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test cluster-bins bench collection clean
 
-test: lint sanity units integration collection-check speaker-test molecule
+test: lint sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
 
 # The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
@@ -78,6 +78,23 @@ integration: $(STAMP) ansible-test-tree
 
 speaker-test:
 	@if [ -f speaker/Makefile ]; then $(MAKE) -C speaker test; else echo "speaker: no tests yet"; fi
+
+# The real control plane (tests/kubernetes/controlplane.py) from Go modules pinned under tests/;
+# binaries cached in build/cluster/bin (LB_CLUSTER_BIN points elsewhere to reuse a build).
+CLUSTER_BIN := $(or $(LB_CLUSTER_BIN),$(abspath build/cluster/bin))
+cluster-bins:
+	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; else sh scripts/build-cluster.sh; fi
+
+# The controller against the real control plane, from the speaker's venv with its kubernetes extra.
+# Nothing skips: a missing binary or client fails with its reason.
+SPEAKER_VENV := $(abspath speaker/.venv)
+$(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
+	[ -x $(SPEAKER_VENV)/bin/python ] || $(PYTHON) -m venv $(SPEAKER_VENV)
+	$(SPEAKER_VENV)/bin/pip install --quiet --disable-pip-version-check -e 'speaker[test,kubernetes]'
+	touch $@
+
+kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes
+	LB_CLUSTER_BIN=$(CLUSTER_BIN) $(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller.py tests/kubernetes
 
 bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done

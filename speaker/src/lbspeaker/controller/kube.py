@@ -19,6 +19,7 @@ from typing import Any
 from .config import KubernetesAccess
 
 REQUEST_TIMEOUT_S = 10.0
+USER_AGENT = "baremetal-lb-controller"
 
 
 class MissingClient(RuntimeError):
@@ -70,7 +71,8 @@ class Kube:
         self._urllib3 = urllib3
 
     def _headers(self, content_type: str = "application/json") -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        # the User-Agent names the field manager of what we write (managedFields)
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
         token = self._cfg.get_api_key_with_prefix("authorization")  # refreshed in-cluster tokens too
         if token:
             headers["Authorization"] = token

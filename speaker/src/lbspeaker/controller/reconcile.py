@@ -147,7 +147,8 @@ class Plan:
         try:
             allocation = self.allocator.assign(request.service)
         except AllocationError as exc:
-            failed = Event(WARNING, "AllocationFailed", f"Failed to allocate IP for {key}: {exc}")
+            asked = f" ({request.origin})" if request.origin else ""
+            failed = Event(WARNING, "AllocationFailed", f"Failed to allocate IP for {key}{asked}: {exc}")
             if held is None and status_ips:
                 # its status names addresses no pool gives any more (pool removed or shrunk)
                 cleared = Event(NORMAL, "ClearAssignment",

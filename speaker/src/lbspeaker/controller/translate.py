@@ -35,6 +35,7 @@ class Request:
     key: str
     service: Service | None = None
     error: InputError | None = None
+    origin: str = ""  # the Service fields that asked for addresses, a pool or sharing, as the user wrote them
 
 
 def key_of(obj: Mapping[str, Any]) -> str:
@@ -132,7 +133,12 @@ def to_request(obj: Mapping[str, Any]) -> Request:
         service = parse_service(data, "service")
     except InputError as exc:
         return Request(key, error=_renamed(exc, sources))
-    return Request(key, service=service)
+    asked = []
+    for core_key in ("load_balancer_ips", "address_pool", "sharing_key"):
+        if core_key in sources:
+            value = data[core_key]
+            asked.append(f"{sources[core_key]}={','.join(value) if isinstance(value, list) else value}")
+    return Request(key, service=service, origin=", ".join(asked))
 
 
 def _address_list(text: str, field: str) -> list[str]:
