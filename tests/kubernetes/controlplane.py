@@ -29,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,7 +152,7 @@ class ControlPlane:
                 return False
         return waited == 0
 
-    def _wait(self, what: str, check, timeout: float = START_TIMEOUT_S) -> None:  # noqa: ANN001
+    def _wait(self, what: str, check: Callable[[], object], timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name in self.pids:
