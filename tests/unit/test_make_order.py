@@ -55,3 +55,8 @@ def test_install_script_names_missing_packages_when_not_root(tmp_path: Path) -> 
     )
     assert proc.returncode == 1
     assert "podman runc debootstrap" in proc.stderr
+
+
+def test_kubernetes_tests_run_in_make_test_before_molecule() -> None:
+    stages = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("test:")).split()
+    assert stages.index("kubernetes-test") < stages.index("molecule")
