@@ -11,6 +11,7 @@ time per Service, and only while this process holds the Lease.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -72,9 +73,9 @@ class Controller:
         self.synced = False
         self.rebuilt = False  # rebuilt since we last became leader (or reloaded)
         self.inflight: set[str] = set()
-        # events recorded per key for the Service's resourceVersion: re-examining an unchanged
-        # Service (our own event's echo, a relist) must not record the same warning again
-        self.recorded: dict[str, tuple[int, tuple[Event, ...]]] = {}
+        # the events last recorded per Service: deciding a Service again (the echo of our own
+        # write, a relist, an unrelated change) must not record the same warning again
+        self.recorded: dict[str, frozenset[Event]] = {}
         self.elector = Elector(kube, cfg.lease.namespace, cfg.lease.name, identity, cfg.lease.duration_s)
         self.metrics = Metrics(FAMILIES, "lbcontroller_")
         self.metrics.gauge("services", lambda: len(self.cache))
@@ -206,14 +207,13 @@ class Controller:
                     self.recorded.pop(key, None)
                     continue
                 write = self.plan.reconcile(obj)
-                if not write.writes_status and self.recorded.get(key) == (_rv(obj), write.events):
+                if not write.writes_status and set(write.events) <= self.recorded.get(key, frozenset()):
                     continue
                 if write.writes_status or write.events:
                     self._dispatch(write)
 
     def _dispatch(self, write: Write) -> None:
-        obj = self.cache.get(write.key) or {}
-        self.recorded[write.key] = (_rv(obj), write.events)
+        self.recorded[write.key] = frozenset(write.events)
         self.inflight.add(write.key)
         task = asyncio.create_task(self._write(write))
         task.add_done_callback(lambda _t: self._written(write.key))
@@ -321,6 +321,9 @@ def default_identity() -> str:
 async def run(config_path: str, identity: str | None = None) -> int:
     cfg = config_mod.load(config_path)
     kube = Kube(cfg.kubernetes, pool_size=MAX_WRITERS + 4)
+    # the blocking client's requests run here: the writers, the lease, a re-read on conflict
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(MAX_WRITERS + 2, thread_name_prefix="api"))
     controller = Controller(cfg, config_path, kube, identity or default_identity())
     server = StatusServer(controller.status, controller.metrics, controller.ready)
     await server.start(cfg.status_address, cfg.status_port)

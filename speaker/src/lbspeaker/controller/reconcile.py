@@ -13,6 +13,7 @@ are reconciled first, so that a pending Service never takes an address in use
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,7 +153,7 @@ class Plan:
             if held is None and status_ips:
                 # its status names addresses no pool gives any more (pool removed or shrunk)
                 cleared = Event(NORMAL, "ClearAssignment",
-                                f"current IP {list(status_ips)} not allowed by config, clearing")
+                                f"current IP {_ips(status_ips)} not allowed by config, clearing")
                 return Write(key, ingress=(), pool=None, events=(cleared, failed))
             return Write(key, events=(failed,))
         ips = tuple(allocation.address_strings)
@@ -162,9 +163,13 @@ class Plan:
             return Write(key, ingress=ips, pool=allocation.pool)  # only the annotation was missing
         events = []
         if status_ips:
-            events.append(Event(NORMAL, "ClearAssignment", f"current IP {list(status_ips)} replaced by {list(ips)}"))
-        events.append(Event(NORMAL, "IPAllocated", f"Assigned IP {list(ips)} from pool {allocation.pool}"))
+            events.append(Event(NORMAL, "ClearAssignment", f"current IP {_ips(status_ips)} replaced by {_ips(ips)}"))
+        events.append(Event(NORMAL, "IPAllocated", f"Assigned IP {_ips(ips)} from pool {allocation.pool}"))
         return Write(key, ingress=ips, pool=allocation.pool, events=tuple(events))
+
+
+def _ips(addresses: tuple[str, ...]) -> str:
+    return json.dumps(list(addresses))  # as MetalLB words them: ["198.51.100.100"]
 
 
 def _start_order(obj: Mapping[str, Any]) -> tuple[bool, str, str]:
