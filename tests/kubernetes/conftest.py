@@ -40,7 +40,7 @@ except ImportError as exc:  # the wrong interpreter: say so, never skip
         f"tests/kubernetes need the speaker with its kubernetes extra (make kubernetes-test): {exc}"
     ) from exc
 
-NODES = ("lbnode1", "lbnode2")
+NODES = tuple(n for n in os.environ.get("LB_TEST_NODES", "lbnode1,lbnode2").split(",") if n)
 LB_SPEAKER = Path(sys.executable).with_name("lb-speaker")
 WAIT_S = 15.0
 

@@ -76,6 +76,8 @@ class Controller:
         # the events last recorded per Service: deciding a Service again (the echo of our own
         # write, a relist, an unrelated change) must not record the same warning again
         self.recorded: dict[str, frozenset[Event]] = {}
+        # Services refused (pending or stuck), decided again whenever addresses are freed
+        self.failed: dict[str, None] = {}
         self.elector = Elector(kube, cfg.lease.namespace, cfg.lease.name, identity, cfg.lease.duration_s)
         self.metrics = Metrics(FAMILIES, "lbcontroller_")
         self.metrics.gauge("services", lambda: len(self.cache))
@@ -191,10 +193,12 @@ class Controller:
             if not self.rebuilt:
                 self.metrics.inc("rebuilds_total")
                 self.dirty.clear()
+                self.failed.clear()
                 writes = self.plan.rebuild(list(self.cache.values()))
                 self.rebuilt = True
                 log.info("rebuilt from %d Services: %d to write", len(self.cache), len(writes))
                 for write in writes:
+                    self._note_outcome(write)
                     self._dispatch(write)
                 continue
             keys, self.dirty = list(self.dirty), {}
@@ -205,12 +209,31 @@ class Controller:
                 if obj is None:
                     self.plan.forget(key)
                     self.recorded.pop(key, None)
+                    self.failed.pop(key, None)
+                    self._retry_failed()
                     continue
                 write = self.plan.reconcile(obj)
+                self._note_outcome(write)
                 if not write.writes_status and set(write.events) <= self.recorded.get(key, frozenset()):
                     continue
                 if write.writes_status or write.events:
                     self._dispatch(write)
+
+    def _note_outcome(self, write: Write) -> None:
+        reasons = {e.reason for e in write.events}
+        if "AllocationFailed" in reasons:
+            self.failed[write.key] = None
+        else:
+            self.failed.pop(write.key, None)
+        if "ClearAssignment" in reasons:
+            self._retry_failed()
+
+    def _retry_failed(self) -> None:
+        """Addresses were freed: the Services waiting for one are decided again, oldest failure first."""
+        for key in self.failed:
+            self.dirty[key] = None
+        if self.failed:
+            self.wake.set()
 
     def _dispatch(self, write: Write) -> None:
         self.recorded[write.key] = frozenset(write.events)
