@@ -143,7 +143,7 @@ def ns(api: Kube) -> Iterator[Namespace]:
     finally:
         # Services first and at once: the next test's controller must not see them
         with contextlib.suppress(ApiError):
-            api.request("DELETE", f"/api/v1/namespaces/{name}/services")
+            api.request("DELETE", f"/api/v1/namespaces/{name}/services", timeout=120)
         with contextlib.suppress(ApiError):
             api.request("DELETE", f"/api/v1/namespaces/{name}")
 
@@ -179,25 +179,27 @@ class ControllerProcess:
         return self
 
     def get(self, path: str) -> tuple[int, str]:
+        """(HTTP status, body); (0, "") while nothing listens yet."""
         try:
             with urllib.request.urlopen(self.url + path, timeout=2) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.get("/status")[1])  # type: ignore[no-any-return]
+        code, body = self.get("/status")
+        return json.loads(body) if code == 200 else {}  # type: ignore[no-any-return]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"controller {self.identity} exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                return self.get("/healthz")[0] == 200 and self.status()["leader"]
-            return False
+            return self.get("/healthz")[0] == 200 and bool(self.status().get("leader"))
         wait_for(f"controller {self.identity} leading and ready", ready, timeout, interval=0.1)
 
     def metric(self, name: str) -> float:

@@ -17,8 +17,9 @@ LEASE_S = 6
 def test_leader_killed_the_other_takes_over_within_the_lease(ns: Namespace, start_controller: Any) -> None:
     first = start_controller("ctl-a", lease_s=LEASE_S)
     second = start_controller("ctl-b", lease_s=LEASE_S, wait=False)
-    wait_for("ctl-b synced as a standby", lambda: second.alive() and second.get("/healthz")[0] == 200, 20)
-    assert second.status()["leader"] is False and second.status()["holder"] == "ctl-a"
+    wait_for("ctl-b synced as a standby", lambda: second.get("/healthz")[0] == 200
+             and second.status().get("holder") == "ctl-a", 20)
+    assert second.status()["leader"] is False
     ns.apply("before")
     assert ns.wait_ingress("before") == ["198.51.100.100"]
     time.sleep(1.0)
@@ -59,7 +60,8 @@ def test_never_two_writers(ns: Namespace, start_controller: Any) -> None:
 def test_clean_stop_hands_over_at_once(ns: Namespace, start_controller: Any) -> None:
     first = start_controller("ctl-a", lease_s=30)
     second = start_controller("ctl-b", lease_s=30, wait=False)
-    wait_for("ctl-b standing by", lambda: second.alive() and second.get("/healthz")[0] == 200, 20)
+    wait_for("ctl-b standing by", lambda: second.get("/healthz")[0] == 200
+             and second.status().get("holder") == "ctl-a", 20)
     first.stop()
     stopped = time.monotonic()
     wait_for("ctl-b leading", lambda: second.status()["leader"], 10)
@@ -89,5 +91,5 @@ def test_restart_with_1000_allocated_services_writes_nothing(ns: Namespace, star
 
     # and a pending Service takes none of the held addresses (MetalLB #1774, #2479)
     held = {o["status"]["loadBalancer"]["ingress"][0]["ip"] for o in after}
-    ns.apply("pending")
+    ns.apply("pending", ipFamilies=["IPv6"])
     assert ns.wait_ingress("pending")[0] not in held

@@ -86,11 +86,13 @@ class Kube:
         *,
         content_type: str = "application/json",
         query: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         url = self.host + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
+        limit = self._timeout if timeout is None else self._urllib3.Timeout(connect=5.0, read=timeout)
         resp = self._http.request(method, url, body=data, headers=self._headers(content_type),
-                                  timeout=self._timeout, retries=False)
+                                  timeout=limit, retries=False)
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, resp.data.decode(errors="replace"), f"{method} {path}")
         result: dict[str, Any] = json.loads(resp.data)
@@ -100,7 +102,7 @@ class Kube:
 
     def list_services(self) -> tuple[list[dict[str, Any]], str]:
         """Every Service in the cluster and the list's resourceVersion (to watch from)."""
-        doc = self.request("GET", "/api/v1/services")
+        doc = self.request("GET", "/api/v1/services", timeout=60)
         return doc.get("items") or [], doc["metadata"]["resourceVersion"]
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any]:
