@@ -94,7 +94,7 @@ $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 	touch $@
 
 kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes
-	LB_CLUSTER_BIN=$(CLUSTER_BIN) $(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller.py tests/kubernetes
+	LB_CLUSTER_BIN=$(CLUSTER_BIN) $(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
 
 bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done
