@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test cluster-bins bench collection clean
+.PHONY: cluster-bins cluster cluster-destroy lab-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
 
 test: lint sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
@@ -32,6 +32,20 @@ demo: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 molecule: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(BIN)/molecule test -s default
 	$(BIN)/molecule test -s upgrade
+
+# The Kubernetes control plane the tests use (docs/kubernetes.md), for a person:
+# built from Go modules into build/cluster/bin, started on loopback, left up.
+CLUSTER_NODES ?= node1,node2,node3
+# LB_CLUSTER_BIN (read by controlplane.py too) points at binaries built elsewhere
+cluster-bins:
+	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; \
+	else sh scripts/build-cluster.sh; fi
+
+cluster: cluster-bins
+	$(PYTHON) tests/kubernetes/controlplane.py up --nodes $(CLUSTER_NODES)
+
+cluster-destroy:
+	$(PYTHON) tests/kubernetes/controlplane.py down
 
 # IMAGE=1 also removes the cached lab image
 demo-destroy: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
@@ -79,12 +93,6 @@ integration: $(STAMP) ansible-test-tree
 speaker-test:
 	@if [ -f speaker/Makefile ]; then $(MAKE) -C speaker test; else echo "speaker: no tests yet"; fi
 
-# The real control plane (tests/kubernetes/controlplane.py) from Go modules pinned under tests/;
-# binaries cached in build/cluster/bin (LB_CLUSTER_BIN points elsewhere to reuse a build).
-CLUSTER_BIN := $(or $(LB_CLUSTER_BIN),$(abspath build/cluster/bin))
-cluster-bins:
-	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; else sh scripts/build-cluster.sh; fi
-
 # The controller against the real control plane, from the speaker's venv with its kubernetes extra.
 # Nothing skips: a missing binary or client fails with its reason.
 SPEAKER_VENV := $(abspath speaker/.venv)
@@ -94,7 +102,7 @@ $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 	touch $@
 
 kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes
-	LB_CLUSTER_BIN=$(CLUSTER_BIN) $(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
+	$(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
 
 bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done

@@ -2,7 +2,8 @@
 # Builds the test control plane into build/cluster/bin when a binary is missing:
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the
 # k8s.io/kubernetes release pinned in tests/kubernetes/go/go.mod (and its
-# go.sum), kwok and helm at the versions below. Go and its module proxy come
+# go.sum), kwok at the version below; with the argument `helm`, helm too (the
+# lab needs it, the tests do not). Go and its module proxy come
 # with the machine (docs/kubernetes.md); the caches live under build/cluster.
 set -eu
 cd "$(dirname "$0")/.."
@@ -25,5 +26,5 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
 done
 if need etcd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/etcd" ./cmd/etcd); fi
 if need kwok; then GOBIN=$BIN go install -ldflags="-s -w" sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION; fi
-if need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v3/cmd/helm@$HELM_VERSION; fi
+if [ "${1:-}" = helm ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v3/cmd/helm@$HELM_VERSION; fi
 "$BIN/kube-apiserver" --version

@@ -1,10 +1,14 @@
-"""Fixtures for the tests against the real control plane (``controlplane.py``).
+"""Fixtures for tests against the real control plane (controlplane.py).
 
-One control plane per session (stopped at the end, also on failure), a fresh
-namespace per test (its Services deleted at the end, so that the next test's
-controller does not see them), and controllers started as ``lb-speaker
-controller`` processes, stopped by PID. Nothing skips: a missing binary or a
-missing ``kubernetes`` client fails with the reason.
+``cluster``: one control plane per test session, stopped at the end, also on
+failure. ``namespace``: a fresh namespace per test, deleted afterwards. A missing
+binary fails the session with the command that builds it: nothing skips.
+
+For the controller: ``api`` (the controller's own client, admin), ``ns`` (a
+fresh namespace with helpers for Services, their status and events; its
+Services deleted at the end so that the next test's controller does not see
+them) and ``start_controller`` (``lb-speaker controller`` processes, each with
+its config file and status port, stopped by PID at the end).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -27,10 +31,9 @@ from typing import Any
 import pytest
 import yaml
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).parent))
 
-from controlplane import ControlPlane, free_port, stop_pid  # noqa: E402
+from controlplane import ControlPlane, free_port, stop_pid
 
 try:
     from lbspeaker.controller.config import KubernetesAccess
@@ -40,7 +43,33 @@ except ImportError as exc:  # the wrong interpreter: say so, never skip
         f"tests/kubernetes need the speaker with its kubernetes extra (make kubernetes-test): {exc}"
     ) from exc
 
-NODES = tuple(n for n in os.environ.get("LB_TEST_NODES", "lbnode1,lbnode2").split(",") if n)
+NODES = ("node1", "node2", "node3")
+NODE_ADDRESSES = {n: (f"198.51.100.{10 + i}", f"2001:db8:100::{10 + i}") for i, n in enumerate(NODES, 1)}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("cluster"))
+    cp.start()
+    try:
+        for node in NODES:
+            cp.add_node(node, addresses=NODE_ADDRESSES[node])
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    name = f"t-{name}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 LB_SPEAKER = Path(sys.executable).with_name("lb-speaker")
 WAIT_S = 15.0
 
@@ -55,19 +84,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S, inter
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    if not shutil.which("kubectl"):
-        raise RuntimeError("kubectl is not on PATH (Debian: apt-get install kubernetes-client)")
-    directory = tmp_path_factory.mktemp("controlplane")
-    cp = ControlPlane(directory)
-    try:
-        cp.start(nodes=NODES)
-        yield cp
-    finally:
-        cp.stop()
 
 
 @pytest.fixture(scope="session")

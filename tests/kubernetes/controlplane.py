@@ -33,10 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 BIN = Path(os.environ.get("LB_CLUSTER_BIN") or REPO / "build" / "cluster" / "bin")
 DEFAULT_DIR = REPO / "build" / "cluster" / "run"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 # Cluster IPs and pod IPs only ever live in etcd here (no kube-proxy, no CNI),
 # but they are documentation ranges all the same.
@@ -220,7 +221,8 @@ class ControlPlane:
                 "--leader-elect=false", "--profiling=false",
             ])
             self._spawn("kwok", [
-                str(BIN / "kwok"), kc,
+                str(BIN / "kwok"), kc, f"--config={HERE / 'kwok-stages.yaml'}",
+                "--node-lease-duration-seconds=40",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                 f"--cidr={POD_CIDR}",
@@ -240,8 +242,11 @@ class ControlPlane:
         return subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], input=input, text=True,
                               capture_output=True, check=check, timeout=60)
 
-    def add_node(self, name: str, labels: dict[str, str] | None = None) -> None:
-        """A kwok node: kwok keeps it Ready (heartbeats, a Lease) and runs the pods bound to it."""
+    def add_node(self, name: str, labels: dict[str, str] | None = None, addresses: tuple[str, ...] = ()) -> None:
+        """A kwok node: kwok keeps it Ready (heartbeats, a Lease) and runs the pods bound to it.
+
+        ``addresses`` become its InternalIPs (the lab's node addresses), as a kubelet registers them.
+        """
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -250,7 +255,10 @@ class ControlPlane:
                                     "type": "kwok", **(labels or {})}},
             "spec": {},
         }
-        self.kubectl("apply", "-f", "-", input=json.dumps(node))
+        if addresses:
+            node["status"] = {"addresses": [{"type": "InternalIP", "address": a} for a in addresses]
+                              + [{"type": "Hostname", "address": name}]}
+        self.kubectl("create", "-f", "-", input=json.dumps(node))
 
         def ready() -> bool:
             out = self.kubectl("get", "node", name, "-o", "json", check=False)
