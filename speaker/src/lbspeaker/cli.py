@@ -9,6 +9,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Coroutine
 from typing import Any
 
 from . import __version__
@@ -39,19 +40,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import run  # noqa: PLC0415 - keeps check/status free of netlink imports
-
+def _daemon(args: argparse.Namespace, main: Coroutine[Any, Any, int]) -> int:
+    """Run a daemon's main coroutine with logging to stderr; a bad config is one line, exit 1."""
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        return asyncio.run(run(args.config))
+        return asyncio.run(main)
     except ConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import run  # noqa: PLC0415 - keeps check/status free of netlink imports
+
+    return _daemon(args, run(args.config))
 
 
 def _cmd_controller(args: argparse.Namespace) -> int:
@@ -59,16 +65,8 @@ def _cmd_controller(args: argparse.Namespace) -> int:
     from .controller.daemon import run as run_controller  # noqa: PLC0415
     from .controller.kube import MissingClient  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        return asyncio.run(run_controller(args.config, args.identity))
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
-        return 1
+        return _daemon(args, run_controller(args.config, args.identity))
     except MissingClient as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -236,12 +238,18 @@ class FakeLeases:
         return {}
 
 
-def test_election_one_writer_and_takeover_after_the_duration() -> None:
-    now = [0.0]
+def two_candidates(now: list[float]) -> tuple[FakeLeases, Elector, Elector]:
+    """One lease, candidates a and b (9 s lease) on the clock ``now[0]``; a takes it first."""
     api = FakeLeases()
     a = Elector(api, "ns", "l", "a", 9, clock=lambda: now[0])
     b = Elector(api, "ns", "l", "b", 9, clock=lambda: now[0])
     assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    return api, a, b
+
+
+def test_election_one_writer_and_takeover_after_the_duration() -> None:
+    now = [0.0]
+    api, a, b = two_candidates(now)
     now[0] = 5.0
     assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
     # a dies: b sees no change for the whole duration before it takes the lease
@@ -255,10 +263,39 @@ def test_election_one_writer_and_takeover_after_the_duration() -> None:
 
 
 def test_election_release_hands_over_at_once() -> None:
-    now = [0.0]
-    api = FakeLeases()
-    a = Elector(api, "ns", "l", "a", 9, clock=lambda: now[0])
-    b = Elector(api, "ns", "l", "b", 9, clock=lambda: now[0])
-    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    _api, a, b = two_candidates([0.0])
     a.release()
     assert not a.is_leader() and b.try_acquire_or_renew()
+
+
+def test_run_check_status_never_import_the_client(tmp_path: Any) -> None:
+    config = tmp_path / "controller.yaml"
+    config.write_text("kubernetes: {in_cluster: true}\npools: [{name: a, addresses: [198.51.100.0/28]}]\n")
+    code = (
+        "import sys\n"
+        "from lbspeaker import cli, daemon\n"
+        f"assert cli.main(['check', '--config', {str(config)!r}]) == 0\n"
+        "assert 'kubernetes' not in sys.modules, 'check imported kubernetes'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_controller_without_the_client_says_how_to_install_it(tmp_path: Any, monkeypatch: Any,
+                                                              capsys: Any) -> None:
+    config = tmp_path / "controller.yaml"
+    config.write_text("kubernetes: {in_cluster: true}\npools: [{name: a, addresses: [198.51.100.0/28]}]\n")
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # import kubernetes now fails
+    from lbspeaker import cli  # noqa: PLC0415
+
+    assert cli.main(["controller", "--config", str(config)]) == 1
+    assert "pip install 'lbspeaker[kubernetes]'" in capsys.readouterr().err
+
+
+def test_check_names_a_bad_controller_field(tmp_path: Any, capsys: Any) -> None:
+    config = tmp_path / "controller.yaml"
+    config.write_text("kubernetes: {in_cluster: true}\npools: [{name: a, addresses: [198.51.100.0/28]}]\n"
+                      "lease: {duration_s: 0}\n")
+    from lbspeaker import cli  # noqa: PLC0415
+
+    assert cli.main(["check", "--config", str(config)]) == 1
+    assert "lease.duration_s: must be an integer from 3 to 300 (got 0)" in capsys.readouterr().err
