@@ -220,3 +220,13 @@ def test_bad_reload_keeps_running_config(ns: Namespace, start_controller: Any) -
     wait_for("reload refused", lambda: ctl.metric('lbcontroller_reloads_total{result="error"}') == 1)
     ns.apply("web")
     assert ns.wait_ingress("web") == ["198.51.100.100"]
+
+
+def test_reserved_addresses_are_never_handed_out(ns: Namespace, start_controller: Any) -> None:
+    start_controller(reserved=[{"address": "198.51.100.100", "service": "apps/from-playbook"}])
+    ns.apply("auto")
+    assert ns.wait_ingress("auto") == ["198.51.100.101"]  # .100 is the ledger's
+    ns.apply("asks", annotations={IPS: "198.51.100.100"})
+    message = ns.wait_event("asks", "AllocationFailed")["message"]
+    assert "held by ledger/apps/from-playbook" in message
+    assert ns.ingress("asks") == []

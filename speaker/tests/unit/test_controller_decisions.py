@@ -299,3 +299,45 @@ def test_check_names_a_bad_controller_field(tmp_path: Any, capsys: Any) -> None:
 
     assert cli.main(["check", "--config", str(config)]) == 1
     assert "lease.duration_s: must be an integer from 3 to 300 (got 0)" in capsys.readouterr().err
+
+
+class FakeWatchApi:
+    """A list, then a watch that ends in 410 Gone, then a second list: what the watcher must do."""
+
+    def __init__(self, controller_stopping: Any) -> None:
+        self.lists = 0
+        self.watched_from: list[str] = []
+        self.stopping = controller_stopping
+
+    def list_services(self) -> tuple[list[dict[str, Any]], str]:
+        self.lists += 1
+        if self.lists == 2:
+            self.stopping.set()
+        return [svc(f"s{self.lists}")], str(10 * self.lists)
+
+    def watch_services(self, resource_version: str, timeout_s: int) -> Any:
+        self.watched_from.append(resource_version)
+        yield {"type": "ADDED", "object": svc("late")}
+        yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+
+
+def test_watch_relists_on_410_gone() -> None:
+    import asyncio  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from lbspeaker.controller.daemon import Controller  # noqa: PLC0415
+
+    async def scenario() -> tuple[FakeWatchApi, Controller]:
+        cfg = ctl_config.parse({"kubernetes": {"in_cluster": True}, "pools": POOLS})
+        stopping = threading.Event()
+        api = FakeWatchApi(stopping)
+        controller = Controller(cfg, "unused", api, "test")  # type: ignore[arg-type]
+        controller.stopping = stopping
+        await asyncio.to_thread(controller.watch_forever)
+        await asyncio.sleep(0.05)  # the loop runs what the watcher handed it
+        return api, controller
+
+    api, controller = asyncio.run(scenario())
+    assert api.lists == 2 and api.watched_from[0] == "10"
+    assert controller.metrics.get("relists_total") == 2
+    assert set(controller.cache) == {"default/s2"}  # the relist replaced what the broken watch had left

@@ -149,6 +149,8 @@ class Controller:
                 attempt += 1
 
     def _watch_failed(self, exc: BaseException, attempt: int) -> None:
+        if self.stopping.is_set() or self.loop.is_closed():
+            return  # shutting down: the stream was cut on purpose
         self.loop.call_soon_threadsafe(self.metrics.inc, "watch_errors_total")
         delay = backoff(attempt)
         log.warning("watching Services: %s; retrying in %.1f s", exc, delay)
