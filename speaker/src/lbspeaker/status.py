@@ -15,12 +15,8 @@ log = logging.getLogger(__name__)
 BgpProvider = Callable[[], dict[str, Any]]
 
 
-def no_bgp() -> dict[str, Any]:
-    return {"peers": []}
-
-
 class StatusServer:
-    """Serves the speaker's state; ``bgp`` supplies the ``bgp`` section of ``/status``."""
+    """Serves a daemon's state; ``bgp`` (the speaker's) supplies the ``bgp`` section of ``/status``."""
 
     def __init__(
         self,
@@ -32,7 +28,7 @@ class StatusServer:
         self.status = status
         self.metrics = metrics
         self.healthy = healthy
-        self.bgp = bgp or no_bgp
+        self.bgp = bgp
         self.server: asyncio.Server | None = None
 
     async def start(self, address: str, port: int) -> None:
@@ -45,7 +41,8 @@ class StatusServer:
     def body_for(self, path: str) -> tuple[int, str, bytes]:
         if path == "/status":
             doc = self.status()
-            doc["bgp"] = self.bgp()
+            if self.bgp is not None:
+                doc["bgp"] = self.bgp()
             return 200, "application/json", json.dumps(doc, indent=2).encode() + b"\n"
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render().encode()
