@@ -25,6 +25,7 @@ from ..core.service import Service
 from .config import Reservation
 from .translate import (
     ALLOCATED_FROM,
+    Request,
     allocated_pool,
     ingress_addresses,
     is_load_balancer,
@@ -33,6 +34,7 @@ from .translate import (
     to_request,
 )
 
+Address = tuple[int, int]
 NORMAL = "Normal"
 WARNING = "Warning"
 RESERVED_NAMESPACE = "ledger"  # reservations are held as "ledger/<namespace>/<name>": no Service key looks so
@@ -97,28 +99,27 @@ class Plan:
 
     def rebuild(self, services: Iterable[Mapping[str, Any]]) -> list[Write]:
         """Start from the cluster as it is: seed what Services hold, then reconcile holders first."""
-        objs = sorted(services, key=_start_order)
+        # each Service read once (10,000 on a restart): its request and what its status holds
+        facts = [(obj, ingress_addresses(obj), to_request(obj) if self.ours(obj) else None) for obj in services]
+        facts.sort(key=lambda fact: _start_order(fact[0], fact[1]))
         seeds = reserved_allocations(self.pools, self.reserved)
-        for obj in objs:
-            seed = self._held(obj)
+        for obj, addresses, request in facts:
+            seed = self._held(obj, addresses, request)
             if seed is not None:
                 seeds.append(seed)
         self.allocator = Allocator(self.pools, seeds)
-        writes = [self.reconcile(obj) for obj in objs]
+        writes = [self.reconcile(obj, addresses, request) for obj, addresses, request in facts]
         return [w for w in writes if w.writes_status or w.events]
 
-    def _held(self, obj: Mapping[str, Any]) -> Allocation | None:
+    def _held(self, obj: Mapping[str, Any], addresses: tuple[Address, ...], request: Request | None
+              ) -> Allocation | None:
         """What a Service of ours holds in its status, if every address is still in one pool."""
-        if not self.ours(obj):
-            return None
-        addresses = ingress_addresses(obj)
-        if not addresses:
+        if request is None or not addresses:
             return None
         owners = {self.allocator.pool_of(a) for a in addresses}
         if len(owners) != 1 or None in owners:
             return None  # a pool removed or shrunk under it: reconcile clears or moves it
         (pool,) = owners
-        request = to_request(obj)
         # a Service whose spec we now refuse still holds its addresses: nobody else may take them
         namespace, name = key_of(obj).split("/", 1)
         service = request.service or Service(namespace, name)
@@ -128,9 +129,13 @@ class Plan:
         """A Service deleted (or no longer ours): its addresses are free for the next."""
         self.allocator.release(key)
 
-    def reconcile(self, obj: Mapping[str, Any]) -> Write:
+    def reconcile(self, obj: Mapping[str, Any], addresses: tuple[Address, ...] | None = None,
+                  request: Request | None = None) -> Write:
+        """What to write for ``obj``; ``addresses`` and ``request``, when given, are its already read."""
         key = key_of(obj)
-        status_ips = tuple(format_address(*a) for a in ingress_addresses(obj))
+        if addresses is None:
+            addresses = ingress_addresses(obj)
+        status_ips = tuple(format_address(*a) for a in addresses)
         if not self.ours(obj):
             self.allocator.release(key)
             if not is_load_balancer(obj) and allocated_pool(obj) is not None:
@@ -138,7 +143,8 @@ class Plan:
                 return Write(key, ingress=(), pool=None, events=(
                     Event(NORMAL, "ClearAssignment", "Service is not of type LoadBalancer; address released"),))
             return Write(key)
-        request = to_request(obj)
+        if request is None:
+            request = to_request(obj)
         if request.service is None:
             assert request.error is not None
             exc = request.error
@@ -172,7 +178,7 @@ def _ips(addresses: tuple[str, ...]) -> str:
     return json.dumps(list(addresses))  # as MetalLB words them: ["198.51.100.100"]
 
 
-def _start_order(obj: Mapping[str, Any]) -> tuple[bool, str, str]:
+def _start_order(obj: Mapping[str, Any], addresses: tuple[Address, ...]) -> tuple[bool, str, str]:
     """Services holding addresses first; then the rest oldest first (stable, deterministic)."""
     meta = obj.get("metadata") or {}
-    return (not ingress_addresses(obj), meta.get("creationTimestamp") or "", key_of(obj))
+    return (not addresses, meta.get("creationTimestamp") or "", key_of(obj))
