@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..core.errors import InputError
@@ -259,11 +259,12 @@ class Controller:
                     return
                 try:
                     if write.writes_status:
-                        updated = await asyncio.to_thread(self._patch_status, obj, write)
+                        updated = await self._counted("status", self._patch_status, obj, write)
                         if _rv(updated) >= _rv(self.cache.get(write.key) or {}):
                             self.cache[write.key] = updated
                     for event in write.events:
-                        await asyncio.to_thread(self._event, obj, event.type, event.reason, event.message)
+                        with contextlib.suppress(ApiError):  # counted and logged; the status matters more
+                            await self._counted("event", self._event, obj, event.type, event.reason, event.message)
                     return
                 except ApiError as exc:
                     if exc.status == 404:
@@ -284,27 +285,29 @@ class Controller:
                     log.warning("writing %s: %s", write.key, exc)
                     await asyncio.sleep(backoff(attempt + 3))
 
+    async def _counted(self, kind: str, call: Callable[..., Any], *args: Any) -> Any:
+        """One write on a worker thread, counted here on the loop (the counters are not thread-safe)."""
+        self.metrics.inc("writes_total", kind=kind)
+        try:
+            return await asyncio.to_thread(call, *args)
+        except (ApiError, OSError):
+            self.metrics.inc("write_errors_total", kind=kind)
+            raise
+
     def _patch_status(self, obj: Mapping[str, Any], write: Write) -> dict[str, Any]:
         namespace, name = write.key.split("/", 1)
         patch = write.status_patch((obj.get("metadata") or {}).get("resourceVersion"))
-        try:
-            updated = self.kube.patch_service_status(namespace, name, patch)
-        except ApiError:
-            self.metrics.inc("write_errors_total", kind="status")
-            raise
-        finally:
-            self.metrics.inc("writes_total", kind="status")
+        updated = self.kube.patch_service_status(namespace, name, patch)
         log.info("%s: ingress %s pool %s", write.key, list(write.ingress or ()), write.pool)
         return updated
 
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        self.metrics.inc("writes_total", kind="event")
         try:
             self.kube.create_event(obj, type_=type_, reason=reason, message=message, component=COMPONENT,
                                    instance=self.identity)
         except ApiError as exc:
-            self.metrics.inc("write_errors_total", kind="event")
             log.warning("event %s on %s: %s", reason, key_of(obj), exc)
+            raise
         log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s %s: %s", key_of(obj), reason, message)
 
     # -- the lease --------------------------------------------------------------
