@@ -167,6 +167,9 @@ class PostgreSQLLedger:
             raise InputError(
                 "ledger", self.display, f"is not a valid PostgreSQL URL or key=value string: {self._scrub(exc)}"
             ) from None
+        port = self.params.get("port")
+        if port is not None and not re.fullmatch(r"\d{1,5}(,\d{1,5})*", port):
+            raise InputError("ledger", self.display, f"has port {port!r}, not a port number (or a list of them)")
         if "password" in self.params and not _URL_USERINFO_PASSWORD.search(conninfo):
             # Ansible masks user:password@ of a URL in its own log lines, not a password= keyword
             raise InputError(
