@@ -23,7 +23,7 @@ import os
 import re
 import sqlite3
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, MutableSet
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,6 +74,7 @@ class Transaction(Protocol):
     def put_pool(self, pool: Pool) -> None: ...
     def delete_pool(self, name: str) -> None: ...
     def put_allocation(self, allocation: Allocation) -> None: ...
+    def put_allocations(self, allocations: list[Allocation]) -> None: ...
     def delete_allocation(self, key: str) -> None: ...
     def abort(self) -> None: ...
 
@@ -359,17 +360,45 @@ def is_postgresql(ledger: str) -> bool:
     return bool(POSTGRESQL_URL.match(ledger) or POSTGRESQL_KEYWORDS.match(ledger))
 
 
-def open_ledger(ledger: str, password: str | None = None, secrets: MutableSet[str] | None = None) -> Ledger:
-    """The ledger the ``ledger`` option names: an SQLite file, or a PostgreSQL URL or key=value string.
+MASK = "********"
+# Where a password can stand in a connection string: the URL's user:password@, a password= keyword
+# (key=value or URL query), quoted or not.
+URL_USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)([^@/?#]*)(@)")
+_KEYWORD_PASSWORD = re.compile(r"((?:^|[\s?&])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE)
 
-    ``secrets`` (a module's ``no_log_values``) receives every password found, so that Ansible masks it
-    wherever it would print it; the ledger's own messages never hold it.
+
+def mask(conninfo: str) -> str:
+    """``conninfo`` with every password it holds replaced by ``********``."""
+    masked = URL_USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), conninfo)
+    return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + MASK, masked)
+
+
+def passwords(ledger: str) -> set[str]:
+    """Every password written in a PostgreSQL ``ledger`` option, as written and decoded (even if it does not parse).
+
+    A module adds them to its ``no_log_values`` first thing, so that Ansible masks them in whatever it prints
+    (the task's invocation included), even when the module fails before it reads the option.
     """
     if not is_postgresql(ledger):
-        return SQLiteLedger(os.path.expandvars(ledger))
-    from .ledger_postgresql import PostgreSQLLedger  # noqa: PLC0415 - only PostgreSQL users need psycopg
+        return set()
+    conninfo = ledger
+    found = {m.group(2) for m in URL_USERINFO_PASSWORD.finditer(conninfo)}
+    found |= {m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(conninfo)}
+    found |= {urllib.parse.unquote(p) for p in found}
+    return {p for p in found if p}
 
-    pg = PostgreSQLLedger(ledger, password)
-    if secrets is not None:
-        secrets.update(pg.secrets)
-    return pg
+
+# What every module with a ledger takes (the text is the doc fragment baremetal.lb.ledger).
+LEDGER_OPTIONS: dict[str, dict[str, object]] = {
+    "ledger": {"type": "str", "default": DEFAULT_LEDGER},
+    "ledger_password": {"type": "str", "no_log": True},
+}
+
+
+def open_ledger(ledger: str, password: str | None = None) -> Ledger:
+    """The ledger the ``ledger`` option names: an SQLite file, or a PostgreSQL URL or key=value string."""
+    if not is_postgresql(ledger):
+        return SQLiteLedger(os.path.expandvars(ledger))
+    from .ledger_postgresql import PostgreSQLLedger  # noqa: PLC0415 - circular: it builds on this file
+
+    return PostgreSQLLedger(ledger, password)

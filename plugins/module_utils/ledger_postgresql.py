@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import re
 import traceback
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,11 +36,15 @@ from .allocator import Allocation
 from .errors import InputError, LedgerError
 from .ledger import (
     BUSY_TIMEOUT_S,
+    MASK,
     SCHEMA_VERSION,
+    URL_USERINFO_PASSWORD,
     AllocationRow,
     LedgerState,
     PoolRow,
     allocation_row,
+    mask,
+    passwords,
     pool_spec,
     scratch_transaction,
     state_from_rows,
@@ -66,7 +69,6 @@ LOCK_KEY = 0x626D6C626C656467
 # noticed; the server ends such a transaction after this long idle, and the others go on.
 IDLE_IN_TRANSACTION_S = 300
 CONNECT_TIMEOUT_S = 10
-MASK = "********"
 
 _DDL = (
     f"CREATE SCHEMA {SCHEMA}",
@@ -90,26 +92,6 @@ _DDL = (
     f"CREATE INDEX allocations_pool ON {SCHEMA}.allocations(pool)",
     f"INSERT INTO {SCHEMA}.meta (schema_version) VALUES ({SCHEMA_VERSION})",
 )
-
-# Where a password can stand in a connection string: the URL's user:password@, a password= keyword
-# (key=value or URL query), quoted or not.
-_URL_USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)([^@/?#]*)(@)")
-_KEYWORD_PASSWORD = re.compile(r"((?:^|[\s?&])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE)
-
-
-def mask(conninfo: str) -> str:
-    """``conninfo`` with every password it holds replaced by ``********``."""
-    masked = _URL_USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), conninfo)
-    return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + MASK, masked)
-
-
-def _passwords(conninfo: str) -> set[str]:
-    """Every password written in ``conninfo``, as written and decoded (even if it does not parse)."""
-    found = {m.group(2) for m in _URL_USERINFO_PASSWORD.finditer(conninfo)}
-    found |= {m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(conninfo)}
-    found |= {urllib.parse.unquote(p) for p in found}
-    return {p for p in found if p}
-
 
 class _PostgreSQLTransaction:
     def __init__(self, cur: Any, state: LedgerState, next_seq: int, created: bool) -> None:
@@ -158,7 +140,7 @@ class PostgreSQLLedger:
         self.password = password or None
         self.busy_timeout = busy_timeout
         self.display = mask(conninfo)
-        self.secrets = _passwords(conninfo) | ({password} if password else set())
+        self.secrets = passwords(conninfo) | ({password} if password else set())
         if not HAS_PSYCOPG:
             raise LedgerError(f"the ledger {self.display} is a PostgreSQL database, which needs the psycopg library")
         try:
@@ -170,7 +152,7 @@ class PostgreSQLLedger:
         port = self.params.get("port")
         if port is not None and not re.fullmatch(r"\d{1,5}(,\d{1,5})*", port):
             raise InputError("ledger", self.display, f"has port {port!r}, not a port number (or a list of them)")
-        if "password" in self.params and not _URL_USERINFO_PASSWORD.search(conninfo):
+        if "password" in self.params and not URL_USERINFO_PASSWORD.search(conninfo):
             # Ansible masks user:password@ of a URL in its own log lines, not a password= keyword
             raise InputError(
                 "ledger",

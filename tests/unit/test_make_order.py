@@ -42,6 +42,15 @@ def test_lab_dependencies_before_first_podman_user(target: str, user: str) -> No
     assert first(lines, "install-lab-deps.sh") < first(lines, user)
 
 
+@pytest.mark.parametrize("target,user", [
+    ("units", "pytest -q tests/unit"),
+    ("integration", "tests/postgresql_server.py"),
+])
+def test_postgresql_installed_before_the_ledger_tests(target: str, user: str) -> None:
+    lines = dry_run(target)
+    assert first(lines, "install-postgresql-deps.sh") < first(lines, user)
+
+
 def test_install_script_names_missing_packages_when_not_root(tmp_path: Path) -> None:
     # a dpkg-query that reports nothing installed, and a non-root id
     (tmp_path / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")

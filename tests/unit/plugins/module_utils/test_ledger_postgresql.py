@@ -21,6 +21,7 @@ from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
     SQLiteLedger,
     is_postgresql,
     open_ledger,
+    passwords,
 )
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger_postgresql import PostgreSQLLedger, mask
 from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, apply_pool, ensure_pools
@@ -121,10 +122,11 @@ def test_open_ledger_expands_paths_and_collects_passwords(monkeypatch, tmp_path)
     monkeypatch.setenv("LB_TEST_DIR", str(tmp_path))
     ledger = open_ledger("$LB_TEST_DIR/ledger.sqlite3")
     assert isinstance(ledger, SQLiteLedger) and ledger.path == str(tmp_path / "ledger.sqlite3")
-    secrets: set[str] = set()
-    pg = open_ledger("postgresql://lb:s%40cret@db.example/lb", "other", secrets)
+    pg = open_ledger("postgresql://lb:s%40cret@db.example/lb", "other")
     assert isinstance(pg, PostgreSQLLedger)
-    assert {"s@cret", "s%40cret", "other"} <= secrets
+    assert pg.secrets == {"s@cret", "s%40cret", "other"}
+    assert passwords("host=db password='x y' dbname=lb") == {"x y"}
+    assert passwords("/var/lib/a://b:c@d/ledger.sqlite3") == set()  # a path holds no password
 
 
 @pytest.mark.parametrize(
