@@ -52,7 +52,8 @@ def free_port() -> int:
 
 
 class PostgreSQLServer:
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        self.fsync = fsync  # off for tests (a crash of the machine is not what they test); on for benchmarks
         self.bin = pg_bin()
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:
@@ -90,7 +91,7 @@ class PostgreSQLServer:
         return self
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1" + ("" if self.fsync else " -c fsync=off")
         self._run("pg_ctl", action, "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w",
                   "-t", "60", *extra)
 

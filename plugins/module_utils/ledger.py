@@ -219,17 +219,14 @@ class SQLiteLedger:
 
     def _check_schema(self, conn: sqlite3.Connection, writable: bool) -> bool:
         """Refuse a file that is not a ledger or is newer; create the schema in an empty one (then True)."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise LedgerError(
                 f"{self.path} is an SQLite file but not a baremetal.lb ledger (it holds other tables "
                 "and no ledger schema version); point the ledger option at another file"
             )
         if version == 0 and writable:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _create_schema(conn)
         elif version > SCHEMA_VERSION:
             raise LedgerError(
                 f"the ledger {self.path} has schema version {version}, newer than this collection's "
@@ -292,6 +289,13 @@ class SQLiteLedger:
             yield txn
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def _load_sqlite(conn: sqlite3.Connection, where: str) -> LedgerState:
     if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
         return LedgerState()
@@ -336,10 +340,7 @@ def scratch_transaction(
 ) -> Iterator[_SQLiteTransaction]:
     """Check mode on another backend: the operation runs on a private in-memory SQLite copy of its rows."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    _create_schema(conn)
     conn.executemany("INSERT INTO pools (name, seq, spec) VALUES (?, ?, ?)", pool_rows)
     conn.execute("PRAGMA foreign_keys = OFF")  # rows of a consistent snapshot, in any order
     conn.executemany(

@@ -150,7 +150,7 @@ class PostgreSQLLedger:
                 "ledger", self.display, f"is not a valid PostgreSQL URL or key=value string: {self._scrub(exc)}"
             ) from None
         port = self.params.get("port")
-        if port is not None and not re.fullmatch(r"\d{1,5}(,\d{1,5})*", port):
+        if port is not None and not re.fullmatch(r"\d{1,5}(,\d{1,5})*", str(port)):
             raise InputError("ledger", self.display, f"has port {port!r}, not a port number (or a list of them)")
         if "password" in self.params and not URL_USERINFO_PASSWORD.search(conninfo):
             # Ansible masks user:password@ of a URL in its own log lines, not a password= keyword
@@ -251,8 +251,8 @@ class PostgreSQLLedger:
         if dry_run:
             with self._snapshot() as (pools, allocations, missing), scratch_transaction(
                 pools, allocations, self.display, created=missing
-            ) as txn:
-                yield txn
+            ) as scratch:
+                yield scratch
             return
         conn = self._connect()
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ledger
 short_description: Set up, dump, or copy a ledger (SQLite or PostgreSQL)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - V(present) makes sure O(ledger) exists with its schema. On PostgreSQL, run it once as the database's owner (or a
     user that may create schemas there) when the users that run playbooks may not create one; then grant them

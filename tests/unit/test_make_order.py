@@ -33,22 +33,16 @@ def first(lines: list[str], needle: str) -> int:
     raise AssertionError(f"{needle!r} not in make -n output:\n" + "\n".join(lines))
 
 
-@pytest.mark.parametrize("target,user", [
-    ("molecule", "molecule test"),
-    ("demo", "playbooks/lab.yml"),
+@pytest.mark.parametrize("target,installer,user", [
+    ("molecule", "install-lab-deps.sh", "molecule test"),
+    ("demo", "install-lab-deps.sh", "playbooks/lab.yml"),
+    # the ledger's tests start a PostgreSQL server of their own
+    ("units", "install-postgresql-deps.sh", "pytest -q tests/unit"),
+    ("integration", "install-postgresql-deps.sh", "tests/postgresql_server.py"),
 ])
-def test_lab_dependencies_before_first_podman_user(target: str, user: str) -> None:
+def test_dependencies_installed_before_their_first_user(target: str, installer: str, user: str) -> None:
     lines = dry_run(target)
-    assert first(lines, "install-lab-deps.sh") < first(lines, user)
-
-
-@pytest.mark.parametrize("target,user", [
-    ("units", "pytest -q tests/unit"),
-    ("integration", "tests/postgresql_server.py"),
-])
-def test_postgresql_installed_before_the_ledger_tests(target: str, user: str) -> None:
-    lines = dry_run(target)
-    assert first(lines, "install-postgresql-deps.sh") < first(lines, user)
+    assert first(lines, installer) < first(lines, user)
 
 
 def test_install_script_names_missing_packages_when_not_root(tmp_path: Path) -> None:

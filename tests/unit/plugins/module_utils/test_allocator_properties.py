@@ -90,6 +90,23 @@ def check_invariants(allocator: Allocator) -> None:
         assert sorted(allocator.holders(address)) == sorted(s.key for s in services)
 
 
+def draw_step(data, allocator, specs):
+    """One random step: a release of a held service one time in five, else a service to assign.
+
+    Returns (key to release, None, its release request) or (None, service, its request as drawn);
+    None when the drawn spec is itself invalid (e.g. SingleStack with a request of the wrong family).
+    """
+    if data.draw(st.integers(0, 4)) == 0 and allocator.allocations:
+        key = data.draw(st.sampled_from(sorted(allocator.allocations)))
+        namespace, _sep, name = key.partition("/")
+        return key, None, {"namespace": namespace, "name": name, "state": "absent"}
+    request = data.draw(specs)
+    try:
+        return None, parse_service(request), request
+    except ValueError:
+        return None
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_streams_keep_the_invariants(data):
@@ -97,15 +114,14 @@ def test_random_streams_keep_the_invariants(data):
     allocator = Allocator([parse_pool(p) for p in pools])
     specs = service_specs(pools)
     for _step in range(data.draw(st.integers(1, 25))):
-        if data.draw(st.integers(0, 4)) == 0 and allocator.allocations:
-            key = data.draw(st.sampled_from(sorted(allocator.allocations)))
+        step = draw_step(data, allocator, specs)
+        if step is None:
+            continue
+        key, spec, _request = step
+        if spec is None:
             allocator.release(key)
             assert allocator.get(key) is None
         else:
-            try:
-                spec = parse_service(data.draw(specs))
-            except ValueError:
-                continue  # the spec itself is invalid (e.g. SingleStack with a request of the wrong family)
             before = allocator.get(spec.key)
             try:
                 allocation = allocator.assign(spec)
@@ -159,17 +175,13 @@ def test_random_streams_through_each_ledger_match_the_allocator(new_ledger, data
     allocator = Allocator([parse_pool(p) for p in pools])
     specs = service_specs(pools)
     for _step in range(data.draw(st.integers(1, 12))):
-        if data.draw(st.integers(0, 4)) == 0 and allocator.allocations:
-            key = data.draw(st.sampled_from(sorted(allocator.allocations)))
+        step = draw_step(data, allocator, specs)
+        if step is None:
+            continue
+        key, spec, request = step
+        if spec is None:
             allocator.release(key)
-            namespace, _sep, name = key.partition("/")
-            request = {"namespace": namespace, "name": name, "state": "absent"}
         else:
-            request = data.draw(specs)
-            try:
-                spec = parse_service(request)
-            except ValueError:
-                continue
             with contextlib.suppress(AllocationError):
                 allocator.assign(spec)
         with ledger.transaction() as txn:
