@@ -271,8 +271,7 @@ class SQLiteLedger:
             raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from None
         return memory
 
-    @contextlib.contextmanager
-    def transaction(self, dry_run: bool = False) -> Iterator[_SQLiteTransaction]:
+    def transaction(self, dry_run: bool = False) -> contextlib.AbstractContextManager[_SQLiteTransaction]:
         """Exclusive read-modify-write; commits on normal exit unless aborted.
 
         ``dry_run`` (check mode) runs the same operation on a private
@@ -285,8 +284,7 @@ class SQLiteLedger:
         else:
             self._create_file()
             conn = self._connect()
-        with _sqlite_transaction(conn, self.path, dry_run, lambda: self._check_schema(conn, writable=True)) as txn:
-            yield txn
+        return _sqlite_transaction(conn, self.path, dry_run, lambda: self._check_schema(conn, writable=True))
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -334,10 +332,9 @@ def _sqlite_transaction(
         conn.close()
 
 
-@contextlib.contextmanager
 def scratch_transaction(
     pool_rows: Iterable[PoolRow], allocation_rows: Iterable[AllocationRow], where: str, created: bool
-) -> Iterator[_SQLiteTransaction]:
+) -> contextlib.AbstractContextManager[_SQLiteTransaction]:
     """Check mode on another backend: the operation runs on a private in-memory SQLite copy of its rows."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     _create_schema(conn)
@@ -347,8 +344,7 @@ def scratch_transaction(
         "INSERT INTO allocations (namespace, name, pool, addresses, service) VALUES (?, ?, ?, ?, ?)", allocation_rows
     )
     conn.execute("PRAGMA foreign_keys = ON")
-    with _sqlite_transaction(conn, where, True, lambda: created) as txn:
-        yield txn
+    return _sqlite_transaction(conn, where, True, lambda: created)
 
 
 POSTGRESQL_URL = re.compile(r"^postgres(ql)?://", re.IGNORECASE)

@@ -93,6 +93,7 @@ _DDL = (
     f"INSERT INTO {SCHEMA}.meta (schema_version) VALUES ({SCHEMA_VERSION})",
 )
 
+
 class _PostgreSQLTransaction:
     def __init__(self, cur: Any, state: LedgerState, next_seq: int, created: bool) -> None:
         self._cur = cur
@@ -219,8 +220,7 @@ class PostgreSQLLedger:
         ).fetchall()
         return pools, allocations
 
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[tuple[list[PoolRow], list[AllocationRow], bool]]:
+    def _snapshot(self) -> tuple[list[PoolRow], list[AllocationRow], bool]:
         """The rows of one committed state, read without a lock and without writing; and whether it is empty
         because the database has no ledger yet."""
         conn = self._connect()
@@ -234,26 +234,26 @@ class PostgreSQLLedger:
             raise LedgerError(f"cannot read the ledger {self.display}: {self._scrub(exc)}") from None
         finally:
             conn.close()
-        yield (*rows, missing)
+        return (*rows, missing)
 
     def read(self) -> LedgerState:
         """A consistent snapshot; a database without the ledger reads as empty and is not changed."""
-        with self._snapshot() as (pools, allocations, _missing):
-            return state_from_rows(pools, allocations, self.display)
+        pools, allocations, _missing = self._snapshot()
+        return state_from_rows(pools, allocations, self.display)
 
-    @contextlib.contextmanager
-    def transaction(self, dry_run: bool = False) -> Iterator[Any]:
+    def transaction(self, dry_run: bool = False) -> contextlib.AbstractContextManager[Any]:
         """Exclusive read-modify-write under the ledger's lock; commits on normal exit unless aborted.
 
         ``dry_run`` (check mode) reads one committed snapshot, runs the operation on a private
         in-memory copy and throws it away: nothing is written to the server, no lock is taken.
         """
         if dry_run:
-            with self._snapshot() as (pools, allocations, missing), scratch_transaction(
-                pools, allocations, self.display, created=missing
-            ) as scratch:
-                yield scratch
-            return
+            pools, allocations, missing = self._snapshot()
+            return scratch_transaction(pools, allocations, self.display, created=missing)
+        return self._locked_transaction()
+
+    @contextlib.contextmanager
+    def _locked_transaction(self) -> Iterator[_PostgreSQLTransaction]:
         conn = self._connect()
         try:
             try:

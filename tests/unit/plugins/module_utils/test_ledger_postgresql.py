@@ -335,7 +335,7 @@ def test_eight_processes_allocating_at_once(postgresql_url):
     for p in workers:
         p.start()
     won, lost = {}, []
-    for _ in workers:
+    for _worker in workers:
         w, lo = out.get(timeout=180)
         won.update(w)
         lost += lo
