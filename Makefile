@@ -87,7 +87,7 @@ integration: $(STAMP) ansible-test-tree postgresql-deps
 speaker-test:
 	@if [ -f speaker/Makefile ]; then $(MAKE) -C speaker test; else echo "speaker: no tests yet"; fi
 
-bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb postgresql-deps
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done
 
 collection: $(STAMP)

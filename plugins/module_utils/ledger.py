@@ -299,7 +299,7 @@ def _load_sqlite(conn: sqlite3.Connection, where: str) -> LedgerState:
         return LedgerState()
     return state_from_rows(
         conn.execute("SELECT name, seq, spec FROM pools ORDER BY seq"),
-        conn.execute("SELECT namespace, name, pool, addresses, service FROM allocations"),
+        conn.execute("SELECT namespace, name, pool, addresses, service FROM allocations ORDER BY namespace, name"),
         where,
     )
 
