@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab-deps postgresql-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
+.PHONY: cluster-bins cluster cluster-destroy lab-deps postgresql-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test bench collection clean
 
 test: lint sanity units integration collection-check speaker-test molecule
 	@echo "make test: all stages passed"
@@ -37,6 +37,18 @@ demo: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 molecule: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(BIN)/molecule test -s default
 	$(BIN)/molecule test -s upgrade
+
+# The Kubernetes control plane the tests use (docs/kubernetes.md), for a person:
+# built from Go modules into build/cluster/bin, started on loopback, left up.
+CLUSTER_NODES ?= node1,node2,node3
+cluster-bins:
+	sh scripts/build-cluster.sh
+
+cluster: cluster-bins
+	$(PYTHON) tests/kubernetes/controlplane.py up --nodes $(CLUSTER_NODES)
+
+cluster-destroy:
+	$(PYTHON) tests/kubernetes/controlplane.py down
 
 # IMAGE=1 also removes the cached lab image
 demo-destroy: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb

@@ -75,6 +75,7 @@ class Speaker:
         self.stopped = asyncio.Event()
         self._recompute_pending = False
         self._pending_route_removals: set[IPAddress] = set()
+        self._draining: set[IPAddress] = set()  # released, still accepting (HANDOVER_GRACE_S)
         self._reannounce_all = False
         self._work: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -139,6 +140,8 @@ class Speaker:
                 if a.announcing:
                     await self.routes.remove(a.address)
                     a.announcing = False
+            for addr in self._draining | self._pending_route_removals:
+                await self.routes.remove(addr)
             self.membership.close()
             self.health.close()
             await self.forwarding.close()
@@ -319,6 +322,10 @@ class Speaker:
                 await self._release(ann)
                 released.append(f"{addr} ({ann.reason})")
         self._update_bgp()
+        if settled and not self.membership.ready:
+            # Only now, with our gratuitous ARPs sent, may the peers covering
+            # for us let go (make before break on rejoin).
+            self.membership.mark_ready()
         if taken:
             log.info("now announcing %d IPs: %s", len(taken), _summary(taken))
         if released:
@@ -344,10 +351,20 @@ class Speaker:
                 responder.leading.discard(ann.address)
 
     async def _release(self, ann: Announcement) -> None:
+        """Stop answering for ``ann`` at once; keep accepting its traffic for
+        HANDOVER_GRACE_S, as on SIGTERM: packets clients sent to our MAC before
+        the new leader's gratuitous ARP reached them still arrive here."""
         self._withdraw_frames(ann)
         ann.announcing = False
-        await self.routes.remove(ann.address)
+        self._draining.add(ann.address)
+        asyncio.get_running_loop().call_later(HANDOVER_GRACE_S, self._drained, ann.address)
         log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
+
+    def _drained(self, address: IPAddress) -> None:
+        # the next reconcile removes the route unless we lead the address again
+        self._draining.discard(address)
+        self._pending_route_removals.add(address)
+        self._schedule()
 
     # --- BGP -----------------------------------------------------------------------
 
@@ -393,13 +410,21 @@ class Speaker:
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
-        members = [{"name": self.config.node, "address": str(self.config.this_node.address), "alive": True}]
+        members = [
+            {
+                "name": self.config.node,
+                "address": str(self.config.this_node.address),
+                "alive": True,
+                "ready": self.membership.ready,
+            }
+        ]
         for p in self.membership.peers.values():
             members.append(
                 {
                     "name": p.name,
                     "address": p.address,
                     "alive": p.alive,
+                    "ready": p.alive and p.ready,
                     "last_seen_ms": round((now - p.last_seen) * 1000) if p.last_seen else None,
                 }
             )

@@ -9,8 +9,16 @@ Wire format (network byte order), followed by an HMAC-SHA256 over all of it:
 nanoseconds and ``sequence`` counts up within it: a receiver accepts a message
 only if (incarnation, sequence) is greater than the last it accepted from that
 node, so a captured message cannot be replayed. The payload is zlib-compressed
-JSON ``{"local": [names of Local services with a healthy endpoint here]}``:
-that is the node's eligibility (Cluster services need none).
+JSON ``{"local": [names of Local services with a healthy endpoint here],
+"ready": bool}``: the node's eligibility (Cluster services need none), and
+whether it leads what it is elected for.
+
+``ready`` makes a rejoin hitless (make before break): a starting speaker is
+alive at its first heartbeat but not ready until it has heard its peers and
+taken the IPs it is elected for (its gratuitous ARPs are out). Peers leave it
+out of their elections until then, so the node covering for it keeps the IPs
+until the returning node already answers for them. A payload without
+``ready`` (a speaker before this change, during a rolling upgrade) counts as ready.
 """
 
 from __future__ import annotations
@@ -55,22 +63,27 @@ class Message:
     incarnation: int
     sequence: int
     local_healthy: frozenset[str]
+    ready: bool = True
 
 
 @functools.lru_cache(maxsize=64)
-def _encode_payload(local_healthy: frozenset[str]) -> bytes:
-    return zlib.compress(json.dumps({"local": sorted(local_healthy)}, separators=(",", ":")).encode())
+def _encode_payload(local_healthy: frozenset[str], ready: bool) -> bytes:
+    doc = {"local": sorted(local_healthy), "ready": ready}
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode())
 
 
 @functools.lru_cache(maxsize=64)
-def _decode_payload(payload: bytes) -> frozenset[str]:
+def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool]:
     doc = json.loads(zlib.decompress(payload, bufsize=MAX_PAYLOAD))
-    return frozenset(str(s) for s in doc["local"])
+    ready = doc.get("ready", True)
+    if not isinstance(ready, bool):
+        raise ValueError(f"ready must be a boolean, got {ready!r}")
+    return frozenset(str(s) for s in doc["local"]), ready
 
 
 def encode(msg: Message, secret: bytes) -> bytes:
     name = msg.node.encode()
-    payload = _encode_payload(msg.local_healthy)
+    payload = _encode_payload(msg.local_healthy, msg.ready)
     head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
     body = head + name + payload
     return body + hmac.digest(secret, body, "sha256")
@@ -92,10 +105,10 @@ def decode(data: bytes, secret: bytes) -> Message:
         raise BadMessage("malformed", f"unknown kind {kind}")
     try:
         name = body[HEADER.size : HEADER.size + name_len].decode()
-        local = _decode_payload(body[HEADER.size + name_len :])
-    except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError) as exc:
+        local, ready = _decode_payload(body[HEADER.size + name_len :])
+    except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadMessage("malformed", f"bad payload: {exc}") from None
-    return Message(kind, name, incarnation, sequence, local)
+    return Message(kind, name, incarnation, sequence, local, ready)
 
 
 @dataclass
@@ -106,6 +119,7 @@ class Peer:
     sequence: int = 0
     last_seen: float = 0.0
     alive: bool = False
+    ready: bool = False
     local_healthy: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -130,6 +144,7 @@ class Membership:
         self.incarnation = time.time_ns()
         self.sequence = 0
         self.started = time.monotonic()
+        self.ready = False  # set by the daemon once it leads what it is elected for
         self.last_tick = self.started
         self.sock: socket.socket | None = None
         self.sent = 0
@@ -168,12 +183,21 @@ class Membership:
         return time.monotonic() - self.started >= self.dead_after + self.interval
 
     def live(self) -> dict[str, frozenset[str]]:
-        """Live nodes (this one included) and the Local services each has healthy."""
+        """The nodes that may lead (this one included; peers alive and ready) and
+        the Local services each has healthy."""
         view = {self.node: self.local_healthy()}
         for p in self.peers.values():
-            if p.alive:
+            if p.alive and p.ready:
                 view[p.name] = p.local_healthy
         return view
+
+    def mark_ready(self) -> None:
+        """This node now answers for every IP it is elected for: say so at once,
+        so the nodes covering for it hand those IPs over (module docstring)."""
+        if not self.ready:
+            self.ready = True
+            log.info("ready: peers may now hand over the IPs this node is elected for")
+            self.nudge()
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -231,7 +255,8 @@ class Membership:
         if not self.sock:
             return
         self.sequence += 1
-        data = encode(Message(kind, self.node, self.incarnation, self.sequence, self.local_healthy()), self.secret)
+        msg = Message(kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready)
+        data = encode(msg, self.secret)
         for p in self.peers.values():
             try:
                 self.sock.sendto(data, (p.address, self.config.membership.port))
@@ -293,10 +318,13 @@ class Membership:
             return
         peer.last_seen = time.monotonic()
         joined = not peer.alive
-        changed = joined or peer.local_healthy != msg.local_healthy
+        changed = joined or peer.local_healthy != msg.local_healthy or peer.ready != msg.ready
+        if msg.ready and not peer.ready and not joined:
+            log.info("node %s is ready", peer.name)
         peer.alive = True
+        peer.ready = msg.ready
         peer.local_healthy = msg.local_healthy
         if joined:
-            log.info("node %s is alive", peer.name)
+            log.info("node %s is alive%s", peer.name, "" if msg.ready else " (starting: not leading yet)")
         if changed:
             self.on_change(joined)

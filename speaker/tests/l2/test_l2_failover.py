@@ -58,3 +58,28 @@ def test_failover(lab, kind, address, tmp_path, capsys):
     assert lab.wait_for(lambda: lab.who_has(address) == [final.mac], 10, 0.3)
     assert lab.wait_for(lambda: lab.tcp(address) == final.name, 10, 0.2)
     assert lab.wait_for(lambda: lab.client_neighbor(address) == final.mac, 10, 0.2)
+
+
+@pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
+def test_rejoin_is_hitless(lab, address, tmp_path, capsys):
+    """A restarted leader takes its IP back without a lost probe: the node covering
+    for it lets go only once the returning node says it already answers (ready)."""
+    lab.all_alive()
+    leader = lab.node_by_name(stable(lab, address))
+    lab.fail(leader, "kill9")
+    cover = lab.node_by_name(stable(lab, address, skip=(leader.name,)))
+    assert lab.wait_for(lambda: lab.tcp(address) == cover.name, 10, 0.2)
+    out = str(tmp_path / "probe.json")
+    probe = lab.start_outage_probe(address, 4.0, out)
+    time.sleep(1.0)
+    lab.restore(leader, "kill9")  # the speaker starts again
+    assert probe.wait(timeout=30) == 0
+    with open(out) as fh:
+        result = json.load(fh)
+    with capsys.disabled():
+        print(f"\n  rejoin    {'IPv6' if ':' in address else 'IPv4'}: failed probes {result['failed']}/"
+              f"{result['probes']}, answered by {result['answered']}")
+    lab.all_alive()
+    assert stable(lab, address) == leader.name  # it ranks first again, and took the IP back
+    assert lab.wait_for(lambda: lab.client_neighbor(address) == leader.mac, 10, 0.2)
+    assert result["failed"] == 0, result

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Builds the test control plane into build/cluster/bin when a binary is missing:
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the
+# k8s.io/kubernetes release pinned in tests/kubernetes/go/go.mod (and its
+# go.sum), kwok at the version below; with the argument `helm`, helm too (the
+# lab needs it, the tests do not). Go and its module proxy come
+# with the machine (docs/kubernetes.md); the caches live under build/cluster.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN=$ROOT/build/cluster/bin
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+export GOCACHE="${GOCACHE:-$ROOT/build/cluster/go-build}"
+export GOMODCACHE="${GOMODCACHE:-$ROOT/build/cluster/go-mod}"
+export GOFLAGS="-trimpath -buildvcs=false"
+export GOTOOLCHAIN=local CGO_ENABLED=0
+
+command -v go >/dev/null || { echo "build-cluster: no 'go' on PATH; these machines have Go 1.26 at /usr/local/go/bin" >&2; exit 1; }
+mkdir -p "$BIN"
+
+need() { [ -x "$BIN/$1" ] && echo "== $1: cached" && return 1; echo "== building $1"; return 0; }
+
+for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  if need $cmd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/$cmd" k8s.io/kubernetes/cmd/$cmd); fi
+done
+if need etcd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/etcd" ./cmd/etcd); fi
+if need kwok; then GOBIN=$BIN go install -ldflags="-s -w" sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION; fi
+if [ "${1:-}" = helm ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v3/cmd/helm@$HELM_VERSION; fi
+"$BIN/kube-apiserver" --version

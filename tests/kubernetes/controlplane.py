@@ -1,0 +1,325 @@
+"""A real Kubernetes control plane on loopback, for the tests, the benches and ``make cluster``.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from
+the ``k8s.io/kubernetes`` Go module at the release pinned in ``go/go.mod``
+(``scripts/build-cluster.sh``); kwok simulates the nodes and makes pods Ready,
+so the real EndpointSlice controller publishes endpoints for them.
+
+Everything listens on 127.0.0.1 on ports chosen free at start. TLS with a CA
+made for the run; the client (``admin.kubeconfig``) authenticates with a client
+certificate in ``system:masters``. Processes are stopped by the PIDs this module
+recorded in ``state.json`` (``stop``), never by name.
+
+    python3 tests/kubernetes/controlplane.py up   [--dir DIR] [--nodes a,b,c]
+    python3 tests/kubernetes/controlplane.py down [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BIN = Path(os.environ.get("LB_CLUSTER_BIN") or REPO / "build" / "cluster" / "bin")
+DEFAULT_DIR = REPO / "build" / "cluster" / "run"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+# Cluster IPs and pod IPs only ever live in etcd here (no kube-proxy, no CNI),
+# but they are documentation ranges all the same.
+SERVICE_CIDRS = "203.0.113.0/25,2001:db8:ffff:1::/112"
+POD_CIDR = "198.51.100.224/27"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+START_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def make_pki(pki: Path) -> None:
+    """A CA, the apiserver's serving certificate, an admin client, the service-account key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+          "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=baremetal-lb-test-ca"], pki)
+    ext = pki / "apiserver.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"
+    )
+    for name, subj, extfile in (
+        ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
+        ("admin", "/O=system:masters/CN=baremetal-lb-admin", None),
+    ):
+        _run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj], pki)
+        sign = ["openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "30"]
+        if extfile:
+            sign += ["-extfile", extfile]
+        _run(sign, pki)
+    _run(["openssl", "genrsa", "-out", "sa.key", "2048"], pki)
+    _run(["openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], pki)
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "baremetal-lb-test",
+                              "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+                "users": [{"name": user, "user": {"client-certificate": str(pki / f"{user}.crt"),
+                                                  "client-key": str(pki / f"{user}.key")}}],
+                "contexts": [{"name": "baremetal-lb-test", "context": {"cluster": "baremetal-lb-test", "user": user}}],
+                "current-context": "baremetal-lb-test",
+            },
+            indent=2,
+        )
+    )
+
+
+@dataclass
+class ControlPlane:
+    """One running control plane; ``state.json`` in ``dir`` records its PIDs and ports."""
+
+    dir: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def _ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
+        ctx.load_cert_chain(str(self.dir / "pki" / "admin.crt"), str(self.dir / "pki" / "admin.key"))
+        return ctx
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.server + path, context=self._ssl(), timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=self.dir)
+        log.close()
+        self.pids[name] = proc.pid
+        self._save()
+
+    def _save(self) -> None:
+        (self.dir / "state.json").write_text(json.dumps({"pids": self.pids, "ports": self.ports}, indent=2))
+
+    def _alive(self, name: str) -> bool:
+        pid = self.pids.get(name)
+        if not pid:
+            return False
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            waited = 0
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+        return waited == 0
+
+    def _wait(self, what: str, check, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in self.pids:
+                if not self._alive(name):
+                    raise RuntimeError(f"{name} exited while waiting for {what}; see {self.dir / (name + '.log')}")
+            with contextlib.suppress(OSError, ssl.SSLError):
+                if check():
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.dir}")
+
+    def start(self, nodes: tuple[str, ...] = ()) -> ControlPlane:
+        missing = [b for b in BINARIES if not (BIN / b).exists()]
+        if missing:
+            raise RuntimeError(f"missing {', '.join(missing)} in {BIN}: run scripts/build-cluster.sh (make cluster-bins)")
+        if (self.dir / "state.json").exists():
+            raise RuntimeError(f"{self.dir} holds a running control plane (state.json): stop it first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pki = self.dir / "pki"
+        make_pki(pki)
+        self.ports = {n: free_port() for n in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")}
+        etcd = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        try:
+            self._spawn("etcd", [str(BIN / "etcd"), "--name", "lbtest", "--data-dir", str(self.dir / "etcd"),
+                                 "--listen-client-urls", etcd, "--advertise-client-urls", etcd,
+                                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                 "--initial-cluster", f"lbtest={peer}", "--unsafe-no-fsync",
+                                 "--log-level", "warn"])
+            self._wait("etcd", lambda: urllib.request.urlopen(etcd + "/health", timeout=2).status == 200)
+            self._spawn("kube-apiserver", [
+                str(BIN / "kube-apiserver"),
+                f"--etcd-servers={etcd}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDRS}",
+                "--authorization-mode=Node,RBAC",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=0",
+            ])
+            self._wait("kube-apiserver /readyz", lambda: self.get("/readyz", 2)[0] == 200)
+            write_kubeconfig(self.kubeconfig, self.server, pki)
+            kc = f"--kubeconfig={self.kubeconfig}"
+            self._spawn("kube-controller-manager", [
+                str(BIN / "kube-controller-manager"), kc,
+                f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1", f"--secure-port={self.ports['kcm']}",
+                "--leader-elect=false", "--use-service-account-credentials=false",
+                f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-cluster-ip-range={SERVICE_CIDRS}",
+                "--node-monitor-grace-period=20s",
+                "--profiling=false",
+            ])
+            self._spawn("kube-scheduler", [
+                str(BIN / "kube-scheduler"), kc,
+                f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
+                "--leader-elect=false", "--profiling=false",
+            ])
+            self._spawn("kwok", [
+                str(BIN / "kwok"), kc, f"--config={HERE / 'kwok-stages.yaml'}",
+                "--node-lease-duration-seconds=40",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            ])
+            # the default ServiceAccount is what pods need before they are admitted
+            self._wait("the default ServiceAccount",
+                       lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default", 2)[0] == 200)
+            for node in nodes:
+                self.add_node(node)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], input=input, text=True,
+                              capture_output=True, check=check, timeout=60)
+
+    def add_node(self, name: str, labels: dict[str, str] | None = None, addresses: tuple[str, ...] = ()) -> None:
+        """A kwok node: kwok keeps it Ready (heartbeats, a Lease) and runs the pods bound to it.
+
+        ``addresses`` become its InternalIPs (the lab's node addresses), as a kubelet registers them.
+        """
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "type": "kwok", **(labels or {})}},
+            "spec": {},
+        }
+        if addresses:
+            node["status"] = {"addresses": [{"type": "InternalIP", "address": a} for a in addresses]
+                              + [{"type": "Hostname", "address": name}]}
+        self.kubectl("create", "-f", "-", input=json.dumps(node))
+
+        def ready() -> bool:
+            out = self.kubectl("get", "node", name, "-o", "json", check=False)
+            if out.returncode:
+                return False
+            conds = json.loads(out.stdout).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+        self._wait(f"node {name} Ready", ready, timeout=60)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.pids)):
+            stop_pid(self.pids[name])
+        self.pids.clear()
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / "state.json").unlink()
+
+    @classmethod
+    def load(cls, directory: Path) -> ControlPlane:
+        state = json.loads((directory / "state.json").read_text())
+        return cls(dir=directory, pids=state["pids"], ports=state["ports"])
+
+
+def stop_pid(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM, wait, SIGKILL: only the process this module started (its session)."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return
+            except ChildProcessError:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+            time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=("up", "down"))
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--nodes", default="", help="comma-separated kwok node names")
+    args = p.parse_args(argv)
+    if args.action == "down":
+        if not (args.dir / "state.json").exists():
+            print(f"no control plane recorded in {args.dir}")
+            return 0
+        ControlPlane.load(args.dir).stop()
+        shutil.rmtree(args.dir, ignore_errors=True)
+        print(f"stopped the control plane in {args.dir}")
+        return 0
+    cp = ControlPlane(args.dir).start(tuple(n for n in args.nodes.split(",") if n))
+    print(f"control plane up: {cp.server}\nkubeconfig: {cp.kubeconfig}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
