@@ -10,15 +10,19 @@ nanoseconds and ``sequence`` counts up within it: a receiver accepts a message
 only if (incarnation, sequence) is greater than the last it accepted from that
 node, so a captured message cannot be replayed. The payload is zlib-compressed
 JSON ``{"local": [names of Local services with a healthy endpoint here],
-"ready": bool}``: the node's eligibility (Cluster services need none), and
-whether it leads what it is elected for.
+"ready": bool, "families": [4, 6]}``: the node's eligibility (Cluster
+services need none), whether it leads what it is elected for, and the address
+families its announcing interfaces can serve now (an interface whose link went
+down comes back without its IPv6 addresses; such a node must not take an IPv6
+IP it cannot answer for).
 
 ``ready`` makes a rejoin hitless (make before break): a starting speaker is
 alive at its first heartbeat but not ready until it has heard its peers and
 taken the IPs it is elected for (its gratuitous ARPs are out). Peers leave it
 out of their elections until then, so the node covering for it keeps the IPs
 until the returning node already answers for them. A payload without
-``ready`` (a speaker before this change, during a rolling upgrade) counts as ready.
+``ready`` (a speaker before this change, during a rolling upgrade) counts as
+ready, and one without ``families`` as serving both.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ LEAVING = 2
 HEADER = struct.Struct("!4sBBHQQI")
 MAC_LEN = 32
 MAX_PAYLOAD = 60000
+BOTH_FAMILIES = frozenset({4, 6})
 
 
 class BadMessage(ValueError):
@@ -64,26 +69,30 @@ class Message:
     sequence: int
     local_healthy: frozenset[str]
     ready: bool = True
+    families: frozenset[int] = BOTH_FAMILIES
 
 
 @functools.lru_cache(maxsize=64)
-def _encode_payload(local_healthy: frozenset[str], ready: bool) -> bytes:
-    doc = {"local": sorted(local_healthy), "ready": ready}
+def _encode_payload(local_healthy: frozenset[str], ready: bool, families: frozenset[int]) -> bytes:
+    doc = {"local": sorted(local_healthy), "ready": ready, "families": sorted(families)}
     return zlib.compress(json.dumps(doc, separators=(",", ":")).encode())
 
 
 @functools.lru_cache(maxsize=64)
-def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool]:
+def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool, frozenset[int]]:
     doc = json.loads(zlib.decompress(payload, bufsize=MAX_PAYLOAD))
     ready = doc.get("ready", True)
     if not isinstance(ready, bool):
         raise ValueError(f"ready must be a boolean, got {ready!r}")
-    return frozenset(str(s) for s in doc["local"]), ready
+    families = doc.get("families", [4, 6])
+    if not isinstance(families, list) or not set(families) <= BOTH_FAMILIES:
+        raise ValueError(f"families must be a list of 4 and 6, got {families!r}")
+    return frozenset(str(s) for s in doc["local"]), ready, frozenset(families)
 
 
 def encode(msg: Message, secret: bytes) -> bytes:
     name = msg.node.encode()
-    payload = _encode_payload(msg.local_healthy, msg.ready)
+    payload = _encode_payload(msg.local_healthy, msg.ready, msg.families)
     head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
     body = head + name + payload
     return body + hmac.digest(secret, body, "sha256")
@@ -105,10 +114,10 @@ def decode(data: bytes, secret: bytes) -> Message:
         raise BadMessage("malformed", f"unknown kind {kind}")
     try:
         name = body[HEADER.size : HEADER.size + name_len].decode()
-        local, ready = _decode_payload(body[HEADER.size + name_len :])
+        local, ready, families = _decode_payload(body[HEADER.size + name_len :])
     except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadMessage("malformed", f"bad payload: {exc}") from None
-    return Message(kind, name, incarnation, sequence, local, ready)
+    return Message(kind, name, incarnation, sequence, local, ready, families)
 
 
 @dataclass
@@ -121,6 +130,7 @@ class Peer:
     alive: bool = False
     ready: bool = False
     local_healthy: frozenset[str] = field(default_factory=frozenset)
+    families: frozenset[int] = BOTH_FAMILIES
 
 
 class Membership:
@@ -137,8 +147,10 @@ class Membership:
         local_healthy: Callable[[], frozenset[str]],
         on_change: Callable[[bool], None],
         metrics: Metrics,
+        families: Callable[[], frozenset[int]] = lambda: BOTH_FAMILIES,
     ) -> None:
         self.local_healthy = local_healthy
+        self.families = families
         self.on_change = on_change
         self.metrics = metrics
         self.incarnation = time.time_ns()
@@ -189,6 +201,14 @@ class Membership:
         for p in self.peers.values():
             if p.alive and p.ready:
                 view[p.name] = p.local_healthy
+        return view
+
+    def families_of(self) -> dict[str, frozenset[int]]:
+        """The address families each node in ``live()`` can serve now."""
+        view = {self.node: self.families()}
+        for p in self.peers.values():
+            if p.alive and p.ready:
+                view[p.name] = p.families
         return view
 
     def mark_ready(self) -> None:
@@ -255,7 +275,9 @@ class Membership:
         if not self.sock:
             return
         self.sequence += 1
-        msg = Message(kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready)
+        msg = Message(
+            kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready, self.families()
+        )
         data = encode(msg, self.secret)
         for p in self.peers.values():
             try:
@@ -318,12 +340,18 @@ class Membership:
             return
         peer.last_seen = time.monotonic()
         joined = not peer.alive
-        changed = joined or peer.local_healthy != msg.local_healthy or peer.ready != msg.ready
+        changed = (
+            joined
+            or peer.local_healthy != msg.local_healthy
+            or peer.ready != msg.ready
+            or peer.families != msg.families
+        )
         if msg.ready and not peer.ready and not joined:
             log.info("node %s is ready", peer.name)
         peer.alive = True
         peer.ready = msg.ready
         peer.local_healthy = msg.local_healthy
+        peer.families = msg.families
         if joined:
             log.info("node %s is alive%s", peer.name, "" if msg.ready else " (starting: not leading yet)")
         if changed:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import stable
-from l2lab import VIP4, VIP6
+from l2lab import VIP4, VIP6, sh
 
 KINDS = ["kill9", "sigterm", "linkdown", "partition"]
 
@@ -83,3 +83,29 @@ def test_rejoin_is_hitless(lab, address, tmp_path, capsys):
     assert stable(lab, address) == leader.name  # it ranks first again, and took the IP back
     assert lab.wait_for(lambda: lab.client_neighbor(address) == leader.mac, 10, 0.2)
     assert result["failed"] == 0, result
+
+
+def test_link_back_without_its_ipv6_address_does_not_take_the_ipv6_ip(lab):
+    """The kernel flushes IPv6 addresses on link-down; a node whose link comes back
+    without them must leave its IPv6 IP to a node that can serve it, and say why."""
+    lab.all_alive()
+    leader = lab.node_by_name(stable(lab, VIP6))
+    sh("ip", "-n", leader.ns, "link", "set", "eth0", "down")
+    try:
+        cover = stable(lab, VIP6, skip=(leader.name,))
+        sh("ip", "-n", leader.ns, "link", "set", "eth0", "up")  # back, without its IPv6 address
+        lab.all_alive()
+        assert stable(lab, VIP6) == cover
+
+        def says_why():
+            doc = lab.status(leader) or {"announcements": []}
+            entry = [a for a in doc["announcements"] if a["address"] == VIP6]
+            return entry and not entry[0]["announcing"] and "cannot serve IPv6 here" in entry[0]["reason"]
+
+        assert lab.wait_for(says_why, 10, 0.2), lab.status(leader)
+        assert lab.tcp(VIP6) == cover
+        assert lab.who_has(VIP6) == [lab.node_by_name(cover).mac]
+    finally:
+        lab.restore(leader, "linkdown")  # the address comes back
+    assert stable(lab, VIP6) == leader.name
+    assert lab.wait_for(lambda: lab.tcp(VIP6) == leader.name, 10, 0.2)

@@ -146,3 +146,17 @@ def test_mark_ready_sends_at_once_and_only_once():
         assert m.ready and sent == [HEARTBEAT]
 
     asyncio.run(scenario())
+
+
+def test_families_travel_and_a_change_is_a_membership_change():
+    async def scenario():
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, Metrics(), families=lambda: frozenset({4}))
+        src = ("198.51.100.12", 7946)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), SECRET), src)
+        assert m.families_of() == {"node1": frozenset({4}), "node2": frozenset({4, 6})}
+        lost_v6 = Message(HEARTBEAT, "node2", 1, 2, frozenset(), True, frozenset({4}))
+        m.datagram_received(membership.encode(lost_v6, SECRET), src)
+        assert m.families_of()["node2"] == frozenset({4}) and len(changes) == 2
+
+    asyncio.run(scenario())
