@@ -233,4 +233,9 @@ def file_name(resource: Mapping[str, Any]) -> str:
 
 
 def to_yaml(resource: Mapping[str, Any]) -> str:
-    return "---\n" + yaml.dump(dict(resource), Dumper=PlainDumper, sort_keys=False, default_flow_style=False)
+    return "---\n" + plain_yaml(dict(resource))
+
+
+def plain_yaml(data: object) -> str:
+    """Block-style YAML in the data's own key order, without anchors (needs PyYAML: ``HAS_YAML``)."""
+    return yaml.dump(data, Dumper=PlainDumper, sort_keys=False, default_flow_style=False)
