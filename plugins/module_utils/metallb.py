@@ -146,6 +146,11 @@ METALLB_SPELLING = {
     "aggregation_length": "spec.aggregationLength",
     "aggregation_length_v6": "spec.aggregationLengthV6",
 }
+# PyYAML (and so Ansible's from_yaml) reads an unquoted 1234:1 as the base-60 integer 74041
+_BASE_60 = (
+    "; a community such as 1234:1 read by a YAML 1.1 reader (Ansible's from_yaml) becomes a number: "
+    "quote it, or give the file in src"
+)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -288,7 +293,7 @@ def _strings(value: object, where: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InputError(where, value, "must be a list of non-empty strings")
+        raise InputError(where, value, f"must be a list of non-empty strings{_BASE_60}")
     return list(value)
 
 
@@ -376,7 +381,7 @@ def _community_aliases(docs: Sequence[Document]) -> dict[str, str]:
             if not isinstance(name, str) or not name:
                 raise InputError(f"{at}.name", name, "is required")
             if not isinstance(value, str) or not value:
-                raise InputError(f"{at}.value", value, "is required")
+                raise InputError(f"{at}.value", value, f"is required, as a string{_BASE_60}")
             _community(value, f"{at}.value")
             if aliases.get(name, value) != value:
                 raise InputError(f"{at}.value", value, f"alias {name!r} is defined with {aliases[name]!r} too")

@@ -179,6 +179,7 @@ else:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
+from ansible_collections.baremetal.lb.plugins.module_utils.manifest import load_manifests
 from ansible_collections.baremetal.lb.plugins.module_utils.metallb import group_vars_text, translate
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -199,7 +200,7 @@ def _read(path: str) -> list[tuple[str, object]]:
         text = handle.read()
     if path.endswith(".json"):
         return [(f"{path}[0]", json.loads(text))]
-    return [(f"{path}[{i}]", doc) for i, doc in enumerate(yaml.safe_load_all(text))]
+    return [(f"{path}[{i}]", doc) for i, doc in enumerate(load_manifests(text))]
 
 
 def _current(path: str) -> str | None:
