@@ -479,11 +479,12 @@ def _peer(
                 )
             ],
         )
-    address = spec.get("peerAddress")
+    given = spec.get("peerAddress")
+    address = given.strip() if isinstance(given, str) else ""
     try:
-        ipaddress.ip_address(str(address).strip() if isinstance(address, str) else "")
+        ipaddress.ip_address(address)
     except ValueError:
-        raise InputError(doc.path("spec.peerAddress"), address, "is required: the router's IP address") from None
+        raise InputError(doc.path("spec.peerAddress"), given, "is required: the router's IP address") from None
     if asn is not None and my_asn != asn:
         return (
             None,
@@ -496,7 +497,7 @@ def _peer(
                 )
             ],
         )
-    peer: dict[str, Any] = {"name": doc.name, "address": address.strip()}
+    peer: dict[str, Any] = {"name": doc.name, "address": address}
     if spec.get("peerASN"):
         peer["asn"] = _whole(spec["peerASN"], doc.path("spec.peerASN"), 1, 0xFFFFFFFF)
     elif spec.get("dynamicASN") == "internal":
