@@ -259,6 +259,15 @@ def to_yaml(resource: Mapping[str, Any]) -> str:
     return "---\n" + plain_yaml(dict(resource))
 
 
+def current_text(path: str) -> str | None:
+    """A written file's text, or None when there is none yet (what the modules compare before writing)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
 def load_manifests(text: str) -> list[Any]:
     """Every document of a YAML text, read as Kubernetes reads it (:class:`ManifestLoader`)."""
     return list(yaml.load_all(text, Loader=ManifestLoader))  # a SafeLoader

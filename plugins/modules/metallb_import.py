@@ -179,7 +179,7 @@ else:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
-from ansible_collections.baremetal.lb.plugins.module_utils.manifest import load_manifests
+from ansible_collections.baremetal.lb.plugins.module_utils.manifest import current_text, load_manifests
 from ansible_collections.baremetal.lb.plugins.module_utils.metallb import group_vars_text, translate
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -201,14 +201,6 @@ def _read(path: str) -> list[tuple[str, object]]:
     if path.endswith(".json"):
         return [(f"{path}[0]", json.loads(text))]
     return [(f"{path}[{i}]", doc) for i, doc in enumerate(load_manifests(text))]
-
-
-def _current(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def main() -> None:
@@ -249,7 +241,7 @@ def main() -> None:
     dest = params["dest"]
     if dest:
         content = group_vars_text(migration, sources)
-        before = _current(dest)
+        before = current_text(dest)
         result["dest"] = dest
         if before != content:
             result["changed"] = True
