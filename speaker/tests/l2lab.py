@@ -89,8 +89,11 @@ class Lab:
         for ns, port, v4, v6 in hosts:
             sh("ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh("ip", "-n", self.br, "link", "set", port, "master", "br0", "up")
+            # forwarding off: a namespace inherits the host's forwarding=1, and an old
+            # owner that forwards to the new one hides an L2 black hole
             for knob in ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-                         "net.ipv6.conf.eth0.accept_dad=0"):
+                         "net.ipv6.conf.eth0.accept_dad=0", "net.ipv4.ip_forward=0",
+                         "net.ipv6.conf.all.forwarding=0"):
                 sh("ip", "netns", "exec", ns, "sysctl", "-qw", knob)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")

@@ -23,8 +23,8 @@ from .forwarding import StandaloneForwarding
 from .health import HealthChecker
 from .host import LocalRoutes, ensure_arp_sysctls, restore_arp_sysctls
 from .layer2 import Announcer, InterfaceResponder
-from .link import LinkWatcher
-from .membership import Membership
+from .link import LinkWatcher, unserved_families
+from .membership import BOTH_FAMILIES, Membership
 from .metrics import Metrics
 from .status import BgpProvider, StatusServer
 
@@ -59,11 +59,15 @@ class Speaker:
         self.metrics = Metrics()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
         self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
-        self.membership = Membership(config, self._local_healthy, self._membership_changed, self.metrics)
+        # interface -> address families it has no address of (cannot serve); see link.py
+        self.unserved: dict[str, tuple[int, ...]] = {}
+        self.membership = Membership(
+            config, self._local_healthy, self._membership_changed, self.metrics, families=self._families
+        )
         self.routes = LocalRoutes()
         self.responders: dict[str, InterfaceResponder] = {}
         self.announcer = Announcer(self.responders)
-        self.links = LinkWatcher(self._link_up)
+        self.links = LinkWatcher(self._link_up, self._addresses_changed)
         self.bgp: BgpSpeaker | None = None
         self._bgp_sent: tuple[BgpAnnouncement, ...] | None = None
         self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp or self._bgp_status)
@@ -75,6 +79,7 @@ class Speaker:
         self.stopped = asyncio.Event()
         self._recompute_pending = False
         self._pending_route_removals: set[IPAddress] = set()
+        self._draining: set[IPAddress] = set()  # released, still accepting (HANDOVER_GRACE_S)
         self._reannounce_all = False
         self._work: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -139,6 +144,8 @@ class Speaker:
                 if a.announcing:
                     await self.routes.remove(a.address)
                     a.announcing = False
+            for addr in self._draining | self._pending_route_removals:
+                await self.routes.remove(addr)
             self.membership.close()
             self.health.close()
             await self.forwarding.close()
@@ -197,6 +204,7 @@ class Speaker:
             responder.open()
             self.responders[name] = responder
         self.links.watch(wanted_ifaces)
+        self.unserved = unserved_families(wanted_ifaces)
 
         self.health.configure(
             {s.name: s.health_check for s in cfg.services if s.external_traffic_policy == "Local" and s.health_check}
@@ -249,6 +257,20 @@ class Speaker:
         """Local services healthy here: by their health check, or by a healthy backend on this node."""
         return self.health.snapshot() | self.forwarding.local_healthy()
 
+    def _families(self) -> frozenset[int]:
+        """The families this node can serve on every interface it announces on."""
+        return BOTH_FAMILIES - {f for missing in self.unserved.values() for f in missing}
+
+    def _addresses_changed(self) -> None:
+        unserved = unserved_families(self.responders)
+        if unserved != self.unserved:
+            for name in sorted(set(unserved) | set(self.unserved)):
+                if unserved.get(name) != self.unserved.get(name):
+                    missing = ", ".join(f"IPv{f}" for f in unserved.get(name, ())) or "none"
+                    log.warning("%s: address families it cannot serve now: %s", name, missing)
+            self.unserved = unserved
+            self._eligibility_changed()
+
     def _eligibility_changed(self) -> None:
         self.membership.nudge()
         self._schedule()
@@ -285,6 +307,7 @@ class Speaker:
             self._pending_route_removals.discard(addr)
         settled = self.membership.settled
         live = self.membership.live()
+        families = self.membership.families_of()
         reannounce, self._reannounce_all = self._reannounce_all, False
         taken: list[str] = []
         released: list[str] = []
@@ -293,7 +316,7 @@ class Speaker:
                 await asyncio.sleep(0)  # let heartbeats and ARP through on big tables
                 if self.stopping:
                     return
-            result = election.elect(addr, self.services_by_ip.get(addr, []), live)
+            result = election.elect(addr, self.services_by_ip.get(addr, []), live, families)
             if result.leader != ann.leader and settled:
                 self.metrics.inc("leader_changes_total")
                 log.debug("%s: leader %s -> %s", addr, ann.leader, result.leader)
@@ -301,6 +324,11 @@ class Speaker:
             lead = settled and result.leader == self.config.node
             if not settled:
                 ann.reason = "waiting for membership to settle"
+            elif addr.version not in families[self.config.node]:
+                where = ", ".join(n for n, missing in sorted(self.unserved.items()) if addr.version in missing)
+                ann.reason = f"cannot serve IPv{addr.version} here (no IPv{addr.version} address on {where}); " + (
+                    f"leader is {result.leader}" if result.leader else "no other node can"
+                )
             elif result.leader is None:
                 ann.reason = "no eligible node (no live node has a healthy local endpoint)"
             elif lead:
@@ -319,6 +347,10 @@ class Speaker:
                 await self._release(ann)
                 released.append(f"{addr} ({ann.reason})")
         self._update_bgp()
+        if settled and not self.membership.ready:
+            # Only now, with our gratuitous ARPs sent, may the peers covering
+            # for us let go (make before break on rejoin).
+            self.membership.mark_ready()
         if taken:
             log.info("now announcing %d IPs: %s", len(taken), _summary(taken))
         if released:
@@ -344,10 +376,20 @@ class Speaker:
                 responder.leading.discard(ann.address)
 
     async def _release(self, ann: Announcement) -> None:
+        """Stop answering for ``ann`` at once; keep accepting its traffic for
+        HANDOVER_GRACE_S, as on SIGTERM: packets clients sent to our MAC before
+        the new leader's gratuitous ARP reached them still arrive here."""
         self._withdraw_frames(ann)
         ann.announcing = False
-        await self.routes.remove(ann.address)
+        self._draining.add(ann.address)
+        asyncio.get_running_loop().call_later(HANDOVER_GRACE_S, self._drained, ann.address)
         log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
+
+    def _drained(self, address: IPAddress) -> None:
+        # the next reconcile removes the route unless we lead the address again
+        self._draining.discard(address)
+        self._pending_route_removals.add(address)
+        self._schedule()
 
     # --- BGP -----------------------------------------------------------------------
 
@@ -393,13 +435,21 @@ class Speaker:
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
-        members = [{"name": self.config.node, "address": str(self.config.this_node.address), "alive": True}]
+        members = [
+            {
+                "name": self.config.node,
+                "address": str(self.config.this_node.address),
+                "alive": True,
+                "ready": self.membership.ready,
+            }
+        ]
         for p in self.membership.peers.values():
             members.append(
                 {
                     "name": p.name,
                     "address": p.address,
                     "alive": p.alive,
+                    "ready": p.alive and p.ready,
                     "last_seen_ms": round((now - p.last_seen) * 1000) if p.last_seen else None,
                 }
             )

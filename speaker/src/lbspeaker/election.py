@@ -52,14 +52,24 @@ def elect(
     address: IPAddress,
     services: Iterable[ServiceConfig],
     live: Mapping[str, frozenset[str]],
+    families: Mapping[str, frozenset[int]] | None = None,
 ) -> IPElection:
     """Elect the leader of ``address``.
 
     ``live`` maps each live node (this one included) to the names of the Local
-    services it reports healthy.
+    services it reports healthy; ``families``, where given, each node to the
+    address families it can serve now (a node without an IPv6 address on its
+    interface cannot lead an IPv6 IP).
     """
     svcs = tuple(services)
-    candidates = rank((n for n, healthy in live.items() if eligible(svcs, healthy)), address)
+    candidates = rank(
+        (
+            n
+            for n, healthy in live.items()
+            if (families is None or address.version in families.get(n, (4, 6))) and eligible(svcs, healthy)
+        ),
+        address,
+    )
     return IPElection(address, tuple(s.name for s in svcs), tuple(candidates), candidates[0] if candidates else None)
 
 

@@ -9,8 +9,20 @@ Wire format (network byte order), followed by an HMAC-SHA256 over all of it:
 nanoseconds and ``sequence`` counts up within it: a receiver accepts a message
 only if (incarnation, sequence) is greater than the last it accepted from that
 node, so a captured message cannot be replayed. The payload is zlib-compressed
-JSON ``{"local": [names of Local services with a healthy endpoint here]}``:
-that is the node's eligibility (Cluster services need none).
+JSON ``{"local": [names of Local services with a healthy endpoint here],
+"ready": bool, "families": [4, 6]}``: the node's eligibility (Cluster
+services need none), whether it leads what it is elected for, and the address
+families its announcing interfaces can serve now (an interface whose link went
+down comes back without its IPv6 addresses; such a node must not take an IPv6
+IP it cannot answer for).
+
+``ready`` makes a rejoin hitless (make before break): a starting speaker is
+alive at its first heartbeat but not ready until it has heard its peers and
+taken the IPs it is elected for (its gratuitous ARPs are out). Peers leave it
+out of their elections until then, so the node covering for it keeps the IPs
+until the returning node already answers for them. A payload without
+``ready`` (a speaker before this change, during a rolling upgrade) counts as
+ready, and one without ``families`` as serving both.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ LEAVING = 2
 HEADER = struct.Struct("!4sBBHQQI")
 MAC_LEN = 32
 MAX_PAYLOAD = 60000
+BOTH_FAMILIES = frozenset({4, 6})
 
 
 class BadMessage(ValueError):
@@ -55,22 +68,31 @@ class Message:
     incarnation: int
     sequence: int
     local_healthy: frozenset[str]
+    ready: bool = True
+    families: frozenset[int] = BOTH_FAMILIES
 
 
 @functools.lru_cache(maxsize=64)
-def _encode_payload(local_healthy: frozenset[str]) -> bytes:
-    return zlib.compress(json.dumps({"local": sorted(local_healthy)}, separators=(",", ":")).encode())
+def _encode_payload(local_healthy: frozenset[str], ready: bool, families: frozenset[int]) -> bytes:
+    doc = {"local": sorted(local_healthy), "ready": ready, "families": sorted(families)}
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode())
 
 
 @functools.lru_cache(maxsize=64)
-def _decode_payload(payload: bytes) -> frozenset[str]:
+def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool, frozenset[int]]:
     doc = json.loads(zlib.decompress(payload, bufsize=MAX_PAYLOAD))
-    return frozenset(str(s) for s in doc["local"])
+    ready = doc.get("ready", True)
+    if not isinstance(ready, bool):
+        raise ValueError(f"ready must be a boolean, got {ready!r}")
+    families = doc.get("families", [4, 6])
+    if not isinstance(families, list) or not set(families) <= BOTH_FAMILIES:
+        raise ValueError(f"families must be a list of 4 and 6, got {families!r}")
+    return frozenset(str(s) for s in doc["local"]), ready, frozenset(families)
 
 
 def encode(msg: Message, secret: bytes) -> bytes:
     name = msg.node.encode()
-    payload = _encode_payload(msg.local_healthy)
+    payload = _encode_payload(msg.local_healthy, msg.ready, msg.families)
     head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
     body = head + name + payload
     return body + hmac.digest(secret, body, "sha256")
@@ -92,10 +114,10 @@ def decode(data: bytes, secret: bytes) -> Message:
         raise BadMessage("malformed", f"unknown kind {kind}")
     try:
         name = body[HEADER.size : HEADER.size + name_len].decode()
-        local = _decode_payload(body[HEADER.size + name_len :])
-    except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError) as exc:
+        local, ready, families = _decode_payload(body[HEADER.size + name_len :])
+    except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadMessage("malformed", f"bad payload: {exc}") from None
-    return Message(kind, name, incarnation, sequence, local)
+    return Message(kind, name, incarnation, sequence, local, ready, families)
 
 
 @dataclass
@@ -106,7 +128,9 @@ class Peer:
     sequence: int = 0
     last_seen: float = 0.0
     alive: bool = False
+    ready: bool = False
     local_healthy: frozenset[str] = field(default_factory=frozenset)
+    families: frozenset[int] = BOTH_FAMILIES
 
 
 class Membership:
@@ -123,13 +147,16 @@ class Membership:
         local_healthy: Callable[[], frozenset[str]],
         on_change: Callable[[bool], None],
         metrics: Metrics,
+        families: Callable[[], frozenset[int]] = lambda: BOTH_FAMILIES,
     ) -> None:
         self.local_healthy = local_healthy
+        self.families = families
         self.on_change = on_change
         self.metrics = metrics
         self.incarnation = time.time_ns()
         self.sequence = 0
         self.started = time.monotonic()
+        self.ready = False  # set by the daemon once it leads what it is elected for
         self.last_tick = self.started
         self.sock: socket.socket | None = None
         self.sent = 0
@@ -168,12 +195,29 @@ class Membership:
         return time.monotonic() - self.started >= self.dead_after + self.interval
 
     def live(self) -> dict[str, frozenset[str]]:
-        """Live nodes (this one included) and the Local services each has healthy."""
+        """The nodes that may lead (this one included; peers alive and ready) and
+        the Local services each has healthy."""
         view = {self.node: self.local_healthy()}
         for p in self.peers.values():
-            if p.alive:
+            if p.alive and p.ready:
                 view[p.name] = p.local_healthy
         return view
+
+    def families_of(self) -> dict[str, frozenset[int]]:
+        """The address families each node in ``live()`` can serve now."""
+        view = {self.node: self.families()}
+        for p in self.peers.values():
+            if p.alive and p.ready:
+                view[p.name] = p.families
+        return view
+
+    def mark_ready(self) -> None:
+        """This node now answers for every IP it is elected for: say so at once,
+        so the nodes covering for it hand those IPs over (module docstring)."""
+        if not self.ready:
+            self.ready = True
+            log.info("ready: peers may now hand over the IPs this node is elected for")
+            self.nudge()
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -231,7 +275,10 @@ class Membership:
         if not self.sock:
             return
         self.sequence += 1
-        data = encode(Message(kind, self.node, self.incarnation, self.sequence, self.local_healthy()), self.secret)
+        msg = Message(
+            kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready, self.families()
+        )
+        data = encode(msg, self.secret)
         for p in self.peers.values():
             try:
                 self.sock.sendto(data, (p.address, self.config.membership.port))
@@ -293,10 +340,19 @@ class Membership:
             return
         peer.last_seen = time.monotonic()
         joined = not peer.alive
-        changed = joined or peer.local_healthy != msg.local_healthy
+        changed = (
+            joined
+            or peer.local_healthy != msg.local_healthy
+            or peer.ready != msg.ready
+            or peer.families != msg.families
+        )
+        if msg.ready and not peer.ready and not joined:
+            log.info("node %s is ready", peer.name)
         peer.alive = True
+        peer.ready = msg.ready
         peer.local_healthy = msg.local_healthy
+        peer.families = msg.families
         if joined:
-            log.info("node %s is alive", peer.name)
+            log.info("node %s is alive%s", peer.name, "" if msg.ready else " (starting: not leading yet)")
         if changed:
             self.on_change(joined)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import stable
-from l2lab import VIP4, VIP6
+from l2lab import VIP4, VIP6, sh
 
 KINDS = ["kill9", "sigterm", "linkdown", "partition"]
 
@@ -58,3 +58,54 @@ def test_failover(lab, kind, address, tmp_path, capsys):
     assert lab.wait_for(lambda: lab.who_has(address) == [final.mac], 10, 0.3)
     assert lab.wait_for(lambda: lab.tcp(address) == final.name, 10, 0.2)
     assert lab.wait_for(lambda: lab.client_neighbor(address) == final.mac, 10, 0.2)
+
+
+@pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
+def test_rejoin_is_hitless(lab, address, tmp_path, capsys):
+    """A restarted leader takes its IP back without a lost probe: the node covering
+    for it lets go only once the returning node says it already answers (ready)."""
+    lab.all_alive()
+    leader = lab.node_by_name(stable(lab, address))
+    lab.fail(leader, "kill9")
+    cover = lab.node_by_name(stable(lab, address, skip=(leader.name,)))
+    assert lab.wait_for(lambda: lab.tcp(address) == cover.name, 10, 0.2)
+    out = str(tmp_path / "probe.json")
+    probe = lab.start_outage_probe(address, 4.0, out)
+    time.sleep(1.0)
+    lab.restore(leader, "kill9")  # the speaker starts again
+    assert probe.wait(timeout=30) == 0
+    with open(out) as fh:
+        result = json.load(fh)
+    with capsys.disabled():
+        print(f"\n  rejoin    {'IPv6' if ':' in address else 'IPv4'}: failed probes {result['failed']}/"
+              f"{result['probes']}, answered by {result['answered']}")
+    lab.all_alive()
+    assert stable(lab, address) == leader.name  # it ranks first again, and took the IP back
+    assert lab.wait_for(lambda: lab.client_neighbor(address) == leader.mac, 10, 0.2)
+    assert result["failed"] == 0, result
+
+
+def test_link_back_without_its_ipv6_address_does_not_take_the_ipv6_ip(lab):
+    """The kernel flushes IPv6 addresses on link-down; a node whose link comes back
+    without them must leave its IPv6 IP to a node that can serve it, and say why."""
+    lab.all_alive()
+    leader = lab.node_by_name(stable(lab, VIP6))
+    sh("ip", "-n", leader.ns, "link", "set", "eth0", "down")
+    try:
+        cover = stable(lab, VIP6, skip=(leader.name,))
+        sh("ip", "-n", leader.ns, "link", "set", "eth0", "up")  # back, without its IPv6 address
+        lab.all_alive()
+        assert stable(lab, VIP6) == cover
+
+        def says_why():
+            doc = lab.status(leader) or {"announcements": []}
+            entry = [a for a in doc["announcements"] if a["address"] == VIP6]
+            return entry and not entry[0]["announcing"] and "cannot serve IPv6 here" in entry[0]["reason"]
+
+        assert lab.wait_for(says_why, 10, 0.2), lab.status(leader)
+        assert lab.tcp(VIP6) == cover
+        assert lab.who_has(VIP6) == [lab.node_by_name(cover).mac]
+    finally:
+        lab.restore(leader, "linkdown")  # the address comes back
+    assert stable(lab, VIP6) == leader.name
+    assert lab.wait_for(lambda: lab.tcp(VIP6) == leader.name, 10, 0.2)

@@ -54,3 +54,18 @@ def test_shared_ip_any_local_service_healthy_counts():
 def test_group_by_address_puts_shared_ips_together():
     groups = election.group_by_address([svc("a/x"), svc("a/y"), svc("a/z", ip=ipaddress.ip_address("2001:db8::1"))])
     assert [s.name for s in groups[IP]] == ["a/x", "a/y"]
+
+
+def test_a_node_that_cannot_serve_the_family_is_not_a_candidate():
+    ip6 = ipaddress.ip_address("2001:db8:1::100")
+    live = {n: frozenset() for n in ("node1", "node2", "node3")}
+    first = election.rank(live, ip6)[0]
+    families = {n: frozenset({4, 6}) for n in live}
+    families[first] = frozenset({4})  # its link came back without its IPv6 address
+    r = election.elect(ip6, [svc("a/b", ip=ip6)], live, families)
+    assert r.leader != first and first not in r.candidates
+    # IPv4 IPs are unaffected
+    ip4 = ipaddress.ip_address("198.51.100.100")
+    assert election.elect(ip4, [svc("a/b", ip=ip4)], live, families).candidates == tuple(election.rank(live, ip4))
+    # nobody can: no leader
+    assert election.elect(ip6, [svc("a/b", ip=ip6)], live, dict.fromkeys(live, frozenset({4}))).leader is None

@@ -1,5 +1,8 @@
 import asyncio
+import hmac
 import ipaddress
+import json
+import zlib
 
 import pytest
 from lbspeaker import membership
@@ -89,5 +92,71 @@ def test_missed_heartbeats_declare_dead():
         m.peers["node2"].last_seen -= 0.25  # > 4 x 50 ms
         m._expire()
         assert "node2" not in m.live() and changes[-1] is False
+
+    asyncio.run(scenario())
+
+
+def test_a_starting_node_is_alive_but_leads_nothing_until_ready():
+    """Make before break on rejoin: the covering node keeps the IPs until the
+    returning node says it already answers for them."""
+
+    async def scenario():
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, Metrics())
+        src = ("198.51.100.12", 7946)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset(), False), SECRET), src)
+        assert m.peers["node2"].alive and "node2" not in m.live()
+        assert changes == [True]  # joined: the leader re-announces, nobody hands over yet
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 2, frozenset(), False), SECRET), src)
+        assert changes == [True]  # nothing changed
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 3, frozenset(), True), SECRET), src)
+        assert "node2" in m.live() and changes == [True, False]
+        # restarted (new incarnation) before anyone timed it out: out of the election until ready again
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 2, 1, frozenset(), False), SECRET), src)
+        assert "node2" not in m.live() and len(changes) == 3
+
+    asyncio.run(scenario())
+
+
+def test_ready_travels_and_old_payloads_count_as_ready():
+    msg = Message(HEARTBEAT, "node1", 1, 1, frozenset({"a/b"}), False)
+    assert membership.decode(membership.encode(msg, SECRET), SECRET).ready is False
+    # a heartbeat from a speaker before `ready` existed (rolling upgrade)
+    body_payload = zlib.compress(json.dumps({"local": ["a/b"]}).encode())
+    name = b"node1"
+    head = membership.HEADER.pack(membership.MAGIC, HEARTBEAT, 0, len(name), 1, 2, len(body_payload))
+    body = head + name + body_payload
+    old = membership.decode(body + hmac.digest(SECRET, body, "sha256"), SECRET)
+    assert old.ready is True and old.local_healthy == frozenset({"a/b"})
+    bad_payload = zlib.compress(json.dumps({"local": [], "ready": "yes"}).encode())
+    head = membership.HEADER.pack(membership.MAGIC, HEARTBEAT, 0, len(name), 1, 3, len(bad_payload))
+    body = head + name + bad_payload
+    with pytest.raises(membership.BadMessage, match="ready must be a boolean"):
+        membership.decode(body + hmac.digest(SECRET, body, "sha256"), SECRET)
+
+
+def test_mark_ready_sends_at_once_and_only_once():
+    async def scenario():
+        m = Membership(make_config(), frozenset, lambda _joined: None, Metrics())
+        sent = []
+        m._task = object()  # as if started
+        m._send_all = sent.append
+        m.mark_ready()
+        m.mark_ready()
+        assert m.ready and sent == [HEARTBEAT]
+
+    asyncio.run(scenario())
+
+
+def test_families_travel_and_a_change_is_a_membership_change():
+    async def scenario():
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, Metrics(), families=lambda: frozenset({4}))
+        src = ("198.51.100.12", 7946)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), SECRET), src)
+        assert m.families_of() == {"node1": frozenset({4}), "node2": frozenset({4, 6})}
+        lost_v6 = Message(HEARTBEAT, "node2", 1, 2, frozenset(), True, frozenset({4}))
+        m.datagram_received(membership.encode(lost_v6, SECRET), src)
+        assert m.families_of()["node2"] == frozenset({4}) and len(changes) == 2
 
     asyncio.run(scenario())
