@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The migration from MetalLB, run on MetalLB's own examples (metallb_samples/, each naming its source).
 
-Each example is translated with ``referenced.yaml`` (ours: the pools and the peer the examples name
+The files keep MetalLB's YAML byte for byte after a comment naming the source; they end in
+``.manifest`` rather than ``.yaml`` so that linters, which would reformat them, leave them alone. Each
+example is translated with ``referenced.manifest`` (ours: the pools and the peer the examples name
 without defining); the test asserts the variables it gives, the exact list of what is not carried, and
 that the core's parsers accept the result.
 """
@@ -20,7 +22,7 @@ from ansible_collections.baremetal.lb.plugins.module_utils.metallb import group_
 from ansible_collections.baremetal.lb.plugins.module_utils.pools import check_no_overlaps, parse_pool
 
 SAMPLES = Path(__file__).parent / "metallb_samples"
-OURS = ("referenced.yaml",)
+OURS = ("referenced.manifest",)
 REFERENCED_NAMES = {
     "first-pool",
     "third-pool",
@@ -43,7 +45,7 @@ def documents(*names: str) -> list[tuple[str, object]]:
     return out
 
 
-SELF_CONTAINED = ("doc_bgp_aggregation.yaml",)  # defines its own first-pool
+SELF_CONTAINED = ("doc_bgp_aggregation.manifest",)  # defines its own first-pool
 
 
 def migrate(name: str):
@@ -58,7 +60,7 @@ def own(name: str, items: list[dict]) -> list[dict]:
 
 # example file -> (its variables: lb_* -> entries of its own, the not-carried (kind, name, field) in order)
 EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = {
-    "ipaddresspool_simple.yaml": (
+    "ipaddresspool_simple.manifest": (
         {
             "lb_pools": [
                 {
@@ -69,7 +71,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "ipaddresspool_with_selector.yaml": (
+    "ipaddresspool_with_selector.manifest": (
         {
             "lb_pools": [
                 {
@@ -88,7 +90,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [("IPAddressPool", "ippool-ns-service-alloc-sample", "spec.serviceAllocation.namespaceSelectors")],
     ),
-    "doc_pools_auto_assign.yaml": (
+    "doc_pools_auto_assign.manifest": (
         {
             "lb_pools": [
                 {"name": "cheap", "addresses": ["192.168.10.0/24"]},
@@ -97,7 +99,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "simple_pool_adv_l2.yaml": (
+    "simple_pool_adv_l2.manifest": (
         {
             "lb_pools": [
                 {
@@ -109,7 +111,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "simple_pool_adv_bgp.yaml": (
+    "simple_pool_adv_bgp.manifest": (
         {
             "lb_pools": [
                 {
@@ -121,20 +123,20 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "l2adv_selects_pools_by_list.yaml": ({"lb_l2_advertisements": [{"name": "example", "pools": ["first-pool"]}]}, []),
-    "l2adv_with_node_selector.yaml": (
+    "l2adv_selects_pools_by_list.manifest": ({"lb_l2_advertisements": [{"name": "example", "pools": ["first-pool"]}]}, []),
+    "l2adv_with_node_selector.manifest": (
         {"lb_l2_advertisements": [{"name": "example", "nodes": ["kind-control-plane"]}]},
         [],
     ),
-    "doc_l2_node_selectors.yaml": (
+    "doc_l2_node_selectors.manifest": (
         {"lb_l2_advertisements": [{"name": "example", "pools": ["first-pool"], "nodes": ["NodeA", "NodeB"]}]},
         [],
     ),
-    "doc_l2_interfaces.yaml": (
+    "doc_l2_interfaces.manifest": (
         {"lb_l2_advertisements": [{"name": "example", "pools": ["third-pool"], "interfaces": ["eth0", "eth1"]}]},
         [],
     ),
-    "doc_l2_interfaces_node_selector.yaml": (
+    "doc_l2_interfaces_node_selector.manifest": (
         {
             "lb_l2_advertisements": [
                 {"name": "example", "pools": ["fourth-pool"], "nodes": ["NodeA"], "interfaces": ["eth3"]}
@@ -142,7 +144,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "doc_l2_interfaces_union.yaml": (
+    "doc_l2_interfaces_union.manifest": (
         {
             "lb_l2_advertisements": [
                 {"name": "example-advertisement9", "interfaces": ["eno1"]},
@@ -151,7 +153,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "doc_l2_preferred_and_service_selectors.yaml": (
+    "doc_l2_preferred_and_service_selectors.manifest": (
         {
             "lb_l2_advertisements": [
                 {"name": "prefer-edge", "pools": ["production-pool"]},
@@ -165,7 +167,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
             ("L2Advertisement", "backend-services", "spec.serviceSelectors"),
         ],
     ),
-    "bgpadvertisement_communities_localpref.yaml": (
+    "bgpadvertisement_communities_localpref.manifest": (
         {
             "lb_bgp_advertisements": [
                 {
@@ -178,7 +180,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "bgpadvertisement_community_alias.yaml": (
+    "bgpadvertisement_community_alias.manifest": (
         {
             "lb_bgp_advertisements": [
                 {
@@ -191,7 +193,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "doc_bgp_community_aliases.yaml": (
+    "doc_bgp_community_aliases.manifest": (
         {
             "lb_bgp_advertisements": [
                 {
@@ -205,7 +207,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "bgpadvertisement_with_node_selector.yaml": (
+    "bgpadvertisement_with_node_selector.manifest": (
         {
             "lb_bgp_advertisements": [
                 {
@@ -219,11 +221,11 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "bgpadv_selectspool_by_label.yaml": (
+    "bgpadv_selectspool_by_label.manifest": (
         {"lb_bgp_advertisements": [{"name": "advertisement", "pools": ["bgp-with-advertisement"]}]},
         [],
     ),
-    "bgpadv_selectspool_by_list.yaml": (
+    "bgpadv_selectspool_by_list.manifest": (
         {
             "lb_bgp_advertisements": [
                 {"name": "advertisement", "pools": ["test-addresspool"], "peers": ["ebgp-single-hop0"]}
@@ -231,7 +233,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "doc_bgp_aggregation.yaml": (
+    "doc_bgp_aggregation.manifest": (
         {
             "lb_pools": [{"name": "first-pool", "addresses": ["198.51.100.0/24"]}],
             "lb_bgp_advertisements": [
@@ -247,11 +249,11 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [("IPAddressPool", "first-pool", "spec.addresses[0]")],
     ),
-    "bgppeer_simple.yaml": (
+    "bgppeer_simple.manifest": (
         {"lb_bgp_peers": [{"name": "peer", "address": "172.30.0.3", "asn": 64512, **FAMILY_V4}]},
         [],
     ),
-    "bgppeer_with_bfdprofile.yaml": (
+    "bgppeer_with_bfdprofile.manifest": (
         {
             "lb_bgp_peers": [
                 {
@@ -265,7 +267,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "bgppeer_with_session_options.yaml": (
+    "bgppeer_with_session_options.manifest": (
         {
             "lb_bgp_peers": [
                 {
@@ -280,11 +282,11 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "bgppeer_with_vrf.yaml": (
+    "bgppeer_with_vrf.manifest": (
         {"lb_bgp_peers": [{"name": "peer", "address": "172.30.0.3", "asn": 64512, **FAMILY_V4}]},
         [("BGPPeer", "peer", "spec.vrf")],
     ),
-    "bgppeer_withsecret.yaml": (
+    "bgppeer_withsecret.manifest": (
         {
             "lb_bgp_peers": [
                 {
@@ -299,11 +301,11 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [("BGPPeer", "peer-with-secret", "spec.keepaliveTime"), ("BGPPeer", "peer-with-secret", "spec.passwordSecret")],
     ),
-    "doc_bgp_peer_node_selectors.yaml": (
+    "doc_bgp_peer_node_selectors.manifest": (
         {"lb_bgp_peers": [{"name": "example", "address": "172.30.0.3", "asn": 64512, "port": 180, **FAMILY_V4}]},
         [("BGPPeer", "example", "spec.nodeSelectors")],
     ),
-    "doc_bgp_source_address.yaml": (
+    "doc_bgp_source_address.manifest": (
         {
             "lb_bgp_peers": [
                 {
@@ -319,7 +321,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "doc_bgp_graceful_restart.yaml": (
+    "doc_bgp_graceful_restart.manifest": (
         {
             "lb_bgp_peers": [
                 {"name": "example", "address": "172.30.0.3", "asn": 64512, "graceful_restart": True, **FAMILY_V4}
@@ -327,14 +329,14 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
         },
         [],
     ),
-    "deployment_l2.yaml": (
+    "deployment_l2.manifest": (
         {
             "lb_pools": [{"name": "example", "addresses": ["192.168.10.0/24", "fc00:f853:0ccd:e799::/124"]}],
             "lb_l2_advertisements": [{"name": "empty"}],
         },
         [("Deployment", "nginx", ""), ("Service", "nginx", "")],
     ),
-    "deployment_bgp.yaml": (
+    "deployment_bgp.manifest": (
         {
             "lb_pools": [{"name": "example", "addresses": ["192.168.10.0/24", "fc00:f853:0ccd:e799::/124"]}],
             "lb_bgp_advertisements": [{"name": "empty"}],
@@ -349,7 +351,7 @@ EXPECTED: dict[str, tuple[dict[str, list[dict]], list[tuple[str, str, str]]]] = 
 
 
 def test_every_example_file_is_tested():
-    assert sorted(p.name for p in SAMPLES.glob("*.yaml") if p.name not in OURS) == sorted(EXPECTED)
+    assert sorted(p.name for p in SAMPLES.glob("*.manifest") if p.name not in OURS) == sorted(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -374,20 +376,20 @@ def test_the_core_parsers_accept_what_the_examples_give(name):
 
 
 def test_reasons_say_what_to_do():
-    notes = {(n.name, n.field): n.reason for n in migrate("bgppeer_withsecret.yaml").not_carried}
+    notes = {(n.name, n.field): n.reason for n in migrate("bgppeer_withsecret.manifest").not_carried}
     secret = notes[("peer-with-secret", "spec.passwordSecret")]
     assert secret.startswith(SECRET_REASON)
     assert "vault" in secret
     assert "hold_time / 3" in notes[("peer-with-secret", "spec.keepaliveTime")]
-    pool = migrate("ipaddresspool_with_selector.yaml").not_carried[0].reason
+    pool = migrate("ipaddresspool_with_selector.manifest").not_carried[0].reason
     assert "namespace-a, namespace-b" in pool
-    host_bits = migrate("doc_bgp_aggregation.yaml").not_carried[0].reason
+    host_bits = migrate("doc_bgp_aggregation.manifest").not_carried[0].reason
     assert host_bits == "198.51.100.10/24 has host bits set; MetalLB uses its network, written as 198.51.100.0/24"
-    assert migrate("deployment_bgp.yaml").not_carried[1].reason.startswith(NOT_METALLB)
+    assert migrate("deployment_bgp.manifest").not_carried[1].reason.startswith(NOT_METALLB)
 
 
 def test_the_group_vars_file_names_what_is_not_carried_and_reads_back():
-    migration = migrate("bgppeer_withsecret.yaml")
+    migration = migrate("bgppeer_withsecret.manifest")
     text = group_vars_text(migration, ["metallb/"])
     assert text.startswith("---\n")
     assert "#   BGPPeer/peer-with-secret spec.passwordSecret: a reference to a Kubernetes Secret" in text

@@ -14,14 +14,14 @@ SAMPLES = Path(__file__).parents[1] / "module_utils" / "metallb_samples"
 # pools with serviceAllocation, L2 with interfaces and node selectors, BGP with a community alias and
 # local-pref, a peer with a BFD profile (MetalLB's examples), plus the pools they name (referenced.yaml)
 MIGRATION = [
-    "ipaddresspool_with_selector.yaml",
-    "doc_pools_auto_assign.yaml",
-    "doc_l2_interfaces.yaml",
-    "doc_l2_interfaces_union.yaml",
-    "doc_l2_preferred_and_service_selectors.yaml",
-    "bgpadvertisement_community_alias.yaml",
-    "bgppeer_with_bfdprofile.yaml",
-    "referenced.yaml",
+    "ipaddresspool_with_selector.manifest",
+    "doc_pools_auto_assign.manifest",
+    "doc_l2_interfaces.manifest",
+    "doc_l2_interfaces_union.manifest",
+    "doc_l2_preferred_and_service_selectors.manifest",
+    "bgpadvertisement_community_alias.manifest",
+    "bgppeer_with_bfdprofile.manifest",
+    "referenced.manifest",
 ]
 MIGRATION_NOT_CARRIED = [
     ("IPAddressPool", "ippool-ns-service-alloc-sample", "spec.serviceAllocation.namespaceSelectors"),
@@ -89,7 +89,7 @@ def test_the_result_passes_validate(capsys):
 
 
 def test_documents_given_as_data(capsys):
-    documents = yaml.safe_load_all((SAMPLES / "bgppeer_withsecret.yaml").read_text())
+    documents = yaml.safe_load_all((SAMPLES / "bgppeer_withsecret.manifest").read_text())
     code, result = run_module(metallb_import.main, {"documents": list(documents)}, capsys)
     assert code == 0
     assert result["changed"] is False
