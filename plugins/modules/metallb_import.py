@@ -76,9 +76,9 @@ notes:
     the ones the playbook should allocate for in C(lb_services).
 seealso:
   - module: baremetal.lb.validate
-  - name: Moving from MetalLB
-    description: docs/kubernetes.md, the migration step by step.
-    link: https://github.com/baremetal-lb/baremetal.lb/blob/main/docs/kubernetes.md
+  - name: MetalLB's configuration
+    description: The objects this module reads. The migration step by step is in this collection's docs/kubernetes.md.
+    link: https://metallb.io/configuration/
 """
 
 EXAMPLES = r"""
