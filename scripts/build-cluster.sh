@@ -2,14 +2,14 @@
 # Builds the test control plane into build/cluster/bin when a binary is missing:
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the
 # k8s.io/kubernetes release pinned in tests/kubernetes/go/go.mod (and its
-# go.sum), kwok at the version below; with the argument `helm`, helm too (the
-# lab needs it, the tests do not). Go and its module proxy come
+# go.sum), kwok from the same module graph (tools.go; it then shares the
+# compiled client libraries); with the argument `helm`, helm too at the
+# version below (the lab needs it, the tests do not). Go and its module proxy come
 # with the machine (docs/kubernetes.md); the caches live under build/cluster.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=$ROOT/build/cluster/bin
-KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 export GOCACHE="${GOCACHE:-$ROOT/build/cluster/go-build}"
 export GOMODCACHE="${GOMODCACHE:-$ROOT/build/cluster/go-mod}"
@@ -25,6 +25,6 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   if need $cmd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/$cmd" k8s.io/kubernetes/cmd/$cmd); fi
 done
 if need etcd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/etcd" ./cmd/etcd); fi
-if need kwok; then GOBIN=$BIN go install -ldflags="-s -w" sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION; fi
+if need kwok; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok); fi
 if [ "${1:-}" = helm ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v3/cmd/helm@$HELM_VERSION; fi
 "$BIN/kube-apiserver" --version

@@ -10,8 +10,12 @@ made for the run; the client (``admin.kubeconfig``) authenticates with a client
 certificate in ``system:masters``. Processes are stopped by the PIDs this module
 recorded in ``state.json`` (``stop``), never by name.
 
-    python3 tests/kubernetes/controlplane.py up   [--dir DIR] [--nodes a,b,c]
+    python3 tests/kubernetes/controlplane.py up   [--dir DIR] [--nodes a,b,c] [--pools FILE]
     python3 tests/kubernetes/controlplane.py down [--dir DIR]
+
+With ``--pools FILE`` (``lb_pools`` as in an inventory: a YAML list of pools),
+``up`` also runs ``lb-speaker controller`` against the control plane, with
+those pools; its log is ``controller.log`` in DIR.
 """
 
 from __future__ import annotations
@@ -268,6 +272,26 @@ class ControlPlane:
 
         self._wait(f"node {name} Ready", ready, timeout=60)
 
+    def start_controller(self, pools_file: Path, lb_speaker: Path) -> Path:
+        """``lb-speaker controller`` against this control plane with the pools in ``pools_file``."""
+        config = self.dir / "controller.yaml"
+        pools = pools_file.read_text()
+        self.ports["controller"] = free_port()
+        doc = {
+            "kubernetes": {"kubeconfig": str(self.kubeconfig)},
+            "pools": _yaml_list(pools, pools_file),
+            "status": {"address": "127.0.0.1", "port": self.ports["controller"]},
+        }
+        config.write_text(f"# written by controlplane.py up --pools {pools_file} (JSON is YAML)\n{json.dumps(doc)}\n")
+        check = subprocess.run([str(lb_speaker), "check", "--config", str(config)], capture_output=True, text=True,
+                               check=False, timeout=60)
+        if check.returncode:
+            raise RuntimeError(f"{pools_file}: {check.stderr.strip() or check.stdout.strip()}")
+        self._spawn("controller", [str(lb_speaker), "controller", "--config", str(config)])
+        url = f"http://127.0.0.1:{self.ports['controller']}/healthz"
+        self._wait("the controller's /healthz", lambda: urllib.request.urlopen(url, timeout=2).status == 200)
+        return config
+
     def stop(self) -> None:
         for name in reversed(list(self.pids)):
             stop_pid(self.pids[name])
@@ -279,6 +303,15 @@ class ControlPlane:
     def load(cls, directory: Path) -> ControlPlane:
         state = json.loads((directory / "state.json").read_text())
         return cls(dir=directory, pids=state["pids"], ports=state["ports"])
+
+
+def _yaml_list(text: str, path: Path) -> list[object]:
+    import yaml  # noqa: PLC0415 - only `up --pools` needs it (the speaker's venv has it)
+
+    data = yaml.safe_load(text)
+    if not isinstance(data, list):
+        raise RuntimeError(f"{path}: must be a YAML list of pools (lb_pools), got {type(data).__name__}")
+    return data
 
 
 def stop_pid(pid: int, timeout: float = 15.0) -> None:
@@ -307,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=("up", "down"))
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--nodes", default="", help="comma-separated kwok node names")
+    p.add_argument("--pools", type=Path, help="lb_pools as YAML: also run the controller with them")
+    p.add_argument("--lb-speaker", type=Path, default=REPO / "speaker" / ".venv" / "bin" / "lb-speaker")
     args = p.parse_args(argv)
     if args.action == "down":
         if not (args.dir / "state.json").exists():
@@ -317,7 +352,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped the control plane in {args.dir}")
         return 0
     cp = ControlPlane(args.dir).start(tuple(n for n in args.nodes.split(",") if n))
+    try:
+        controller = cp.start_controller(args.pools, args.lb_speaker) if args.pools else None
+    except BaseException:
+        cp.stop()
+        raise
     print(f"control plane up: {cp.server}\nkubeconfig: {cp.kubeconfig}")
+    if controller:
+        print(f"controller: {controller} (pools from {args.pools}), log {cp.dir / 'controller.log'}, "
+              f"metrics http://127.0.0.1:{cp.ports['controller']}/metrics")
+    print(f"try: kubectl --kubeconfig {cp.kubeconfig} get nodes")
     return 0
 
 
