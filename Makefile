@@ -115,7 +115,7 @@ collection-check: collection
 	$(BIN)/ansible-galaxy collection install --offline --force -p build/installed build/dist/baremetal-lb-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-doc -t module \
 	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.ledger baremetal.lb.pool_info baremetal.lb.validate \
-	  baremetal.lb.service_manifest baremetal.lb.speaker_status > build/dist/ansible-doc.txt
+	  baremetal.lb.service_manifest baremetal.lb.speaker_status baremetal.lb.metallb_import > build/dist/ansible-doc.txt
 	# a Galaxy user's first command: site.yml by its FQCN, in check mode, writing no ledger
 	rm -rf build/galaxy-check
 	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-playbook -i tests/galaxy/inventory.yml \
