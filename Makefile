@@ -13,10 +13,15 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: cluster-bins cluster cluster-destroy lab-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
+.PHONY: cluster-bins cluster cluster-destroy lab-deps postgresql-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
 
 test: lint sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
+
+# PostgreSQL for the ledger's tests: each run starts its own server on 127.0.0.1 in a temporary
+# directory (tests/postgresql_server.py) and stops it afterwards; these stages fail without it.
+postgresql-deps:
+	sh scripts/install-postgresql-deps.sh
 
 # The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
 LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playbook -i playbooks/inventory/lab
@@ -84,11 +89,14 @@ sanity: $(STAMP) ansible-test-tree
 	$(BIN)/python tests/sanity/install_get_pip_standin.py
 	cd $(ANSIBLE_TEST_ROOT) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
-units: $(STAMP)
+units: $(STAMP) postgresql-deps
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP) ansible-test-tree
-	cd $(ANSIBLE_TEST_ROOT) && $(BIN)/ansible-test integration --local --python 3.11 --color no
+# The targets run against both ledgers: SQLite files, and a PostgreSQL server started around the run
+# (its URL reaches them as lb_test_postgresql, through ansible-test's integration_config.yml).
+integration: $(STAMP) ansible-test-tree postgresql-deps
+	$(BIN)/python tests/postgresql_server.py --vars-file $(ANSIBLE_TEST_ROOT)/tests/integration/integration_config.yml -- \
+	  sh -c 'cd $(ANSIBLE_TEST_ROOT) && $(BIN)/ansible-test integration --local --python 3.11 --color no'
 
 speaker-test:
 	@if [ -f speaker/Makefile ]; then $(MAKE) -C speaker test; else echo "speaker: no tests yet"; fi
@@ -104,7 +112,7 @@ $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes
 	$(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
 
-bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb postgresql-deps
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done
 
 collection: $(STAMP)
@@ -119,8 +127,8 @@ collection-check: collection
 	rm -rf build/installed
 	$(BIN)/ansible-galaxy collection install --offline --force -p build/installed build/dist/baremetal-lb-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-doc -t module \
-	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.pool_info baremetal.lb.validate \
-	  baremetal.lb.service_manifest baremetal.lb.speaker_status > build/dist/ansible-doc.txt
+	  baremetal.lb.address_pool baremetal.lb.allocate baremetal.lb.ledger baremetal.lb.pool_info baremetal.lb.validate \
+	  baremetal.lb.service_manifest baremetal.lb.speaker_status baremetal.lb.metallb_import > build/dist/ansible-doc.txt
 	# a Galaxy user's first command: site.yml by its FQCN, in check mode, writing no ledger
 	rm -rf build/galaxy-check
 	ANSIBLE_COLLECTIONS_PATH=$(abspath build/installed) $(BIN)/ansible-playbook -i tests/galaxy/inventory.yml \

@@ -55,6 +55,17 @@ def inventory_errors(
         )
     elif problem := secret_problem(membership_secret.encode()):
         errors.append(f"lb_membership_secret: {problem}")
+    return errors + data_model_errors(bgp_peers, l2_advertisements, bgp_advertisements, pools)
+
+
+def data_model_errors(
+    bgp_peers: Sequence[Mapping[str, Any]] | None,
+    l2_advertisements: Sequence[Mapping[str, Any]] | None,
+    bgp_advertisements: Sequence[Mapping[str, Any]] | None,
+    pools: Sequence[Mapping[str, Any]] | None,
+) -> list[str]:
+    """The peers' and advertisements' mistakes of :func:`inventory_errors` (all but the secret's)."""
+    errors: list[str] = []
     pool_names = {p.get("name") for p in pools or []}
     peer_keys: set[str] = set()
     for i, peer in enumerate(bgp_peers or []):

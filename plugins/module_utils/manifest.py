@@ -15,6 +15,7 @@ pod anti-affinity on the hostname, or a DaemonSet.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ except ImportError:  # only writing files needs it; service_manifest reports it 
     HAS_YAML = False
 else:
     HAS_YAML = True
+    _INT = "tag:yaml.org,2002:int"
+    _FLOAT = "tag:yaml.org,2002:float"
 
     class PlainDumper(yaml.SafeDumper):
         """Writes an object shared by two places (the selector reused as
@@ -32,6 +35,26 @@ else:
 
         def ignore_aliases(self, data: Any) -> bool:
             return True
+
+    class ManifestLoader(yaml.SafeLoader):
+        """Reads manifests as Kubernetes does: ``1234:1`` (a BGP community) stays a string.
+
+        PyYAML follows YAML 1.1, where ``1234:1`` is the base-60 integer 74041;
+        Kubernetes fills its string fields with the text as written.
+        """
+
+    ManifestLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    ManifestLoader.add_implicit_resolver(
+        _INT, re.compile(r"^[-+]?(0|[1-9][0-9_]*|0b[01_]+|0x[0-9a-fA-F_]+|0[0-7_]+)$"), list("-+0123456789")
+    )
+    ManifestLoader.add_implicit_resolver(
+        _FLOAT,
+        re.compile(r"^([-+]?([0-9][0-9_]*)?\.[0-9_]*([eE][-+][0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$"),
+        list("-+0123456789."),
+    )
 
 
 from .dataplane import parse_port
@@ -233,4 +256,23 @@ def file_name(resource: Mapping[str, Any]) -> str:
 
 
 def to_yaml(resource: Mapping[str, Any]) -> str:
-    return "---\n" + yaml.dump(dict(resource), Dumper=PlainDumper, sort_keys=False, default_flow_style=False)
+    return "---\n" + plain_yaml(dict(resource))
+
+
+def current_text(path: str) -> str | None:
+    """A written file's text, or None when there is none yet (what the modules compare before writing)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def load_manifests(text: str) -> list[Any]:
+    """Every document of a YAML text, read as Kubernetes reads it (:class:`ManifestLoader`)."""
+    return list(yaml.load_all(text, Loader=ManifestLoader))  # a SafeLoader
+
+
+def plain_yaml(data: object) -> str:
+    """Block-style YAML in the data's own key order, without anchors (needs PyYAML: ``HAS_YAML``)."""
+    return yaml.dump(data, Dumper=PlainDumper, sort_keys=False, default_flow_style=False)

@@ -199,12 +199,7 @@ def _allocate_services(txn: Transaction, services_data: object) -> AllocateResul
         else:
             changed_puts.append(new)
     if changed_puts:
-        put_many = getattr(txn, "put_allocations", None)
-        if put_many is not None:
-            put_many(changed_puts)
-        else:
-            for allocation in changed_puts:
-                txn.put_allocation(allocation)
+        txn.put_allocations(changed_puts)
     allocations = [a.to_dict() for s in services if (a := allocator.get(s.key)) is not None]
     return AllocateResult(bool(diff_after), allocations, failures, diff_before, diff_after)
 
@@ -234,3 +229,38 @@ def pool_report(state: LedgerState, names: Sequence[str] | None = None) -> dict[
         if a.pool in wanted
     ]
     return {"pools": report_pools, "allocations": report_allocations}
+
+
+def ledger_dump(state: LedgerState) -> dict[str, object]:
+    """Everything a ledger holds, as plain data (``baremetal.lb.ledger``'s dump, for backups and reading)."""
+    return {
+        "pools": [p.to_dict() for p in state.pools],
+        "allocations": [
+            {**a.to_dict(), "service": a.service.to_dict()} for a in sorted(state.allocations, key=lambda a: a.key)
+        ],
+    }
+
+
+def copy_ledger(txn: Transaction, source: LedgerState, force: bool) -> bool:
+    """Make the ledger of ``txn`` hold what ``source`` holds; whether anything changed.
+
+    A ledger that already holds something else is replaced only with ``force``: a copy must not
+    silently drop the allocations of the ledger it is copied into.
+    """
+    if ledger_dump(txn.state) == ledger_dump(source):
+        return False
+    if (txn.state.pools or txn.state.allocations) and not force:
+        raise InputError(
+            "force",
+            force,
+            f"the ledger already holds {len(txn.state.pools)} pool(s) and {len(txn.state.allocations)} "
+            "allocation(s) that differ from the source's; set force: true to replace them",
+        )
+    for allocation in txn.state.allocations:
+        txn.delete_allocation(allocation.key)
+    for pool in txn.state.pools:
+        txn.delete_pool(pool.name)
+    for pool in source.pools:  # in definition order, which decides automatic choice
+        txn.put_pool(pool)
+    txn.put_allocations(source.allocations)
+    return True

@@ -181,16 +181,22 @@ released:
       reason: 198.51.100.120 is no longer in the pool
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
-from ansible_collections.baremetal.lb.plugins.module_utils.ledger import DEFAULT_LEDGER, SQLiteLedger
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
+    LEDGER_OPTIONS,
+    is_postgresql,
+    open_ledger,
+    passwords,
+)
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
 from ansible_collections.baremetal.lb.plugins.module_utils.operations import apply_pool
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "ledger": {"type": "path", "default": DEFAULT_LEDGER},
+            **LEDGER_OPTIONS,
             "name": {"type": "str", "required": True},
             "addresses": {"type": "list", "elements": "str"},
             "auto_assign": {"type": "bool", "default": True},
@@ -209,8 +215,12 @@ def main() -> None:
         required_if=[("state", "present", ["addresses"])],
         supports_check_mode=True,
     )
+    module.no_log_values.update(passwords(module.params["ledger"]))
+    if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     try:
-        with SQLiteLedger(module.params["ledger"]).transaction(dry_run=module.check_mode) as txn:
+        ledger = open_ledger(module.params["ledger"], module.params["ledger_password"])
+        with ledger.transaction(dry_run=module.check_mode) as txn:
             change = apply_pool(txn, module.params)
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field)

@@ -371,9 +371,15 @@ failures:
       reason: "requested address 198.51.100.110 cannot be shared: it is held by shop/web, which has no sharing_key"
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
-from ansible_collections.baremetal.lb.plugins.module_utils.ledger import DEFAULT_LEDGER, SQLiteLedger
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
+    LEDGER_OPTIONS,
+    is_postgresql,
+    open_ledger,
+    passwords,
+)
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
 from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, ensure_pools
 
 CHECK_MODE_HINT = (
@@ -397,7 +403,7 @@ def invocation(params: dict[str, object]) -> dict[str, object]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "ledger": {"type": "path", "default": DEFAULT_LEDGER},
+            **LEDGER_OPTIONS,
             # Each service is validated by parse_service, which names the field with its index
             # (services[3].ports[0].port) and costs a fraction of Ansible's per-item suboption
             # validation on batches of 100,000 services. The suboptions are documented above.
@@ -408,8 +414,12 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    module.no_log_values.update(passwords(module.params["ledger"]))
+    if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     try:
-        with SQLiteLedger(module.params["ledger"]).transaction(dry_run=module.check_mode) as txn:
+        ledger = open_ledger(module.params["ledger"], module.params["ledger_password"])
+        with ledger.transaction(dry_run=module.check_mode) as txn:
             pool_changes = ensure_pools(txn, module.params["pools"])
             outcome = allocate_services(txn, module.params["services"])
     except InputError as exc:

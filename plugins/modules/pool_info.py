@@ -121,22 +121,33 @@ allocations:
       sample: ""
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.baremetal.lb.plugins.module_utils.errors import LedgerError
-from ansible_collections.baremetal.lb.plugins.module_utils.ledger import DEFAULT_LEDGER, SQLiteLedger
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
+    LEDGER_OPTIONS,
+    is_postgresql,
+    open_ledger,
+    passwords,
+)
+from ansible_collections.baremetal.lb.plugins.module_utils.ledger_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
 from ansible_collections.baremetal.lb.plugins.module_utils.operations import pool_report
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "ledger": {"type": "path", "default": DEFAULT_LEDGER},
+            **LEDGER_OPTIONS,
             "names": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
+    module.no_log_values.update(passwords(module.params["ledger"]))
+    if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     try:
-        state = SQLiteLedger(module.params["ledger"]).read()
+        state = open_ledger(module.params["ledger"], module.params["ledger_password"]).read()
+    except InputError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
     except LedgerError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **pool_report(state, module.params["names"]))

@@ -243,6 +243,7 @@ from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputEr
 from ansible_collections.baremetal.lb.plugins.module_utils.manifest import (
     HAS_YAML,
     IP_FIELDS,
+    current_text,
     file_name,
     parse_addresses,
     parse_workload,
@@ -251,14 +252,6 @@ from ansible_collections.baremetal.lb.plugins.module_utils.manifest import (
 )
 from ansible_collections.baremetal.lb.plugins.module_utils.service import parse_service
 from ansible_collections.baremetal.lb.plugins.module_utils.workload import ANTI_AFFINITY, WORKLOAD_KINDS
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def main() -> None:
@@ -315,7 +308,7 @@ def main() -> None:
         for resource in resources:
             path = os.path.join(dest, file_name(resource))
             content = to_yaml(resource)
-            before = _read(path)
+            before = current_text(path)
             files.append(path)
             if before == content:
                 continue

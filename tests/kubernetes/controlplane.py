@@ -148,7 +148,7 @@ class ControlPlane:
         if not pid:
             return False
         try:
-            waited, _ = os.waitpid(pid, os.WNOHANG)
+            waited, _status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             waited = 0
             try:
@@ -325,7 +325,7 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, _status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     return
             except ChildProcessError:
@@ -337,7 +337,7 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("action", choices=("up", "down"))
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--nodes", default="", help="comma-separated kwok node names")

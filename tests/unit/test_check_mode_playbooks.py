@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.baremetal.lb.tests.unit.plugins.modules.test_metallb_import import (
+    MIGRATION,
+    NODES,
+    SERVICES,
+    sources,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -167,3 +173,57 @@ def test_check_mode_refuses_what_the_run_refuses_and_writes_nothing(tmp_path: Pa
         assert digest(ledger) == before
     else:
         assert not state.exists()
+
+
+def test_metallb_migration_passes_site_check_mode(tmp_path: Path) -> None:
+    """MetalLB's examples through metallb_import into group_vars, then site.yml --check on that inventory."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    hosts = {
+        "all": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
+            "children": {
+                "lb_speakers": {"hosts": {n: {"lb_node_address": f"198.51.100.{11 + i}"} for i, n in enumerate(NODES)}}
+            },
+            "vars": {"lb_membership_secret": "metallb-migration-test-membership-secret-0123", "lb_services": SERVICES},
+        }
+    }
+    (inventory / "hosts.yml").write_text(json.dumps(hosts))
+    migrated = inventory / "group_vars" / "all" / "metallb.yml"
+    migrate = tmp_path / "migrate.yml"
+    migrate.write_text(
+        f"""
+- name: MetalLB's manifests to group_vars
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Import them
+      baremetal.lb.metallb_import:
+        src: {json.dumps(sources())}
+        dest: {migrated}
+"""
+    )
+    run([str(migrate)], tmp_path)
+    assert migrated.read_text().count("#   ") == 4  # the four fields not carried, named at the top
+    assert len(MIGRATION) == len(re.findall(r"^# from: ", migrated.read_text(), re.M))
+
+    report = tmp_path / "report.json"
+    playbook = tmp_path / "site.yml"
+    site = ROOT / "playbooks" / "site.yml"
+    playbook.write_text(with_report(f"- ansible.builtin.import_playbook: {site}\n", "lb_announcement_plan", report))
+    state = tmp_path / "state"
+    args = [str(playbook), "-i", str(inventory), "-e", f"lb_ledger={state / 'ledger.sqlite3'}", "--limit", "localhost"]
+    run([*args, "--check", "--diff"], tmp_path)
+    assert not state.exists()
+    plan = result(report)
+    by_name = {s["name"]: s for s in plan["services"]}
+    # the serviceAllocation pool (priority 50, namespace-a, app=bar; avoidBuggyIPs skips .0), announced over L2
+    # from every node on eno1 (example-advertisement9 covers every pool)
+    assert by_name["namespace-a/api"]["addresses"] == ["192.168.20.1"]
+    assert by_name["namespace-a/api"]["mode"] == "l2"
+    assert by_name["namespace-a/api"]["interfaces"] == ["eno1"]
+    # the BGP advertisement with local-pref 150 and the NO_ADVERTISE alias
+    assert by_name["shop/web"]["mode"] == "bgp"
+    assert plan["bgp_advertisements"] == [
+        {"services": ["shop/web"], "local_pref": 150, "communities": ["65535:65282"], "nodes": []}
+    ]

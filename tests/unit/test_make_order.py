@@ -33,28 +33,35 @@ def first(lines: list[str], needle: str) -> int:
     raise AssertionError(f"{needle!r} not in make -n output:\n" + "\n".join(lines))
 
 
-@pytest.mark.parametrize("target,user", [
-    ("molecule", "molecule test"),
-    ("demo", "playbooks/lab.yml"),
+@pytest.mark.parametrize("target,installer,user", [
+    ("molecule", "install-lab-deps.sh", "molecule test"),
+    ("demo", "install-lab-deps.sh", "playbooks/lab.yml"),
+    # the ledger's tests start a PostgreSQL server of their own
+    ("units", "install-postgresql-deps.sh", "pytest -q tests/unit"),
+    ("integration", "install-postgresql-deps.sh", "tests/postgresql_server.py"),
 ])
-def test_lab_dependencies_before_first_podman_user(target: str, user: str) -> None:
+def test_dependencies_installed_before_their_first_user(target: str, installer: str, user: str) -> None:
     lines = dry_run(target)
-    assert first(lines, "install-lab-deps.sh") < first(lines, user)
+    assert first(lines, installer) < first(lines, user)
 
 
-def test_install_script_names_missing_packages_when_not_root(tmp_path: Path) -> None:
+@pytest.mark.parametrize("script,packages", [
+    ("install-lab-deps.sh", "podman runc debootstrap"),
+    ("install-postgresql-deps.sh", "postgresql-15 postgresql-client-15"),
+])
+def test_install_script_names_missing_packages_when_not_root(tmp_path: Path, script: str, packages: str) -> None:
     # a dpkg-query that reports nothing installed, and a non-root id
     (tmp_path / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")
     (tmp_path / "id").write_text("#!/bin/sh\necho 1000\n")
     for f in tmp_path.iterdir():
         f.chmod(0o755)
     proc = subprocess.run(
-        ["sh", str(ROOT / "scripts" / "install-lab-deps.sh")],
+        ["sh", str(ROOT / "scripts" / script)],
         capture_output=True, text=True, timeout=60, check=False,
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
     )
     assert proc.returncode == 1
-    assert "podman runc debootstrap" in proc.stderr
+    assert packages in proc.stderr
 
 
 def test_kubernetes_tests_run_in_make_test_before_molecule() -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.baremetal.lb.tests.unit.plugins.module_utils.steps import Step, run_steps, svc
+from ansible_collections.baremetal.lb.tests.unit.plugins.module_utils.steps import Step, svc
 
 V4 = {"name": "v4", "addresses": ["198.51.100.10-198.51.100.12"]}
 DUAL = {"name": "dual", "addresses": ["198.51.100.20/31", "2001:db8:1::20-2001:db8:1::21"]}
 
 
-def test_automatic_lowest_free_first_and_reuse_after_release():
+def test_automatic_lowest_free_first_and_reuse_after_release(run_steps):
     run_steps(
         [V4],
         [
@@ -24,7 +24,7 @@ def test_automatic_lowest_free_first_and_reuse_after_release():
     )
 
 
-def test_ranges_are_tried_in_declared_order():
+def test_ranges_are_tried_in_declared_order(run_steps):
     pool = {"name": "p", "addresses": ["198.51.100.40-198.51.100.40", "198.51.100.8/31"]}
     run_steps(
         [pool],
@@ -36,7 +36,7 @@ def test_ranges_are_tried_in_declared_order():
     )
 
 
-def test_avoid_buggy_ips_skips_dot_zero_and_dot_255():
+def test_avoid_buggy_ips_skips_dot_zero_and_dot_255(run_steps):
     pool = {"name": "p", "addresses": ["198.51.100.255-198.51.101.1"], "avoid_buggy_ips": True}
     run_steps(
         [pool],
@@ -52,7 +52,7 @@ def test_avoid_buggy_ips_skips_dot_zero_and_dot_255():
     )
 
 
-def test_requested_addresses():
+def test_requested_addresses(run_steps):
     other = {"name": "other", "addresses": ["203.0.113.0/30"]}
     run_steps(
         [V4, DUAL, other],
@@ -96,7 +96,7 @@ def test_requested_addresses():
     )
 
 
-def test_requested_pool_ignores_auto_assign_and_unknown_pool_fails():
+def test_requested_pool_ignores_auto_assign_and_unknown_pool_fails(run_steps):
     manual = {"name": "manual", "addresses": ["203.0.113.8/30"], "auto_assign": False}
     run_steps(
         [manual, V4],
@@ -113,7 +113,7 @@ def test_requested_pool_ignores_auto_assign_and_unknown_pool_fails():
     )
 
 
-def test_automatic_order_priority_then_definition_order():
+def test_automatic_order_priority_then_definition_order(run_steps):
     plain1 = {"name": "plain1", "addresses": ["198.51.100.1-198.51.100.1"]}
     plain2 = {"name": "plain2", "addresses": ["198.51.100.2-198.51.100.2"]}
     prio0 = {
@@ -148,7 +148,7 @@ def test_automatic_order_priority_then_definition_order():
     )
 
 
-def test_service_allocation_holds_for_requested_addresses_and_pools():
+def test_service_allocation_holds_for_requested_addresses_and_pools(run_steps):
     restricted = {
         "name": "r",
         "addresses": ["203.0.113.0/30"],
@@ -164,7 +164,7 @@ def test_service_allocation_holds_for_requested_addresses_and_pools():
     )
 
 
-def test_sharing_rules_in_order():
+def test_sharing_rules_in_order(run_steps):
     run_steps(
         [V4],
         [
@@ -215,7 +215,7 @@ def test_sharing_rules_in_order():
     )
 
 
-def test_local_services_share_only_with_identical_selectors():
+def test_local_services_share_only_with_identical_selectors(run_steps):
     local = {"external_traffic_policy": "Local", "sharing_key": "k"}
     run_steps(
         [V4],
@@ -235,7 +235,7 @@ def test_local_services_share_only_with_identical_selectors():
     )
 
 
-def test_local_without_selector_does_not_share_with_cluster():
+def test_local_without_selector_does_not_share_with_cluster(run_steps):
     run_steps(
         [V4],
         [
@@ -249,7 +249,7 @@ def test_local_without_selector_does_not_share_with_cluster():
     )
 
 
-def test_changing_key_or_ports_in_place_when_alone():
+def test_changing_key_or_ports_in_place_when_alone(run_steps):
     run_steps(
         [V4],
         [
@@ -273,7 +273,7 @@ def test_changing_key_or_ports_in_place_when_alone():
     )
 
 
-def test_dual_stack_policies():
+def test_dual_stack_policies(run_steps):
     v4only = {"name": "v4only", "addresses": ["198.51.100.10/32"]}
     run_steps(
         [v4only, DUAL],
@@ -317,7 +317,7 @@ def test_dual_stack_policies():
     )
 
 
-def test_a_service_stays_in_its_pool_when_a_better_one_frees_up():
+def test_a_service_stays_in_its_pool_when_a_better_one_frees_up(run_steps):
     first = {"name": "first", "addresses": ["198.51.100.1/32"]}
     second = {"name": "second", "addresses": ["198.51.100.2/32"]}
     run_steps(
@@ -333,7 +333,7 @@ def test_a_service_stays_in_its_pool_when_a_better_one_frees_up():
     )
 
 
-def test_error_lists_why_each_pool_refused():
+def test_error_lists_why_each_pool_refused(run_steps):
     full = {"name": "full", "addresses": ["198.51.100.1/32"]}
     manual = {"name": "manual", "addresses": ["198.51.100.2/32"], "auto_assign": False}
     pinned = {"name": "pinned", "addresses": ["198.51.100.3/32"], "service_allocation": {"namespaces": ["x"]}}
@@ -354,7 +354,7 @@ def test_error_lists_why_each_pool_refused():
     "requested",
     [["198.51.100.10"], ["2001:db8:1::20"]],
 )
-def test_requested_single_addresses_of_either_family(requested):
+def test_requested_single_addresses_of_either_family(run_steps, requested):
     run_steps(
         [V4, DUAL],
         [Step("request", svc("a", load_balancer_ips=requested), requested)],

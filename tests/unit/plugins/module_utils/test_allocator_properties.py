@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 from ansible_collections.baremetal.lb.plugins.module_utils.allocator import Allocator
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import AllocationError
+from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, ensure_pools
 from ansible_collections.baremetal.lb.plugins.module_utils.pools import format_address, parse_pool
 from ansible_collections.baremetal.lb.plugins.module_utils.service import parse_service
 from ansible_collections.baremetal.lb.plugins.module_utils.sharing import sharing_conflict
@@ -88,6 +90,23 @@ def check_invariants(allocator: Allocator) -> None:
         assert sorted(allocator.holders(address)) == sorted(s.key for s in services)
 
 
+def draw_step(data, allocator, specs):
+    """One random step: a release of a held service one time in five, else a service to assign.
+
+    Returns (key to release, None, its release request) or (None, service, its request as drawn);
+    None when the drawn spec is itself invalid (e.g. SingleStack with a request of the wrong family).
+    """
+    if data.draw(st.integers(0, 4)) == 0 and allocator.allocations:
+        key = data.draw(st.sampled_from(sorted(allocator.allocations)))
+        namespace, _sep, name = key.partition("/")
+        return key, None, {"namespace": namespace, "name": name, "state": "absent"}
+    request = data.draw(specs)
+    try:
+        return None, parse_service(request), request
+    except ValueError:
+        return None
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_streams_keep_the_invariants(data):
@@ -95,15 +114,14 @@ def test_random_streams_keep_the_invariants(data):
     allocator = Allocator([parse_pool(p) for p in pools])
     specs = service_specs(pools)
     for _step in range(data.draw(st.integers(1, 25))):
-        if data.draw(st.integers(0, 4)) == 0 and allocator.allocations:
-            key = data.draw(st.sampled_from(sorted(allocator.allocations)))
+        step = draw_step(data, allocator, specs)
+        if step is None:
+            continue
+        key, spec, _request = step
+        if spec is None:
             allocator.release(key)
             assert allocator.get(key) is None
         else:
-            try:
-                spec = parse_service(data.draw(specs))
-            except ValueError:
-                continue  # the spec itself is invalid (e.g. SingleStack with a request of the wrong family)
             before = allocator.get(spec.key)
             try:
                 allocation = allocator.assign(spec)
@@ -144,3 +162,33 @@ def test_assign_then_release_round_trips(data):
     # and the freed addresses are handed out again, as the lowest free ones
     again = allocator.assign(service)
     assert again.addresses == allocation.addresses
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_streams_through_each_ledger_match_the_allocator(new_ledger, data):
+    """Each step an allocate call of its own: what a backend saves and loads decides as the allocator alone does."""
+    pools = data.draw(pool_sets())
+    ledger = new_ledger()
+    with ledger.transaction() as txn:
+        ensure_pools(txn, pools)
+    allocator = Allocator([parse_pool(p) for p in pools])
+    specs = service_specs(pools)
+    for _step in range(data.draw(st.integers(1, 12))):
+        step = draw_step(data, allocator, specs)
+        if step is None:
+            continue
+        key, spec, request = step
+        if spec is None:
+            allocator.release(key)
+        else:
+            with contextlib.suppress(AllocationError):
+                allocator.assign(spec)
+        with ledger.transaction() as txn:
+            allocate_services(txn, [request])
+        state = ledger.read()
+        assert {a.key: (a.pool, a.addresses) for a in state.allocations} == {
+            a.key: (a.pool, a.addresses) for a in allocator.allocations.values()
+        }
+        assert [p.name for p in state.pools] == [p["name"] for p in pools]
+        check_invariants(Allocator(state.pools, state.allocations))
