@@ -163,8 +163,8 @@ def test_unclassed_not_served_when_configured(ns: Namespace, start_controller: A
     ({SHARE: ""}, {}, 'metadata.annotations["metallb.io/allow-shared-ip"]', "''"),
 ])
 def test_bad_input_is_a_warning_naming_field_and_value(ns: Namespace, start_controller: Any,
-                                                         annotations: dict[str, str], spec: dict[str, Any],
-                                                         field: str, value: str) -> None:
+                                                       annotations: dict[str, str], spec: dict[str, Any],
+                                                       field: str, value: str) -> None:
     start_controller()
     ns.apply("bad", annotations=annotations, **spec)
     event = ns.wait_event("bad", "AllocationFailed")

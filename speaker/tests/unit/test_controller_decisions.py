@@ -100,7 +100,7 @@ def test_dual_stack_policies() -> None:
     ({"metallb.io/allow-shared-ip": " "}, {}, 'metadata.annotations["metallb.io/allow-shared-ip"]'),
 ])
 def test_bad_input_is_a_warning_and_nothing_else(annotations: dict[str, str], spec: dict[str, Any],
-                                                  field: str) -> None:
+                                                 field: str) -> None:
     w = plan().reconcile(svc(annotations=annotations, **spec))
     assert not w.writes_status
     assert [(e.type, e.reason) for e in w.events] == [("Warning", "AllocationFailed")]

@@ -366,7 +366,7 @@ async def run(config_path: str, identity: str | None = None) -> int:
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(controller.reconcile_forever()),
                                       asyncio.create_task(controller.elect_forever())]
     stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    done, _pending = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     controller.stopping.set()
     for task in tasks:
         task.cancel()

@@ -183,4 +183,3 @@ class Kube:
 def backoff(attempt: int, base_s: float = 0.2, cap_s: float = 10.0) -> float:
     """Reconnect delay: doubling from ``base_s``, capped (bounded: a watcher never spins nor sleeps forever)."""
     return float(min(cap_s, base_s * (2 ** min(attempt, 16))))
-
