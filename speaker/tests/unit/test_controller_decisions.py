@@ -341,3 +341,56 @@ def test_watch_relists_on_410_gone() -> None:
     assert api.lists == 2 and api.watched_from[0] == "10"
     assert controller.metrics.get("relists_total") == 2
     assert set(controller.cache) == {"default/s2"}  # the relist replaced what the broken watch had left
+
+
+class ConflictOnceKube:
+    """The API for status writes: the first patch is refused with 409 (the Service changed meanwhile)."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        self.current = current
+        self.patches: list[dict[str, Any]] = []
+        self.events: list[str] = []
+        self.gets = 0
+
+    def patch_service_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.patches.append(patch)
+        if len(self.patches) == 1:
+            raise ApiError(409, "the object has been modified", "patch")
+        out = copy.deepcopy(self.current)
+        out["metadata"]["resourceVersion"] = "9"
+        return out
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any]:
+        self.gets += 1
+        return copy.deepcopy(self.current)
+
+    def create_event(self, obj: dict[str, Any], **fields: str) -> None:
+        self.events.append(fields["reason"])
+
+
+def test_status_conflict_is_read_again_and_decided_again() -> None:
+    import asyncio  # noqa: PLC0415
+
+    from lbspeaker.controller.daemon import Controller  # noqa: PLC0415
+
+    stale = svc("a")
+    changed = svc("a", annotations={"metallb.io/loadBalancerIPs": "198.51.100.102"})
+    changed["metadata"]["resourceVersion"] = "8"
+    api = ConflictOnceKube(changed)
+
+    async def scenario() -> Controller:
+        cfg = ctl_config.parse({"kubernetes": {"in_cluster": True}, "pools": POOLS})
+        controller = Controller(cfg, "unused", api, "test")  # type: ignore[arg-type]
+        controller.elector.is_leader = lambda: True  # type: ignore[method-assign]
+        controller.cache["default/a"] = stale
+        await controller._write(controller.plan.reconcile(stale))
+        return controller
+
+    controller = asyncio.run(scenario())
+    assert api.gets == 1 and len(api.patches) == 2
+    assert api.patches[0]["metadata"]["resourceVersion"] == "1"
+    assert api.patches[1]["metadata"]["resourceVersion"] == "8"  # written against what is there now
+    assert api.patches[1]["status"]["loadBalancer"]["ingress"] == [{"ip": "198.51.100.102"}]
+    assert api.events == ["IPAllocated"]
+    assert controller.metrics.get("write_conflicts_total") == 1
+    assert controller.metrics.get("writes_total", kind="status") == 2
