@@ -41,13 +41,16 @@ molecule: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 # The Kubernetes control plane the tests use (docs/kubernetes.md), for a person:
 # built from Go modules into build/cluster/bin, started on loopback, left up.
 CLUSTER_NODES ?= node1,node2,node3
+SPEAKER_VENV := $(abspath speaker/.venv)
 # LB_CLUSTER_BIN (read by controlplane.py too) points at binaries built elsewhere
 cluster-bins:
 	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; \
 	else sh scripts/build-cluster.sh; fi
 
-cluster: cluster-bins
-	$(PYTHON) tests/kubernetes/controlplane.py up --nodes $(CLUSTER_NODES)
+# with the controller, serving the pools in CLUSTER_POOLS (edit it: lb_pools as in an inventory)
+CLUSTER_POOLS ?= tests/kubernetes/cluster-pools.yml
+cluster: cluster-bins $(SPEAKER_VENV)/.kubernetes
+	$(SPEAKER_VENV)/bin/python tests/kubernetes/controlplane.py up --nodes $(CLUSTER_NODES) --pools $(CLUSTER_POOLS)
 
 cluster-destroy:
 	$(PYTHON) tests/kubernetes/controlplane.py down
@@ -103,7 +106,6 @@ speaker-test:
 
 # The controller against the real control plane, from the speaker's venv with its kubernetes extra.
 # Nothing skips: a missing binary or client fails with its reason.
-SPEAKER_VENV := $(abspath speaker/.venv)
 $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 	[ -x $(SPEAKER_VENV)/bin/python ] || $(PYTHON) -m venv $(SPEAKER_VENV)
 	$(SPEAKER_VENV)/bin/pip install --quiet --disable-pip-version-check -e 'speaker[test,kubernetes]'

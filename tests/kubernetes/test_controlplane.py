@@ -103,3 +103,33 @@ def test_stop_leaves_no_process(tmp_path) -> None:
             continue
         pytest.fail(f"{name} (pid {pid}) still runs after stop()")
     assert not (tmp_path / "cp" / "state.json").exists()
+
+
+def test_make_cluster_path_runs_the_controller_with_the_pools_file(tmp_path, capsys) -> None:
+    """What `make cluster` runs: the control plane, plus the controller serving the
+    (documented, editable) pools file; `down` stops both and leaves nothing."""
+    import controlplane  # noqa: PLC0415 - the module's CLI, as the Makefile calls it
+
+    run = tmp_path / "run"
+    pools = controlplane.HERE / "cluster-pools.yml"
+    assert controlplane.main(["up", "--dir", str(run), "--nodes", "node1", "--pools", str(pools)]) == 0
+    try:
+        cp = ControlPlane.load(run)
+        assert "controller" in cp.pids and "controller:" in capsys.readouterr().out
+        cp.kubectl("create", "service", "loadbalancer", "web", "--tcp=80:80")
+
+        def ingress() -> str:
+            svc = _json(cp, "service", "web")
+            return ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress", [{}])[0].get("ip", "")
+
+        assert _wait("the controller's address for web", ingress) == "198.51.100.100"  # first of pool default
+    finally:
+        pids = dict(ControlPlane.load(run).pids) if (run / "state.json").exists() else {}
+        controlplane.main(["down", "--dir", str(run)])
+    assert not run.exists()
+    for name, pid in pids.items():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        pytest.fail(f"{name} (pid {pid}) still runs after down")
