@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..core.cluster import is_load_balancer, key_of
 from ..core.errors import InputError
 from ..metrics import Family, Metrics
 from ..status import StatusServer
@@ -30,7 +31,6 @@ from .config import ControllerConfig
 from .kube import ApiError, Kube, backoff
 from .leader import Elector
 from .reconcile import Event, Plan, Write
-from .translate import is_load_balancer, key_of
 
 log = logging.getLogger("lbspeaker.controller")
 
