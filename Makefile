@@ -34,7 +34,7 @@ demo: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(LAB) playbooks/lab.yml
 
 # Molecule scenarios (extensions/molecule): the same podman hosts, named lbmol-*
-molecule: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+molecule: lab-deps cluster-bins $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(BIN)/molecule test -s default
 	$(BIN)/molecule test -s upgrade
 

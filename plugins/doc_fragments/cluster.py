@@ -21,7 +21,10 @@ options:
         neither record hands out what the other holds. See C(docs/kubernetes.md).
       - Needs the C(kubernetes) Python library on the control node, and C(list) on C(services) in all namespaces.
       - Without it, the ledger alone decides.
-    type: path
+      - A path, or the kubeconfig itself as a dict - for example
+        C(lookup('ansible.builtin.file', 'kubeconfig.vault') | from_yaml), which reads a vault-encrypted file. Never
+        logged.
+    type: raw
   context:
     description:
       - The kubeconfig context to use; its current context when not set.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.baremetal.lb.plugins.module_utils import announcements
+from ansible_collections.baremetal.lb.plugins.module_utils import announcements, cluster
 
 
 def lb_announcements(allocations, services, l2_advertisements, bgp_advertisements):
@@ -32,6 +32,14 @@ def lb_speaker_config(node, nodes, settings):
         return announcements.node_config(node, nodes, settings)
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"lb_speaker_config: {exc}") from exc
+
+
+def lb_reservations(ledger_allocations, run_allocations, services=None):
+    """The controller's reserved addresses: the ledger's allocations, this run's winning for its services."""
+    try:
+        return cluster.reservations(ledger_allocations or [], run_allocations or [], services or [])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError(f"lb_reservations: not allocations of pool_info and allocate: {exc}") from exc
 
 
 def lb_node_names(hosts, hostvars):
@@ -79,6 +87,7 @@ class FilterModule:
             "lb_inventory_errors": lb_inventory_errors,
             "lb_speaker_config": lb_speaker_config,
             "lb_node_names": lb_node_names,
+            "lb_reservations": lb_reservations,
             "lb_status_line": lb_status_line,
             "lb_validation_message": lb_validation_message,
         }

@@ -24,7 +24,7 @@ from typing import Any
 from .allocator import Allocation
 from .errors import InputError
 from .pools import Pool, parse_address
-from .service import Service
+from .service import DEFAULT_NAMESPACE, Service
 
 CLUSTER_NAMESPACE = "cluster"
 
@@ -74,3 +74,20 @@ def cluster_allocations(pools: Sequence[Pool], services: Iterable[Mapping[str, A
         if addresses:
             out.append(Allocation(Service(CLUSTER_NAMESPACE, key), owner_pool(pools, addresses), addresses))
     return out
+
+
+def reservations(ledger: Iterable[Mapping[str, Any]], this_run: Iterable[Mapping[str, Any]],
+                 services: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, str]]:
+    """The controller's ``reserved``: every address the playbook's ledger holds, as ``{address, service}``.
+
+    ``ledger``: ``pool_info``'s allocations (those with ``source: cluster`` are left out: they are the
+    cluster's own); ``this_run``: ``allocate``'s, which win for the ``services`` of the run (in check
+    mode the ledger read is the one before the run, and a service of the run may be released).
+    """
+    run_keys = {f"{s.get('namespace') or DEFAULT_NAMESPACE}/{s.get('name')}" for s in services}
+    kept = [a for a in ledger if a.get("source", "ledger") == "ledger" and _key(a) not in run_keys]
+    return [{"address": address, "service": _key(a)} for a in [*kept, *this_run] for address in a["addresses"]]
+
+
+def _key(allocation: Mapping[str, Any]) -> str:
+    return f"{allocation['namespace']}/{allocation['name']}"

@@ -11,6 +11,7 @@ answer), never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from typing import Any
 
@@ -29,22 +30,47 @@ else:
     KUBERNETES_IMPORT_ERROR = None
 
 CLUSTER_OPTIONS: dict[str, dict[str, object]] = {
-    "kubeconfig": {"type": "path"},
+    # a path, or the kubeconfig itself (what a vault-encrypted file reads as): see kubeconfig_secrets
+    "kubeconfig": {"type": "raw"},
     "context": {"type": "str"},
 }
+SECRET_FIELDS = ("token", "password", "client-key-data")
 PAGE = 500  # Services per list call: a big cluster answers in pages, as kubectl reads it
 TIMEOUT_S = 30
 
 
-def read_services(kubeconfig: str | None, context: str | None = None) -> list[dict[str, Any]]:
-    """Every Service of the cluster, as the API's JSON (dicts); none without a kubeconfig."""
+def kubeconfig_secrets(kubeconfig: object) -> set[str]:
+    """The credentials in a kubeconfig given as a mapping, for the module's ``no_log_values``.
+
+    The option cannot be ``no_log`` as a whole: a path must be shown in its errors.
+    """
+    out: set[str] = set()
+    if isinstance(kubeconfig, dict):
+        for entry in kubeconfig.get("users") or ():
+            user = entry.get("user") if isinstance(entry, dict) else None
+            if isinstance(user, dict):
+                out.update(v for k in SECRET_FIELDS if isinstance(v := user.get(k), str) and v)
+    return out
+
+
+def read_services(kubeconfig: str | dict[str, Any] | None, context: str | None = None) -> list[dict[str, Any]]:
+    """Every Service of the cluster, as the API's JSON (dicts); none without a kubeconfig.
+
+    ``kubeconfig``: a path, or the kubeconfig's content as a mapping. Errors show the path, never the content.
+    """
     if not kubeconfig:
         return []
+    shown = kubeconfig if isinstance(kubeconfig, str) else "(the kubeconfig given as a mapping)"
+    if not isinstance(kubeconfig, (str, dict)):
+        raise InputError("kubeconfig", type(kubeconfig).__name__, "must be a path or a kubeconfig mapping")
     try:
-        api = k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
+        if isinstance(kubeconfig, dict):
+            api = k8s_config.new_client_from_config_dict(kubeconfig, context=context)
+        else:
+            api = k8s_config.new_client_from_config(config_file=os.path.expanduser(kubeconfig), context=context)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         where = f" (context {context!r})" if context else ""
-        raise InputError("kubeconfig", kubeconfig, f"cannot be used{where}: {exc}") from None
+        raise InputError("kubeconfig", shown, f"cannot be used{where}: {exc}") from None
     host = api.configuration.host
     items: list[dict[str, Any]] = []
     token: str | None = None
@@ -62,8 +88,8 @@ def read_services(kubeconfig: str | None, context: str | None = None) -> list[di
                 if not token:
                     break
     except ApiException as exc:
-        raise InputError("kubeconfig", kubeconfig,
+        raise InputError("kubeconfig", shown,
                          f"the cluster at {host} refused to list Services: {exc.status} {exc.reason}") from None
     except Exception as exc:
-        raise InputError("kubeconfig", kubeconfig, f"cannot reach the cluster at {host}: {exc}") from None
+        raise InputError("kubeconfig", shown, f"cannot reach the cluster at {host}: {exc}") from None
     return items

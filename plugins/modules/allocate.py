@@ -377,6 +377,7 @@ from ansible_collections.baremetal.lb.plugins.module_utils.cluster_client import
     CLUSTER_OPTIONS,
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
+    kubeconfig_secrets,
     read_services,
 )
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
@@ -423,6 +424,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     module.no_log_values.update(passwords(module.params["ledger"]))
+    module.no_log_values.update(kubeconfig_secrets(module.params["kubeconfig"]))
     if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     if module.params["kubeconfig"] and not HAS_KUBERNETES:

@@ -5,12 +5,16 @@ the ``k8s.io/kubernetes`` Go module at the release pinned in ``go/go.mod``
 (``scripts/build-cluster.sh``); kwok simulates the nodes and makes pods Ready,
 so the real EndpointSlice controller publishes endpoints for them.
 
-Everything listens on 127.0.0.1 on ports chosen free at start. TLS with a CA
-made for the run; the client (``admin.kubeconfig``) authenticates with a client
-certificate in ``system:masters``. Processes are stopped by the PIDs this module
+Everything listens on 127.0.0.1 on ports chosen free at start; with
+``--address ADDR`` the apiserver listens on ADDR instead (only ever an address of
+a network namespace or container the caller made, as in Molecule). TLS with a CA
+made for the run (``pki`` makes it ahead, where ``up`` runs without openssl);
+the client (``admin.kubeconfig``, certificates embedded, so it works anywhere)
+authenticates with a client certificate in ``system:masters``. Processes are stopped by the PIDs this module
 recorded in ``state.json`` (``stop``), never by name.
 
-    python3 tests/kubernetes/controlplane.py up   [--dir DIR] [--nodes a,b,c] [--pools FILE]
+    python3 tests/kubernetes/controlplane.py up   [--dir DIR] [--nodes a,b,c] [--pools FILE] [--address ADDR]
+    python3 tests/kubernetes/controlplane.py pki  [--dir DIR] [--address ADDR]
     python3 tests/kubernetes/controlplane.py down [--dir DIR]
 
 With ``--pools FILE`` (``lb_pools`` as in an inventory: a YAML list of pools),
@@ -21,6 +25,7 @@ those pools; its log is ``controller.log`` in DIR.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -61,14 +66,14 @@ def _run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def make_pki(pki: Path) -> None:
-    """A CA, the apiserver's serving certificate, an admin client, the service-account key."""
+def make_pki(pki: Path, address: str = "127.0.0.1") -> None:
+    """A CA, the apiserver's serving certificate (for ``address`` too), an admin client, the service-account key."""
     pki.mkdir(parents=True, exist_ok=True)
     _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
           "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=baremetal-lb-test-ca"], pki)
     ext = pki / "apiserver.ext"
     ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        f"subjectAltName=IP:127.0.0.1,IP:{address},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"
     )
     for name, subj, extfile in (
@@ -86,16 +91,21 @@ def make_pki(pki: Path) -> None:
     _run(["openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], pki)
 
 
+def _embedded(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
 def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") -> None:
+    """A kubeconfig with its certificates embedded: it works wherever it is copied (the role copies it)."""
     path.write_text(
         json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": "baremetal-lb-test",
-                              "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
-                "users": [{"name": user, "user": {"client-certificate": str(pki / f"{user}.crt"),
-                                                  "client-key": str(pki / f"{user}.key")}}],
+                              "cluster": {"server": server, "certificate-authority-data": _embedded(pki / "ca.crt")}}],
+                "users": [{"name": user, "user": {"client-certificate-data": _embedded(pki / f"{user}.crt"),
+                                                  "client-key-data": _embedded(pki / f"{user}.key")}}],
                 "contexts": [{"name": "baremetal-lb-test", "context": {"cluster": "baremetal-lb-test", "user": user}}],
                 "current-context": "baremetal-lb-test",
             },
@@ -111,6 +121,7 @@ class ControlPlane:
     dir: Path
     pids: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    address: str = "127.0.0.1"  # the apiserver's; everything else stays on loopback
 
     @property
     def kubeconfig(self) -> Path:
@@ -118,7 +129,8 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"https://{host}:{self.ports['apiserver']}"
 
     def _ssl(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
@@ -141,7 +153,8 @@ class ControlPlane:
         self._save()
 
     def _save(self) -> None:
-        (self.dir / "state.json").write_text(json.dumps({"pids": self.pids, "ports": self.ports}, indent=2))
+        state = {"pids": self.pids, "ports": self.ports, "address": self.address}
+        (self.dir / "state.json").write_text(json.dumps(state, indent=2))
 
     def _alive(self, name: str) -> bool:
         pid = self.pids.get(name)
@@ -177,7 +190,8 @@ class ControlPlane:
             raise RuntimeError(f"{self.dir} holds a running control plane (state.json): stop it first")
         self.dir.mkdir(parents=True, exist_ok=True)
         pki = self.dir / "pki"
-        make_pki(pki)
+        if not (pki / "ca.crt").exists():  # else made ahead by `pki` for this address
+            make_pki(pki, self.address)
         self.ports = {n: free_port() for n in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")}
         etcd = f"http://127.0.0.1:{self.ports['etcd']}"
         peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
@@ -191,7 +205,7 @@ class ControlPlane:
             self._spawn("kube-apiserver", [
                 str(BIN / "kube-apiserver"),
                 f"--etcd-servers={etcd}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}", f"--advertise-address={self.address}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
@@ -303,7 +317,7 @@ class ControlPlane:
     @classmethod
     def load(cls, directory: Path) -> ControlPlane:
         state = json.loads((directory / "state.json").read_text())
-        return cls(dir=directory, pids=state["pids"], ports=state["ports"])
+        return cls(dir=directory, pids=state["pids"], ports=state["ports"], address=state.get("address", "127.0.0.1"))
 
 
 def _yaml_list(text: str, path: Path) -> list[object]:
@@ -338,12 +352,18 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    p.add_argument("action", choices=("up", "down"))
+    p.add_argument("action", choices=("up", "pki", "down"))
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--nodes", default="", help="comma-separated kwok node names")
     p.add_argument("--pools", type=Path, help="lb_pools as YAML: also run the controller with them")
     p.add_argument("--lb-speaker", type=Path, default=REPO / "speaker" / ".venv" / "bin" / "lb-speaker")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="the apiserver's address: loopback, or one of a namespace or container you made")
     args = p.parse_args(argv)
+    if args.action == "pki":
+        make_pki(args.dir / "pki", args.address)
+        print(f"PKI for {args.address} in {args.dir / 'pki'}")
+        return 0
     if args.action == "down":
         if not (args.dir / "state.json").exists():
             print(f"no control plane recorded in {args.dir}")
@@ -352,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.dir, ignore_errors=True)
         print(f"stopped the control plane in {args.dir}")
         return 0
-    cp = ControlPlane(args.dir).start(tuple(n for n in args.nodes.split(",") if n))
+    cp = ControlPlane(args.dir, address=args.address).start(tuple(n for n in args.nodes.split(",") if n))
     try:
         controller = cp.start_controller(args.pools, args.lb_speaker) if args.pools else None
     except BaseException:

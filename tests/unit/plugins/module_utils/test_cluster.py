@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.baremetal.lb.plugins.module_utils.cluster import cluster_allocations
+from ansible_collections.baremetal.lb.plugins.module_utils.cluster import cluster_allocations, reservations
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import SQLiteLedger
-from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, ensure_pools, pool_report
+from ansible_collections.baremetal.lb.plugins.module_utils.operations import (
+    allocate_services,
+    ensure_pools,
+    pool_report,
+)
 from ansible_collections.baremetal.lb.plugins.module_utils.pools import parse_pool
 
 POOLS = [{"name": "lan", "addresses": ["198.51.100.100-198.51.100.103"]}]
@@ -50,3 +54,18 @@ def test_allocate_never_hands_out_what_the_cluster_holds(tmp_path):
         ("cluster", "apps/web", "cluster"), ("shop", "a", "ledger"), ("shop", "db", "ledger")]
     # nothing of the cluster's was written to the ledger
     assert sorted(a.key for a in ledger.read().allocations) == ["shop/a", "shop/db"]
+
+
+def test_reservations_are_the_ledger_with_this_runs_allocations_winning():
+    ledger = [
+        {"namespace": "shop", "name": "web", "addresses": ["198.51.100.100", "2001:db8:1::100"], "source": "ledger"},
+        {"namespace": "shop", "name": "gone", "addresses": ["198.51.100.101"], "source": "ledger"},
+        {"namespace": "cluster", "name": "apps/x", "addresses": ["198.51.100.102"], "source": "cluster"},
+    ]
+    run = [{"namespace": "default", "name": "new", "addresses": ["198.51.100.103"]}]
+    services = [{"namespace": "shop", "name": "gone", "state": "absent"}, {"name": "new"}]
+    assert reservations(ledger, run, services) == [
+        {"address": "198.51.100.100", "service": "shop/web"},
+        {"address": "2001:db8:1::100", "service": "shop/web"},
+        {"address": "198.51.100.103", "service": "default/new"},
+    ]
