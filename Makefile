@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: cluster-bins cluster cluster-destroy lab-deps postgresql-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
+.PHONY: kubernetes-core cluster-bins cluster cluster-destroy lab-deps postgresql-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
 
 test: lint sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
@@ -71,6 +71,19 @@ $(COLLECTIONS)/ansible_collections/baremetal/lb:
 	mkdir -p $(COLLECTIONS)/ansible_collections/baremetal
 	ln -sfn $(abspath .) $@
 
+# kubernetes.core for site.yml with lb_kubeconfig: taken from the `ansible` package's wheel on PyPI
+# (it bundles the collection; no Galaxy needed), unpacked beside ours. ANSIBLE_WHEEL pins which.
+ANSIBLE_WHEEL ?= ansible==12.3.0
+$(COLLECTIONS)/ansible_collections/kubernetes/core/MANIFEST.json: $(STAMP)
+	rm -rf build/ansible-wheel && mkdir -p build/ansible-wheel $(COLLECTIONS)/ansible_collections/kubernetes
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --dest build/ansible-wheel '$(ANSIBLE_WHEEL)'
+	cd build/ansible-wheel && $(BIN)/python -m zipfile -e ansible-*.whl unpacked
+	rm -rf $(COLLECTIONS)/ansible_collections/kubernetes/core
+	mv build/ansible-wheel/unpacked/ansible_collections/kubernetes/core $(COLLECTIONS)/ansible_collections/kubernetes/core
+	rm -rf build/ansible-wheel
+	test -f $@
+kubernetes-core: $(COLLECTIONS)/ansible_collections/kubernetes/core/MANIFEST.json
+
 lint: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(BIN)/ruff check .
 	cd $(COLLECTIONS) && $(BIN)/mypy --config-file $(abspath mypy.ini) \
@@ -112,7 +125,7 @@ $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 	touch $@
 
 # The collision tests run allocate and pool_info from the collection's venv (kubernetes client included).
-kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb kubernetes-core
 	$(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
 
 bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb postgresql-deps
