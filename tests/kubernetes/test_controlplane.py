@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
-from conftest import NODE_ADDRESSES, NODES
+from conftest import NODE_ADDRESSES, NODES, wait_for
 from controlplane import ControlPlane
 
 
 def _json(cluster: ControlPlane, *args: str) -> dict:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def _wait(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_the_apiserver_is_the_real_one(cluster: ControlPlane) -> None:
@@ -58,7 +47,7 @@ def test_ready_pods_become_endpoints_on_their_nodes(cluster: ControlPlane, names
         eps = [e for s in slices["items"] for e in (s.get("endpoints") or [])]
         return eps if len(eps) == 3 and all(e["conditions"].get("serving") for e in eps) else []
 
-    eps = _wait("3 serving endpoints", endpoints)
+    eps = wait_for("3 serving endpoints", endpoints, timeout=30.0)
     pods = {p["status"]["podIP"]: p["spec"]["nodeName"] for p in _json(cluster, "-n", namespace, "pods")["items"]}
     assert {e["addresses"][0]: e["nodeName"] for e in eps} == pods
     assert set(pods.values()) <= set(NODES)
@@ -71,7 +60,7 @@ def test_ready_pods_become_endpoints_on_their_nodes(cluster: ControlPlane, names
         eps = [e for s in slices["items"] for e in (s.get("endpoints") or [])]
         return eps if len(eps) == 1 else []
 
-    _wait("one endpoint after scaling to 1", one_left)
+    wait_for("one endpoint after scaling to 1", one_left, timeout=30.0)
 
 
 def test_status_subresource_keeps_annotations_and_drops_spec(cluster: ControlPlane, namespace: str) -> None:
@@ -122,7 +111,7 @@ def test_make_cluster_path_runs_the_controller_with_the_pools_file(tmp_path, cap
             svc = _json(cp, "service", "web")
             return ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress", [{}])[0].get("ip", "")
 
-        assert _wait("the controller's address for web", ingress) == "198.51.100.100"  # first of pool default
+        assert wait_for("the controller's address for web", ingress, timeout=30.0) == "198.51.100.100"  # first of pool default
     finally:
         pids = dict(ControlPlane.load(run).pids) if (run / "state.json").exists() else {}
         controlplane.main(["down", "--dir", str(run)])
