@@ -121,7 +121,7 @@ def test_daemon_announces_cluster_and_local_by_health(make_lab) -> None:  # type
     assert rows[(LOCAL_V4, "bgp")]["announcing"] is False
     assert "no healthy local endpoint" in rows[(LOCAL_V4, "bgp")]["reason"]
     assert any(
-        line.startswith("lbspeaker_bgp_established_total{") and line.endswith(" 1") for line in daemon.metrics().splitlines()
+        line.startswith("lbspeaker_bgp_established_total{") and float(line.rsplit(" ", 1)[1]) == 1 for line in daemon.metrics().splitlines()
     ), "the session must not have been reset"
 
     # SIGTERM: withdraw and Cease before exit
