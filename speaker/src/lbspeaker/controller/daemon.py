@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..core.errors import InputError
+from ..core.errors import ALLOCATION_FAILURE_REASONS, InputError
 from ..core.pools import FAMILY_NAMES
 from ..metrics import Family, Metrics, Sample
 from ..status import StatusServer
@@ -31,7 +31,7 @@ from . import config as config_mod
 from .config import ControllerConfig
 from .kube import ApiError, Kube, backoff
 from .leader import Elector
-from .reconcile import Event, Plan, Write
+from .reconcile import INVALID_SERVICE, Event, Plan, Write
 from .translate import is_load_balancer, key_of
 
 log = logging.getLogger("lbspeaker.controller")
@@ -40,6 +40,7 @@ COMPONENT = "baremetal-lb-controller"
 WATCH_TIMEOUT_S = 300
 MAX_WRITERS = 8
 MAX_CONFLICT_RETRIES = 5
+WATCH_RESTART_REASONS = ("timeout", "expired", "error")
 
 FAMILIES: dict[str, Family] = {
     "writes_total": Family("counter", "Writes to the API server, by kind (status, event, lease)", ("kind",)),
@@ -101,6 +102,11 @@ class Controller:
         self.metrics.gauge("leader", lambda: 1 if self.elector.is_leader() else 0)
         self.metrics.gauge("ready", lambda: 1 if self.ready() else 0)
         self.metrics.gauge("services_waiting", lambda: len(self._waiting()))
+        # every known reason from the start, at 0: rate() and increase() see the first failure
+        for reason in (*ALLOCATION_FAILURE_REASONS, INVALID_SERVICE):
+            self.metrics.inc("allocation_failures_total", 0, reason=reason)
+        for reason in WATCH_RESTART_REASONS:
+            self.metrics.inc("watch_restarts_total", 0, reason=reason)
         self.metrics.source(self._metric_samples)
         self.wake = asyncio.Event()
         self.stopping = threading.Event()
@@ -156,6 +162,7 @@ class Controller:
     # -- the watcher (its own thread: the stream blocks) ---------------------------
 
     def _restarted(self, reason: str) -> None:
+        assert reason in WATCH_RESTART_REASONS, reason
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(functools.partial(self.metrics.inc, "watch_restarts_total", reason=reason))
 
