@@ -62,11 +62,11 @@ def daemon_config(i: int, bgp: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 class Daemon:
-    def __init__(self, lab: Lab, i: int) -> None:
+    def __init__(self, lab: Lab, i: int, config: dict[str, Any] | None = None) -> None:
         self.lab = lab
         self.ns = lab.nodes[i - 1]
         self.config = lab.dir / f"daemon{i}.yaml"
-        self.config.write_text(yaml.safe_dump(daemon_config(i)))
+        self.config.write_text(yaml.safe_dump(config if config is not None else daemon_config(i)))
         self.log = lab.dir / f"daemon{i}.log"
         env = dict(os.environ, PYTHONPATH=str(SRC))
         with open(self.log, "ab") as log:
