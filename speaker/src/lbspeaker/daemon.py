@@ -511,7 +511,6 @@ class Speaker:
             "announcements": announcements,
         }
 
-
     def _metric_samples(self) -> dict[str, list[Sample]]:
         """The labelled families, read from this daemon's state at scrape time (metrics.py)."""
         node = ("node", self.config.node)
