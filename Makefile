@@ -124,7 +124,8 @@ $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 	$(SPEAKER_VENV)/bin/pip install --quiet --disable-pip-version-check -e 'speaker[test,kubernetes]'
 	touch $@
 
-kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes
+# The collision tests run allocate and pool_info from the collection's venv (kubernetes client included).
+kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
 
 bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb postgresql-deps

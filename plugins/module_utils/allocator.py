@@ -315,6 +315,13 @@ class Allocator:
         self._index(allocation)
         return allocation
 
+    def hold(self, allocation: Allocation) -> None:
+        """Record an allocation decided elsewhere (a ledger's reservation), as the constructor does."""
+        current = self._allocations.get(allocation.key)
+        if current is not None:
+            self._unindex(current)
+        self._index(allocation)
+
     def release(self, key: str) -> Allocation | None:
         allocation = self._allocations.get(key)
         if allocation is not None:

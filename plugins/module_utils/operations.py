@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .allocator import Allocation, Allocator
 from .batching import cyclic_gc_paused
+from .cluster import cluster_allocations
 from .errors import AllocationError, InputError, refuse_unknown_keys
 from .ledger import LedgerState, Transaction
 from .pools import FAMILY_NAMES, POOL_KEYS, Pool, find_overlap, format_address, overlap_message, parse_pool
@@ -165,15 +167,25 @@ def _stored_form(allocation: Allocation | None) -> tuple[object, ...] | None:
     return (allocation.pool, allocation.addresses, allocation.service)
 
 
-def allocate_services(txn: Transaction, services_data: object) -> AllocateResult:
-    """Assign or release addresses for a batch of services, in list order."""
+def allocate_services(txn: Transaction, services_data: object,
+                      cluster: Sequence[Mapping[str, Any]] = ()) -> AllocateResult:
+    """Assign or release addresses for a batch of services, in list order.
+
+    ``cluster``: a cluster's Services (the API's JSON); what they hold is never handed out here
+    (:func:`cluster.cluster_allocations`), and is not written to the ledger.
+    """
     with cyclic_gc_paused():
-        return _allocate_services(txn, services_data)
+        return _allocate_services(txn, services_data, cluster)
 
 
-def _allocate_services(txn: Transaction, services_data: object) -> AllocateResult:
+def _allocate_services(txn: Transaction, services_data: object,
+                       cluster: Sequence[Mapping[str, Any]] = ()) -> AllocateResult:
     services = parse_services(services_data)
-    allocator = Allocator(txn.state.pools, txn.state.allocations)
+    held = list(txn.state.allocations)
+    if cluster:
+        known = {a.key for a in held} | {s.key for s in services}
+        held += cluster_allocations(txn.state.pools, cluster, known)
+    allocator = Allocator(txn.state.pools, held)
     before = {s.key: allocator.get(s.key) for s in services}
     failures: list[dict[str, object]] = []
     for service in services:
@@ -204,9 +216,14 @@ def _allocate_services(txn: Transaction, services_data: object) -> AllocateResul
     return AllocateResult(bool(diff_after), allocations, failures, diff_before, diff_after)
 
 
-def pool_report(state: LedgerState, names: Sequence[str] | None = None) -> dict[str, list[dict[str, object]]]:
-    """``pool_info``'s result: pools with counts per family, and allocations."""
-    allocator = Allocator(state.pools, state.allocations)
+def pool_report(state: LedgerState, names: Sequence[str] | None = None,
+                cluster: Sequence[Mapping[str, Any]] = ()) -> dict[str, list[dict[str, object]]]:
+    """``pool_info``'s result: pools with counts per family, and allocations (the ledger's, then a cluster's)."""
+    seeds = list(state.allocations)
+    ledger_keys = {a.key for a in seeds}
+    if cluster:
+        seeds += cluster_allocations(state.pools, cluster, ledger_keys)
+    allocator = Allocator(state.pools, seeds)
     pools = [p for p in state.pools if not names or p.name in names]
     wanted = {p.name for p in pools}
     usage = allocator.usage()
@@ -221,6 +238,7 @@ def pool_report(state: LedgerState, names: Sequence[str] | None = None) -> dict[
             **a.to_dict(),
             "ports": [p.to_dict() for p in a.service.ports],
             "sharing_key": a.service.sharing_key,
+            "source": "ledger" if a.key in ledger_keys else "cluster",
         }
         for a in sorted(allocator.allocations.values(), key=lambda a: a.key)
         if a.pool in wanted

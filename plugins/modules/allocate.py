@@ -41,6 +41,7 @@ author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.ledger
+  - baremetal.lb.cluster
 attributes:
   check_mode:
     support: full
@@ -372,6 +373,12 @@ failures:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.baremetal.lb.plugins.module_utils.cluster_client import (
+    CLUSTER_OPTIONS,
+    HAS_KUBERNETES,
+    KUBERNETES_IMPORT_ERROR,
+    read_services,
+)
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
     LEDGER_OPTIONS,
@@ -404,6 +411,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             **LEDGER_OPTIONS,
+            **CLUSTER_OPTIONS,
             # Each service is validated by parse_service, which names the field with its index
             # (services[3].ports[0].port) and costs a fraction of Ansible's per-item suboption
             # validation on batches of 100,000 services. The suboptions are documented above.
@@ -417,11 +425,15 @@ def main() -> None:
     module.no_log_values.update(passwords(module.params["ledger"]))
     if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    if module.params["kubeconfig"] and not HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
     try:
+        # before the ledger's transaction: its lock is not held while the API answers
+        cluster = read_services(module.params["kubeconfig"], module.params["context"])
         ledger = open_ledger(module.params["ledger"], module.params["ledger_password"])
         with ledger.transaction(dry_run=module.check_mode) as txn:
             pool_changes = ensure_pools(txn, module.params["pools"])
-            outcome = allocate_services(txn, module.params["services"])
+            outcome = allocate_services(txn, module.params["services"], cluster)
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field, invocation=invocation(module.params))
     except LedgerError as exc:

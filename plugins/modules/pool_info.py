@@ -16,6 +16,7 @@ author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
   - baremetal.lb.ledger
+  - baremetal.lb.cluster
 attributes:
   check_mode:
     support: full
@@ -122,6 +123,12 @@ allocations:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.baremetal.lb.plugins.module_utils.cluster_client import (
+    CLUSTER_OPTIONS,
+    HAS_KUBERNETES,
+    KUBERNETES_IMPORT_ERROR,
+    read_services,
+)
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
     LEDGER_OPTIONS,
@@ -137,6 +144,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             **LEDGER_OPTIONS,
+            **CLUSTER_OPTIONS,
             "names": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
@@ -144,13 +152,16 @@ def main() -> None:
     module.no_log_values.update(passwords(module.params["ledger"]))
     if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    if module.params["kubeconfig"] and not HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
     try:
+        cluster = read_services(module.params["kubeconfig"], module.params["context"])
         state = open_ledger(module.params["ledger"], module.params["ledger_password"]).read()
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     except LedgerError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, **pool_report(state, module.params["names"]))
+    module.exit_json(changed=False, **pool_report(state, module.params["names"], cluster))
 
 
 if __name__ == "__main__":

@@ -228,5 +228,6 @@ def test_reserved_addresses_are_never_handed_out(ns: Namespace, start_controller
     assert ns.wait_ingress("auto") == ["198.51.100.101"]  # .100 is the ledger's
     ns.apply("asks", annotations={IPS: "198.51.100.100"})
     message = ns.wait_event("asks", "AllocationFailed")["message"]
-    assert "held by ledger/apps/from-playbook" in message
+    assert ("held by apps/from-playbook, which has no sharing_key "
+            "(apps/from-playbook: reserved for the playbook's ledger)") in message
     assert ns.ingress("asks") == []

@@ -183,7 +183,32 @@ def test_reserved_addresses_are_never_handed_out() -> None:
     p = plan(reserved=[{"address": "198.51.100.100", "service": "apps/from-playbook"}])
     assert p.reconcile(svc()).ingress == ("198.51.100.101",)
     w = p.reconcile(svc("b", annotations={"metallb.io/loadBalancerIPs": "198.51.100.100"}))
-    assert "ledger/apps/from-playbook" in w.events[0].message
+    assert w.ingress is None
+    assert w.events[0].message == (
+        "Failed to allocate IP for default/b (metadata.annotations[\"metallb.io/loadBalancerIPs\"]=198.51.100.100): "
+        "requested address 198.51.100.100 "
+        "cannot be shared: it is held by apps/from-playbook, which has no sharing_key "
+        "(apps/from-playbook: reserved for the playbook's ledger)")
+
+
+def test_the_ledgers_own_service_keeps_its_reserved_address() -> None:
+    """The playbook renders apps/from-playbook with the ledger's address and applies it: same service."""
+    p = plan(reserved=[{"address": "198.51.100.101", "service": "apps/from-playbook"}])
+    assert p.reconcile(svc("from-playbook", "apps")).ingress == ("198.51.100.101",)  # not .100, the lowest free
+    asks = svc("from-playbook", "apps", annotations={"metallb.io/loadBalancerIPs": "198.51.100.101"})
+    assert p.reconcile(asks).ingress == ("198.51.100.101",)
+    p.forget("apps/from-playbook")  # deleted from the cluster: the ledger still holds it
+    assert p.reconcile(svc("c", annotations={"metallb.io/loadBalancerIPs": "198.51.100.101"})).ingress is None
+    assert p.reconcile(svc("d")).ingress == ("198.51.100.100",)
+    assert p.reconcile(svc("e")).ingress == ("198.51.100.102",)
+
+
+def test_a_rebuild_keeps_what_the_ledgers_service_holds_in_the_cluster() -> None:
+    p = plan(reserved=[{"address": "198.51.100.101", "service": "apps/from-playbook"}])
+    held = svc("from-playbook", "apps", ingress=["198.51.100.101"],
+               annotations={ALLOCATED_FROM: "web"})
+    assert p.rebuild([svc("new"), held]) == [p.reconcile(svc("new"))]
+    assert p.reconcile(svc("new")).ingress == ("198.51.100.100",)
 
 
 @pytest.mark.parametrize("raw,field", [

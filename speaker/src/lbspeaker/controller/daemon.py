@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..core.cluster import is_load_balancer, key_of
 from ..core.errors import ALLOCATION_FAILURE_REASONS, InputError
 from ..core.pools import FAMILY_NAMES
 from ..metrics import Family, Metrics, Sample
@@ -32,7 +33,6 @@ from .config import ControllerConfig
 from .kube import ApiError, Kube, backoff
 from .leader import Elector
 from .reconcile import INVALID_SERVICE, Event, Plan, Write
-from .translate import is_load_balancer, key_of
 
 log = logging.getLogger("lbspeaker.controller")
 

@@ -14,32 +14,24 @@ are reconciled first, so that a pending Service never takes an address in use
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.allocator import Allocation, Allocator
+from ..core.cluster import ingress_addresses, is_load_balancer, key_of, owner_pool
 from ..core.errors import AllocationError
 from ..core.pools import Pool, format_address
 from ..core.service import Service
 from .config import Reservation
-from .translate import (
-    ALLOCATED_FROM,
-    Request,
-    allocated_pool,
-    ingress_addresses,
-    is_load_balancer,
-    is_ours,
-    key_of,
-    to_request,
-)
+from .translate import ALLOCATED_FROM, Request, allocated_pool, is_ours, to_request
 
 Address = tuple[int, int]
 NORMAL = "Normal"
 WARNING = "Warning"
 # the failure of a Service whose spec the core refuses before allocating (the others: the core's reasons)
 INVALID_SERVICE = "invalid_service"
-RESERVED_NAMESPACE = "ledger"  # reservations are held as "ledger/<namespace>/<name>": no Service key looks so
 
 
 @dataclass(frozen=True)
@@ -72,16 +64,20 @@ class Write:
         return {"metadata": meta, "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in self.ingress or ()]}}}
 
 
-def reserved_allocations(pools: Iterable[Pool], reserved: Iterable[Reservation]) -> list[Allocation]:
-    """The ledger's addresses, held by services no cluster Service can be (sharing refused: no key)."""
+def reserved_allocations(pools: Iterable[Pool], reserved: Iterable[Reservation]) -> dict[str, Allocation]:
+    """The ledger's addresses by service: held under that service's own key (docs/kubernetes.md).
+
+    The cluster Service of the same ``namespace/name`` is the ledger's service (the playbook
+    rendered it), so it keeps them; any other is refused them (no sharing key).
+    """
     by_service: dict[str, list[tuple[int, int]]] = {}
     for entry in reserved:
         by_service.setdefault(entry.service, []).append(entry.address)
     pools = list(pools)
-    out = []
-    for service, addresses in by_service.items():
-        owner = next((p.name for p in pools if p.find_range(*addresses[0]) is not None), "")
-        out.append(Allocation(Service(RESERVED_NAMESPACE, service), owner, tuple(addresses)))
+    out = {}
+    for key, addresses in by_service.items():
+        namespace, name = key.split("/", 1)
+        out[key] = Allocation(Service(namespace, name), owner_pool(pools, addresses), tuple(addresses))
     return out
 
 
@@ -94,9 +90,11 @@ class Plan:
     serve_unclassed: bool
     reserved: tuple[Reservation, ...] = ()
     allocator: Allocator = field(init=False)
+    _reservations: dict[str, Allocation] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.allocator = Allocator(self.pools, reserved_allocations(self.pools, self.reserved))
+        self._reservations = reserved_allocations(self.pools, self.reserved)
+        self.allocator = Allocator(self.pools, self._reservations.values())
 
     def ours(self, obj: Mapping[str, Any]) -> bool:
         return is_ours(obj, self.load_balancer_class, self.serve_unclassed)
@@ -106,12 +104,12 @@ class Plan:
         # each Service read once (10,000 on a restart): its request and what its status holds
         facts = [(obj, ingress_addresses(obj), to_request(obj) if self.ours(obj) else None) for obj in services]
         facts.sort(key=lambda fact: _start_order(fact[0], fact[1]))
-        seeds = reserved_allocations(self.pools, self.reserved)
+        seeds = dict(self._reservations)
         for obj, addresses, request in facts:
             seed = self._held(obj, addresses, request)
             if seed is not None:
-                seeds.append(seed)
-        self.allocator = Allocator(self.pools, seeds)
+                seeds[seed.key] = seed  # what the cluster's Service holds wins over the ledger's record of it
+        self.allocator = Allocator(self.pools, seeds.values())
         writes = [self.reconcile(obj, addresses, request) for obj, addresses, request in facts]
         return [w for w in writes if w.writes_status or w.events]
 
@@ -130,8 +128,20 @@ class Plan:
         return Allocation(service, pool.name if pool else "", addresses)
 
     def forget(self, key: str) -> None:
-        """A Service deleted (or no longer ours): its addresses are free for the next."""
+        """A Service deleted (or no longer ours): its addresses are free for the next, unless the ledger's."""
         self.allocator.release(key)
+        self._restore_reservation(key)
+
+    def _restore_reservation(self, key: str) -> None:
+        reservation = self._reservations.get(key)
+        if reservation is not None and not any(self.allocator.holders(a) for a in reservation.addresses):
+            self.allocator.hold(reservation)
+
+    def _explained(self, message: str) -> str:
+        """Name the ledger when one of its reservations is why a Service was refused."""
+        held = [k for k in re.findall(r"held by (\S+?)[, ]", message) if k in self._reservations]
+        return message + "".join(f" ({k}: reserved for the playbook's ledger)"
+                                 for k in dict.fromkeys(held))
 
     def reconcile(self, obj: Mapping[str, Any], addresses: tuple[Address, ...] | None = None,
                   request: Request | None = None) -> Write:
@@ -141,7 +151,7 @@ class Plan:
             addresses = ingress_addresses(obj)
         status_ips = tuple(format_address(*a) for a in addresses)
         if not self.ours(obj):
-            self.allocator.release(key)
+            self.forget(key)
             if not is_load_balancer(obj) and allocated_pool(obj) is not None:
                 # it was ours and is of another type now: clear what we wrote
                 return Write(key, ingress=(), pool=None, events=(
@@ -159,7 +169,8 @@ class Plan:
             allocation = self.allocator.assign(request.service)
         except AllocationError as exc:
             asked = f" ({request.origin})" if request.origin else ""
-            failed = Event(WARNING, "AllocationFailed", f"Failed to allocate IP for {key}{asked}: {exc}")
+            failed = Event(WARNING, "AllocationFailed",
+                           self._explained(f"Failed to allocate IP for {key}{asked}: {exc}"))
             if held is None and status_ips:
                 # its status names addresses no pool gives any more (pool removed or shrunk)
                 cleared = Event(NORMAL, "ClearAssignment",

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.cluster import is_load_balancer, key_of
 from ..core.errors import InputError
 from ..core.pools import parse_address
 from ..core.service import Service, parse_service
@@ -38,32 +39,12 @@ class Request:
     origin: str = ""  # the Service fields that asked for addresses, a pool or sharing, as the user wrote them
 
 
-def key_of(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-
-
-def is_load_balancer(obj: Mapping[str, Any]) -> bool:
-    return (obj.get("spec") or {}).get("type") == "LoadBalancer"
-
-
 def is_ours(obj: Mapping[str, Any], load_balancer_class: str, serve_unclassed: bool) -> bool:
     """A LoadBalancer Service of our class, or of none when we serve those."""
     if not is_load_balancer(obj):
         return False
     cls = (obj.get("spec") or {}).get("loadBalancerClass")
     return cls == load_balancer_class if cls else serve_unclassed
-
-
-def ingress_addresses(obj: Mapping[str, Any]) -> tuple[Address, ...]:
-    """The addresses in ``status.loadBalancer.ingress`` (hostnames and junk are not ours: skipped)."""
-    out = []
-    for entry in ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ():
-        try:
-            out.append(parse_address(entry.get("ip"), "ingress"))
-        except (InputError, AttributeError):
-            continue
-    return tuple(out)
 
 
 def allocated_pool(obj: Mapping[str, Any]) -> str | None:
