@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from ansible_collections.baremetal.lb.plugins.module_utils.cluster import cluster_allocations
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import SQLiteLedger
-from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, ensure_pools, pool_report
+from ansible_collections.baremetal.lb.plugins.module_utils.operations import (
+    allocate_services,
+    ensure_pools,
+    pool_report,
+)
 from ansible_collections.baremetal.lb.plugins.module_utils.pools import parse_pool
 
 POOLS = [{"name": "lan", "addresses": ["198.51.100.100-198.51.100.103"]}]
