@@ -395,7 +395,7 @@ def test_allocation_failure_reason_exhausted_and_sharing():
 
 def test_an_unknown_failure_reason_is_refused():
     with pytest.raises(ValueError, match="'full'"):
-        AllocationError("pool is full", "full")
+        raise AllocationError("pool is full", "full")
 
 
 def test_usage_counts_distinct_held_addresses_per_pool_and_family():
