@@ -413,16 +413,18 @@ class Speaker:
         self._bgp_sent = None
         self._update_bgp()
 
-    def _bgp_eligible(self, svc: ServiceConfig) -> bool:
-        """Cluster: every node announces. Local: only while a local endpoint is healthy."""
-        return svc.external_traffic_policy != "Local" or svc.name in self._local_healthy()
+    def _eligible(self, svc: ServiceConfig, healthy: frozenset[str] | None = None) -> bool:
+        """Cluster: every node may announce. Local: only while a local endpoint is healthy here
+        (``healthy``: ``_local_healthy()`` when the caller already has it)."""
+        return svc.external_traffic_policy != "Local" or svc.name in (
+            self._local_healthy() if healthy is None else healthy)
 
     def _bgp_rows(self) -> list[tuple[ServiceConfig, bool, bool, str]]:
         """Per BGP service: eligible here, announced (eligible and a session up), and why."""
         established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
         rows = []
         for svc in self.bgp_services:
-            eligible = self._bgp_eligible(svc)
+            eligible = self._eligible(svc)
             if not eligible:
                 reason = "Local: no healthy local endpoint here, withdrawn"
             elif established == 0:
@@ -440,7 +442,7 @@ class Speaker:
         wanted = tuple(
             BgpAnnouncement(svc.name, addr, svc.external_traffic_policy)
             for svc in self.bgp_services
-            if self._bgp_eligible(svc)
+            if self._eligible(svc)
             for addr in svc.addresses
         )
         if wanted != self._bgp_sent:
@@ -526,7 +528,7 @@ class Speaker:
         out["address_announced"] = announced
         healthy = self._local_healthy()
         out["service_eligible"] = [
-            ((node, ("service", svc.name)), svc.external_traffic_policy != "Local" or svc.name in healthy)
+            ((node, ("service", svc.name)), self._eligible(svc, healthy))
             for svc in self.config.services
         ]
         now = time.monotonic()
