@@ -58,9 +58,11 @@ FAMILIES: dict[str, Family] = {
         ("pool", "family")),
     "pool_addresses_available": Family(
         "gauge", "Addresses of the pool's family still free to allocate (leader only)", ("pool", "family")),
-    "services_waiting": Family("gauge", "Services of ours that hold no address because allocation failed"),
+    "services_waiting": Family(
+        "gauge", "Services of ours that hold no address because allocation failed (leader only)"),
     "service_waiting_for_address": Family(
-        "gauge", "1 for each Service of ours that holds no address because allocation failed, with the reason",
+        "gauge", "1 for each Service of ours that holds no address because allocation failed, with the reason "
+        "(leader only)",
         ("namespace", "service", "reason")),
     "rebuilds_total": Family("counter", "Allocations rebuilt from the cluster (start, takeover, reload)"),
     "reloads_total": Family("counter", "Configuration reloads (SIGHUP), by result", ("result",)),
@@ -139,8 +141,15 @@ class Controller:
             "pending": len(self.dirty) + len(self.inflight),
         }
 
+    def _current(self) -> bool:
+        """Only the leader, once rebuilt, knows what is in use and what waits: a standby's allocator
+        is not seeded, and what it decided as a former leader is stale."""
+        return self.elector.is_leader() and self.rebuilt
+
     def _waiting(self) -> dict[str, str]:
         """The Services refused that hold nothing (a refused Service may keep what it held), with the reason."""
+        if not self._current():
+            return {}
         return {key: reason for key, reason in self.failed.items() if self.plan.allocator.get(key) is None}
 
     def _metric_samples(self) -> dict[str, list[Sample]]:
@@ -149,8 +158,7 @@ class Controller:
             namespace, name = key.split("/", 1)
             waiting.append(((("namespace", namespace), ("service", name), ("reason", reason)), 1))
         out: dict[str, list[Sample]] = {"service_waiting_for_address": waiting}
-        # a standby's allocator is not seeded: only the leader, once rebuilt, knows what is in use
-        if self.elector.is_leader() and self.rebuilt:
+        if self._current():
             families = {p.name: p.families for p in self.plan.pools}
             usage = [u for u in self.plan.allocator.usage() if u.family in families.get(u.pool, ())]
             out["pool_addresses_in_use"] = [
