@@ -13,15 +13,28 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: kubernetes-core cluster-bins cluster cluster-destroy lab-deps postgresql-deps collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
+.PHONY: kubernetes-core cluster-bins cluster cluster-destroy lab-deps postgresql-deps prometheus-deps rules-test collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
 
-test: lint sanity units integration collection-check speaker-test kubernetes-test molecule
+test: lint rules-test sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
 
 # PostgreSQL for the ledger's tests: each run starts its own server on 127.0.0.1 in a temporary
 # directory (tests/postgresql_server.py) and stops it afterwards; these stages fail without it.
 postgresql-deps:
 	sh scripts/install-postgresql-deps.sh
+
+# promtool from Debian's prometheus package, for rules-test; fails (never skips) where it cannot install it.
+prometheus-deps:
+	sh scripts/install-prometheus-deps.sh
+
+# The alert rules the role ships (docs/observability.md): each alert on synthetic series, firing and not
+# firing; the dashboard's queries parsed by promtool as recording rules.
+ALERT_RULES := roles/speaker/files/prometheus/baremetal-lb-alerts.yml
+rules-test: $(STAMP) prometheus-deps
+	promtool check rules $(ALERT_RULES)
+	promtool test rules tests/prometheus/alerts_test.yml
+	mkdir -p build && $(BIN)/python tests/prometheus/alert_series.py dashboard-rules build/dashboard-queries.yml
+	promtool check rules build/dashboard-queries.yml
 
 # The lab (docs/lab.md): podman hosts on this machine, site.yml against them.
 LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playbook -i playbooks/inventory/lab

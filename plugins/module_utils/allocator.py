@@ -68,6 +68,16 @@ def family_text(families: Iterable[int]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """One family of one pool: distinct addresses held by at least one service, and how many are left."""
+
+    pool: str
+    family: int
+    in_use: int
+    available: int
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a service cannot take its addresses from a pool, before looking at what is held.
 
@@ -200,7 +210,7 @@ class PoolChooser:
                 )
             pool = owner
         if pool is None:  # parse_service guarantees at least one address here
-            raise AllocationError("no requested address")
+            raise AllocationError("no requested address", "not_allowed")
         first = service.load_balancer_ips[0]
         if service.address_pool is not None and service.address_pool != pool.name:
             return PoolChoice("addresses", refusal=Refusal("not_requested_pool", pool, first))
@@ -273,6 +283,19 @@ class Allocator:
         """Distinct addresses of the pool held by at least one service."""
         return sum(1 for f, v in self._holders if f == family and pool.find_range(f, v) is not None)
 
+    def usage(self) -> list[PoolUsage]:
+        """Every pool, both families: what ``pool_info`` reports and the controller exports as metrics."""
+        held: dict[str, dict[int, set[int]]] = {p.name: {4: set(), 6: set()} for p in self._pools}
+        for allocation in self._allocations.values():
+            if allocation.pool in held:
+                for family, value in allocation.addresses:
+                    held[allocation.pool][family].add(value)
+        return [
+            PoolUsage(p.name, f, len(held[p.name][f]), p.size(f) - len(held[p.name][f]))
+            for p in self._pools
+            for f in (4, 6)
+        ]
+
     def pool_of(self, address: Address) -> Pool | None:
         return self._chooser.owner(address)
 
@@ -314,15 +337,18 @@ class Allocator:
         if choice.path == "pool":
             if choice.refusal is not None:
                 known = ", ".join(p.name for p in self._pools) or "none"
-                raise AllocationError(f"address_pool {service.address_pool!r} does not exist (pools: {known})")
+                raise AllocationError(
+                    f"address_pool {service.address_pool!r} does not exist (pools: {known})", "no_pool"
+                )
             ((pool, refusal),) = choice.ranked
             if refusal is not None and refusal.kind == "service_allocation":
                 raise AllocationError(
-                    f"address_pool {pool.name!r} {refusal.detail}, and {service.key} does not qualify"
+                    f"address_pool {pool.name!r} {refusal.detail}, and {service.key} does not qualify", "not_allowed"
                 )
             result = _allocator_reason(refusal) if refusal else self._take_from(pool, service, current)
             if isinstance(result, str):
-                raise AllocationError(f"address_pool {pool.name!r} {result}")
+                reason = "not_allowed" if refusal else "pool_exhausted"
+                raise AllocationError(f"address_pool {pool.name!r} {result}", reason)
             return Allocation(service, pool.name, result)
 
         ranked = choice.ranked
@@ -331,6 +357,7 @@ class Allocator:
             # change its address for nothing (sort is stable).
             ranked = tuple(sorted(ranked, key=lambda entry: entry[1] is not None or entry[0].name != current.pool))
         reasons = []
+        exhausted = False
         for pool, refusal in ranked:
             if refusal is not None:
                 reasons.append(f"pool {pool.name!r} {_allocator_reason(refusal)}")
@@ -338,19 +365,25 @@ class Allocator:
             result = self._take_from(pool, service, current)
             if not isinstance(result, str):
                 return Allocation(service, pool.name, result)
+            exhausted = True
             reasons.append(f"pool {pool.name!r} {result}")
         detail = "; ".join(reasons) if reasons else "no pools are defined"
-        raise AllocationError(f"no address pool can give {family_text(service.wanted_families)}: {detail}")
+        raise AllocationError(
+            f"no address pool can give {family_text(service.wanted_families)}: {detail}",
+            "pool_exhausted" if exhausted else "not_allowed" if reasons else "no_pool",
+        )
 
     def _requested_addresses(self, service: Service, choice: PoolChoice) -> Allocation:
         refusal = choice.refusal or choice.ranked[0][1]
         if refusal is not None:
-            raise AllocationError(_requested_refusal(refusal, service))
+            raise AllocationError(_requested_refusal(refusal, service), "not_allowed")
         pool = choice.ranked[0][0]
         for address in service.load_balancer_ips:
             conflict = self._conflict(address, service)
             if conflict:
-                raise AllocationError(f"requested address {format_address(*address)} cannot be shared: {conflict}")
+                raise AllocationError(
+                    f"requested address {format_address(*address)} cannot be shared: {conflict}", "sharing_conflict"
+                )
         return Allocation(service, pool.name, service.load_balancer_ips)
 
     def _take_from(self, pool: Pool, service: Service, current: Allocation | None) -> tuple[Address, ...] | str:

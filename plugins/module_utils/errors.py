@@ -44,12 +44,28 @@ def refuse_unknown_keys(data: Mapping[Any, object], known: Collection[str], fiel
     )
 
 
+# Why an allocation failed, in words a metric label can carry (the message says the rest):
+# pool_exhausted: the pools that may serve the service have no free address of a family it needs;
+# no_pool: no pool exists that could serve it (none defined, or its address_pool is unknown);
+# not_allowed: a pool's rules refuse it (service_allocation, auto_assign, families, a requested
+# address outside its pool or split across pools, avoid_buggy_ips);
+# sharing_conflict: a requested address is held by a service it may not share with.
+ALLOCATION_FAILURE_REASONS = ("pool_exhausted", "no_pool", "not_allowed", "sharing_conflict")
+
+
 class AllocationError(Exception):
     """A service cannot get (or keep) the addresses it asks for.
 
     The message is meant for the operator: it says which rule refused and,
-    where another service is involved, which one.
+    where another service is involved, which one. ``reason`` is one of
+    ``ALLOCATION_FAILURE_REASONS``, for counting.
     """
+
+    def __init__(self, message: str, reason: str) -> None:
+        if reason not in ALLOCATION_FAILURE_REASONS:
+            raise ValueError(f"allocation failure reason must be one of {ALLOCATION_FAILURE_REASONS}, got {reason!r}")
+        super().__init__(message)
+        self.reason = reason
 
 
 class LedgerError(Exception):

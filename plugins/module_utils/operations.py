@@ -226,15 +226,12 @@ def pool_report(state: LedgerState, names: Sequence[str] | None = None,
     allocator = Allocator(state.pools, seeds)
     pools = [p for p in state.pools if not names or p.name in names]
     wanted = {p.name for p in pools}
-    held: dict[str, dict[int, set[int]]] = {p.name: {4: set(), 6: set()} for p in pools}
-    for allocation in allocator.allocations.values():
-        if allocation.pool in held:
-            for family, value in allocation.addresses:
-                held[allocation.pool][family].add(value)
+    usage = allocator.usage()
     report_pools = []
     for pool in pools:
-        assigned = {FAMILY_NAMES[f].lower(): len(held[pool.name][f]) for f in (4, 6)}
-        available = {FAMILY_NAMES[f].lower(): pool.size(f) - len(held[pool.name][f]) for f in (4, 6)}
+        mine = [u for u in usage if u.pool == pool.name]
+        assigned = {FAMILY_NAMES[u.family].lower(): u.in_use for u in mine}
+        available = {FAMILY_NAMES[u.family].lower(): u.available for u in mine}
         report_pools.append({**pool.to_dict(), "assigned": assigned, "available": available})
     report_allocations = [
         {

@@ -27,6 +27,7 @@ DEBIAN_PACKAGES = {
     "/usr/lib/frr/bfdd": "frr",
     "gobgpd": "gobgpd",
     "gobgp": "gobgpd",
+    "promtool": "prometheus",
 }
 
 

@@ -39,6 +39,8 @@ def first(lines: list[str], needle: str) -> int:
     # the ledger's tests start a PostgreSQL server of their own
     ("units", "install-postgresql-deps.sh", "pytest -q tests/unit"),
     ("integration", "install-postgresql-deps.sh", "tests/postgresql_server.py"),
+    # the alert rules' tests need promtool
+    ("rules-test", "install-prometheus-deps.sh", "promtool test rules"),
 ])
 def test_dependencies_installed_before_their_first_user(target: str, installer: str, user: str) -> None:
     lines = dry_run(target)
@@ -48,6 +50,7 @@ def test_dependencies_installed_before_their_first_user(target: str, installer: 
 @pytest.mark.parametrize("script,packages", [
     ("install-lab-deps.sh", "podman runc debootstrap"),
     ("install-postgresql-deps.sh", "postgresql-15 postgresql-client-15"),
+    ("install-prometheus-deps.sh", "prometheus"),
 ])
 def test_install_script_names_missing_packages_when_not_root(tmp_path: Path, script: str, packages: str) -> None:
     # a dpkg-query that reports nothing installed, and a non-root id
@@ -67,3 +70,9 @@ def test_install_script_names_missing_packages_when_not_root(tmp_path: Path, scr
 def test_kubernetes_tests_run_in_make_test_before_molecule() -> None:
     stages = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("test:")).split()
     assert stages.index("kubernetes-test") < stages.index("molecule")
+
+
+def test_alert_rule_tests_run_in_make_test() -> None:
+    stages = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("test:")).split()
+    assert "rules-test" in stages
+    assert any("promtool test rules tests/prometheus/alerts_test.yml" in line for line in dry_run("rules-test"))

@@ -14,8 +14,8 @@ from typing import Any
 from . import config as config_mod
 from . import election
 from .backends import ForwardedService
+from .bgp.manager import BGP_FAMILIES, BgpSpeaker
 from .bgp.manager import Announcement as BgpAnnouncement
-from .bgp.manager import BgpSpeaker
 from .config import Config, ServiceConfig
 from .core.dataplane import IPAddress
 from .errors import ConfigError
@@ -25,7 +25,7 @@ from .host import LocalRoutes, ensure_arp_sysctls, restore_arp_sysctls
 from .layer2 import Announcer, InterfaceResponder
 from .link import LinkWatcher, unserved_families
 from .membership import BOTH_FAMILIES, Membership
-from .metrics import Metrics
+from .metrics import FAMILIES, Metrics, Sample
 from .status import BgpProvider, StatusServer
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class Speaker:
     def __init__(self, config_path: str, config: Config, bgp: BgpProvider | None = None) -> None:
         self.config_path = config_path
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics({**FAMILIES, **BGP_FAMILIES})
+        self.last_reload_ok = True
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
         self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
         # interface -> address families it has no address of (cannot serve); see link.py
@@ -71,8 +72,9 @@ class Speaker:
         self.bgp: BgpSpeaker | None = None
         self._bgp_sent: tuple[BgpAnnouncement, ...] | None = None
         self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp or self._bgp_status)
-        self.metrics.sections.append(lambda: self.bgp.metrics() if self.bgp else [])
+        self.metrics.source(self._metric_samples)
         self.announcements: dict[IPAddress, Announcement] = {}
+        self.bgp_services: tuple[ServiceConfig, ...] = ()
         self.host_problems: list[str] = []
         self.sysctls_changed: dict[str, int] = {}
         self.stopping = False
@@ -169,6 +171,7 @@ class Speaker:
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             self.metrics.inc("reloads_total", result="error")
+            self.last_reload_ok = False
             return
         if (
             new.node != self.config.node
@@ -177,6 +180,7 @@ class Speaker:
         ):
             log.error("reload refused: node name, its address or membership.port changed (restart instead)")
             self.metrics.inc("reloads_total", result="error")
+            self.last_reload_ok = False
             return
         self.config = new
         self.membership.configure(new)
@@ -185,6 +189,7 @@ class Speaker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         self.metrics.inc("reloads_total", result="ok")
+        self.last_reload_ok = True
         log.info("configuration reloaded")
 
     def _apply_config(self, cfg: Config) -> None:
@@ -239,7 +244,7 @@ class Speaker:
                 self._pending_route_removals.add(addr)
         self.announcements = table
         self.services_by_ip = groups
-        self.bgp_services: tuple[ServiceConfig, ...] = tuple(s for s in cfg.services if s.mode == "bgp")
+        self.bgp_services = tuple(s for s in cfg.services if s.mode == "bgp")
         for r in self.responders.values():
             r.set_groups({a for a, ann in table.items() if a.version == 6 and r.ifname in ann.interfaces})
         self._schedule()
@@ -408,9 +413,28 @@ class Speaker:
         self._bgp_sent = None
         self._update_bgp()
 
-    def _bgp_eligible(self, svc: ServiceConfig) -> bool:
-        """Cluster: every node announces. Local: only while a local endpoint is healthy."""
-        return svc.external_traffic_policy != "Local" or svc.name in self._local_healthy()
+    def _eligible(self, svc: ServiceConfig, healthy: frozenset[str] | None = None) -> bool:
+        """Cluster: every node may announce. Local: only while a local endpoint is healthy here
+        (``healthy``: ``_local_healthy()`` when the caller already has it)."""
+        return svc.external_traffic_policy != "Local" or svc.name in (
+            self._local_healthy() if healthy is None else healthy)
+
+    def _bgp_rows(self) -> list[tuple[ServiceConfig, bool, bool, str]]:
+        """Per BGP service: eligible here, announced (eligible and a session up), and why."""
+        established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
+        rows = []
+        for svc in self.bgp_services:
+            eligible = self._eligible(svc)
+            if not eligible:
+                reason = "Local: no healthy local endpoint here, withdrawn"
+            elif established == 0:
+                reason = "no BGP session established"
+            elif svc.external_traffic_policy == "Local":
+                reason = f"Local: healthy local endpoint, advertised to {established} peer(s)"
+            else:
+                reason = f"Cluster: every node announces; advertised to {established} peer(s)"
+            rows.append((svc, eligible, eligible and established > 0, reason))
+        return rows
 
     def _update_bgp(self) -> None:
         if self.bgp is None or self.stopping:
@@ -418,7 +442,7 @@ class Speaker:
         wanted = tuple(
             BgpAnnouncement(svc.name, addr, svc.external_traffic_policy)
             for svc in self.bgp_services
-            if self._bgp_eligible(svc)
+            if self._eligible(svc)
             for addr in svc.addresses
         )
         if wanted != self._bgp_sent:
@@ -467,24 +491,14 @@ class Speaker:
                         "interfaces": list(ann.interfaces),
                     }
                 )
-        established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
-        for svc in self.bgp_services:
-            eligible = self._bgp_eligible(svc)
-            if not eligible:
-                reason = "Local: no healthy local endpoint here, withdrawn"
-            elif established == 0:
-                reason = "no BGP session established"
-            elif svc.external_traffic_policy == "Local":
-                reason = f"Local: healthy local endpoint, advertised to {established} peer(s)"
-            else:
-                reason = f"Cluster: every node announces; advertised to {established} peer(s)"
+        for svc, _eligible, announced, reason in self._bgp_rows():
             for addr in svc.addresses:
                 announcements.append(
                     {
                         "address": str(addr),
                         "service": svc.name,
                         "mode": "bgp",
-                        "announcing": eligible and established > 0,
+                        "announcing": announced,
                         "leader": None,
                         "reason": reason,
                     }
@@ -498,6 +512,33 @@ class Speaker:
             "host_problems": self.host_problems,
             "announcements": announcements,
         }
+
+    def _metric_samples(self) -> dict[str, list[Sample]]:
+        """The labelled families, read from this daemon's state at scrape time (metrics.py)."""
+        node = ("node", self.config.node)
+        out: dict[str, list[Sample]] = self.bgp.metric_samples(self.config.node) if self.bgp is not None else {}
+        announced: list[Sample] = []
+        for addr, ann in sorted(self.announcements.items(), key=lambda kv: (kv[0].version, kv[0])):
+            for name in ann.services:
+                announced.append(((node, ("address", str(addr)), ("service", name), ("mode", "l2")), ann.announcing))
+        for svc, _eligible, bgp_announced, _reason in self._bgp_rows():
+            for addr in svc.addresses:
+                announced.append(((node, ("address", str(addr)), ("service", svc.name), ("mode", "bgp")),
+                                  bgp_announced))
+        out["address_announced"] = announced
+        healthy = self._local_healthy()
+        out["service_eligible"] = [
+            ((node, ("service", svc.name)), self._eligible(svc, healthy))
+            for svc in self.config.services
+        ]
+        now = time.monotonic()
+        peers = sorted(self.membership.peers.values(), key=lambda p: p.name)
+        out["member_up"] = [((node, ("member", p.name)), p.alive) for p in peers]
+        out["member_heartbeat_age_seconds"] = [
+            ((node, ("member", p.name)), now - p.last_seen) for p in peers if p.last_seen
+        ]
+        out["config_last_reload_successful"] = [((node,), self.last_reload_ok)]
+        return out
 
 
 async def run(config_path: str, bgp: BgpProvider | None = None) -> int:

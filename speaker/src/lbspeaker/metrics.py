@@ -1,19 +1,33 @@
-"""Counters and gauges, rendered in the Prometheus text format.
+"""The daemons' Prometheus metrics, exposed through ``prometheus_client``.
 
-Every family the speaker exposes is declared once in ``FAMILIES`` with its
-type, its HELP text and its label names; recording into an undeclared family
-raises, so nothing reaches ``/metrics`` without a type and a description.
+Every family a daemon exposes is declared once (``FAMILIES`` for the speaker,
+the controller's own table for ``lbcontroller_``) with its type, its HELP text
+and its label names; recording into an undeclared family, or with other
+labels, raises, so nothing reaches ``/metrics`` without a type and a
+description. :class:`Metrics` is a ``prometheus_client`` collector: counters
+are kept here as plain numbers (the hot paths only add), and everything else
+is read from the daemon's state at scrape time, so a scrape shows what the
+daemon holds at that moment and nothing can go stale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 PREFIX = "lbspeaker_"
+# The classic text format: every Prometheus 2 and 3 reads it (prometheus_client's own default moved to 1.0.0).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Labels = tuple[tuple[str, str], ...]
+Sample = tuple[Labels, float]
+# A source reads several families at once from its owner's state: {family name: samples}.
+Source = Callable[[], Mapping[str, Iterable[Sample]]]
 
 
 @dataclass(frozen=True)
@@ -23,9 +37,27 @@ class Family:
     labels: tuple[str, ...] = ()
 
 
+_NODE = ("node",)
 FAMILIES: dict[str, Family] = {
     "announced_ips": Family("gauge", "Service IPs this node announces now over Layer 2"),
+    "address_announced": Family(
+        "gauge",
+        "1 while this node announces the service IP (l2: it is the elected leader and answers ARP/NDP; "
+        "bgp: it advertises the route to at least one established peer), else 0",
+        ("node", "address", "service", "mode")),
+    "service_eligible": Family(
+        "gauge", "1 while this node may announce the service (Cluster, or Local with a healthy local endpoint)",
+        ("node", "service")),
     "members": Family("gauge", "Live speakers in this node's view, itself included"),
+    "member_up": Family(
+        "gauge", "1 while heartbeats from the configured member arrive in time (alive in this node's view), else 0",
+        ("node", "member")),
+    "member_heartbeat_age_seconds": Family(
+        "gauge", "Seconds since this node last accepted a heartbeat from the member (members heard at least once)",
+        ("node", "member")),
+    "config_last_reload_successful": Family(
+        "gauge", "1 if the last configuration reload was applied (or none was asked for), 0 if it was refused",
+        _NODE),
     "leader_changes_total": Family("counter", "Times the elected leader of a service IP changed"),
     "heartbeats_sent_total": Family("counter", "Membership heartbeats sent"),
     "heartbeats_received_total": Family("counter", "Membership heartbeats accepted"),
@@ -51,7 +83,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-class Metrics:
+class Metrics(Collector):
     """The speaker's families by default; the controller passes its own (``lbcontroller_``)."""
 
     def __init__(self, families: dict[str, Family] | None = None, prefix: str = PREFIX) -> None:
@@ -59,13 +91,13 @@ class Metrics:
         self.prefix = prefix
         self.values: dict[str, dict[Labels, float]] = {}
         self.readers: dict[str, Callable[[], float]] = {}
-        # Whole families rendered by their owners (the BGP speaker), appended as they come.
-        self.sections: list[Callable[[], list[str]]] = []
+        self.sources: list[Source] = []
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         family = _declared(self.families, name, "counter")
-        if set(labels) != set(family.labels):
-            raise ValueError(f"metric {name} takes labels {family.labels}, got {tuple(labels)}")
+        _check_labels(name, family, labels)
         series = self.values.setdefault(name, {})
         key = tuple(sorted(labels.items()))
         series[key] = series.get(key, 0) + amount
@@ -82,33 +114,36 @@ class Metrics:
         _declared(self.families, name, "counter")
         self.readers[name] = read
 
-    def render(self) -> str:
-        lines: list[str] = []
+    def source(self, read: Source) -> None:
+        """Labelled families read from their owner's state at scrape time (per IP, per peer, per pool)."""
+        self.sources.append(read)
+
+    def collect(self) -> Iterator[Metric]:
+        samples: dict[str, list[Sample]] = {}
+        for read in self.sources:
+            for name, read_rows in read().items():
+                if name not in self.families:
+                    raise KeyError(f"metric {name} is not declared in its families")
+                samples.setdefault(name, []).extend(read_rows)
         for name, family in self.families.items():
             if name in self.readers:
-                samples: list[tuple[Labels, float]] = [((), self.readers[name]())]
-            elif family.labels:
-                samples = sorted(self.values.get(name, {}).items())
-            else:  # an unlabelled counter exists from the start, at 0
-                samples = [((), self.values.get(name, {}).get((), 0))]
-            lines.extend(render_family(self.prefix + name, family, samples))
-        for section in self.sections:
-            lines.extend(section())
-        return "\n".join(lines) + "\n"
+                rows: list[Sample] = [((), self.readers[name]())]
+            elif name in self.values:
+                rows = sorted(self.values[name].items())
+            elif not family.labels and family.kind == "counter":
+                rows = [((), 0)]  # an unlabelled counter exists from the start, so rate() sees its first increment
+            else:
+                rows = samples.get(name, [])
+            metric_type = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+            metric = metric_type(self.prefix + name, family.help, labels=family.labels)
+            for labels, value in rows:
+                given = dict(labels)
+                _check_labels(name, family, given)
+                metric.add_metric([given[k] for k in family.labels], value)
+            yield metric
 
-
-def render_family(name: str, family: Family, samples: Iterable[tuple[Labels, float]]) -> list[str]:
-    """One family in the text format: HELP, TYPE, then one line per sample."""
-    lines = [f"# HELP {name} {family.help}", f"# TYPE {name} {family.kind}"]
-    for labels, value in samples:
-        label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-        lines.append(f"{name}{{{label_text}}} {_number(value)}" if labels else f"{name} {_number(value)}")
-    return lines
-
-
-def _number(value: float) -> str:
-    # Whole numbers in full: ``:g`` would turn a counter of 1234567 into 1.23457e+06.
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 def _declared(families: dict[str, Family], name: str, kind: str) -> Family:
@@ -120,5 +155,6 @@ def _declared(families: dict[str, Family], name: str, kind: str) -> Family:
     return family
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _check_labels(name: str, family: Family, labels: Mapping[str, str]) -> None:
+    if set(labels) != set(family.labels):
+        raise ValueError(f"metric {name} takes labels {family.labels}, got {tuple(labels)}")

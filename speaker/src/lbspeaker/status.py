@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .metrics import Metrics
+from .metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class StatusServer:
                 doc["bgp"] = self.bgp()
             return 200, "application/json", json.dumps(doc, indent=2).encode() + b"\n"
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render().encode()
+            return 200, CONTENT_TYPE, self.metrics.render()
         if path == "/healthz":
             ok = self.healthy()
             return (200 if ok else 503), "text/plain", b"ok\n" if ok else b"not ready\n"

@@ -57,7 +57,7 @@ def test_routes_with_communities_in_rib_and_fib(make_lab) -> None:  # type: igno
     st = sp.status()
     peer = st["bgp"]["peers"][0]
     assert peer["state"] == "Established" and peer["advertised"] == 2 and peer["asn"] == ROUTER_ASN
-    assert any(line.startswith("lbspeaker_bgp_session_up{") and line.endswith(" 1") for line in st["metrics"])
+    assert any(line.startswith("lbspeaker_bgp_session_up{") and float(line.rsplit(" ", 1)[1]) == 1 for line in st["metrics"])
     # SIGTERM: routes withdrawn (Cease), clean exit.
     assert sp.stop() == 0
     wait_for(lambda: not lab.router.route(V4) and not lab.router.route(V6), 15, what="withdraw after SIGTERM")
@@ -102,7 +102,7 @@ def test_ecmp_cluster_and_local_withdraw_without_reset(make_lab) -> None:  # typ
     assert both(V4)
     st = sp1.status()["bgp"]["peers"][0]
     assert st["state"] == "Established"
-    assert any(line.startswith("lbspeaker_bgp_established_total{") and line.endswith(" 1")
+    assert any(line.startswith("lbspeaker_bgp_established_total{") and float(line.rsplit(" ", 1)[1]) == 1
                for line in sp1.status()["metrics"]), "the session must not have been reset"
     # Cluster: node 2 stops (SIGTERM); the route remains via node 1 only.
     assert sp2.stop() == 0

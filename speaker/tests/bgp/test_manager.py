@@ -59,8 +59,8 @@ def test_reload_resets_only_changed_peer_and_diffs_routes() -> None:
             raise AssertionError("community change not sent to b")
         status = {p["name"]: p for p in sp.status()["peers"]}
         assert status["b"]["state"] == "Established"
-        metrics = "\n".join(sp.metrics())
-        assert 'lbspeaker_bgp_established_total{peer="127.0.0.2",name="b"} 1' in metrics
+        established = sp.metric_samples("n1")["bgp_established_total"]
+        assert ((("node", "n1"), ("peer", "127.0.0.2"), ("name", "b")), 1) in established
         # The daemon withdraws a Local IP: only a withdraw goes out.
         sp.set_announcements([])
         for _unused in range(20):

@@ -5,10 +5,10 @@ import re
 
 import pytest
 from lbspeaker.bgp.config import parse_bgp_config
-from lbspeaker.bgp.manager import BgpSpeaker
+from lbspeaker.bgp.manager import BGP_FAMILIES, BgpSpeaker
 from lbspeaker.bgp.session import BgpSession, State
-from lbspeaker.config import Config, MembershipConfig, NodeConfig, StatusConfig
-from lbspeaker.daemon import Speaker
+from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig, StatusConfig
+from lbspeaker.daemon import Announcement, Speaker
 from lbspeaker.metrics import FAMILIES, Metrics
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
@@ -70,11 +70,27 @@ def exposition():
         speaker.bgp._sessions[peer.key] = BgpSession(peer, bgp.asn, bgp.router_id)
     speaker.bgp._sessions[bgp.peers[0].key].state = State.ESTABLISHED
     speaker.bgp._sessions[bgp.peers[0].key].counters.updates_sent = 3
+    speaker.membership.peers["node2"].last_seen = 1.0
+    speaker.last_reload_ok = False
 
     code, content_type, body = speaker.status_server.body_for("/metrics")
     assert code == 200
-    assert content_type.startswith("text/plain; version=0.0.4")
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     return body.decode()
+
+
+@pytest.fixture
+def exposition_speaker():
+    """A speaker (not started) with one L2 service IP and one Local BGP service IP in its tables."""
+    web = ServiceConfig("default/web", (ipaddress.ip_address("198.51.100.100"),))
+    api = ServiceConfig("default/api", (ipaddress.ip_address("203.0.113.10"),), mode="bgp",
+                        external_traffic_policy="Local")
+    nodes = (NodeConfig("node1", ipaddress.ip_address("198.51.100.11")),)
+    config = Config("node1", nodes, MembershipConfig(b"s" * 32, 7946, 50, 4), ("eth0",), StatusConfig(), (web, api))
+    speaker = Speaker("/etc/lb-speaker/config.yaml", config)
+    speaker.announcements = {web.addresses[0]: Announcement(web.addresses[0], (web.name,), ("eth0",))}
+    speaker.bgp_services = (api,)
+    return speaker
 
 
 def test_every_total_is_a_counter_and_every_counter_a_total(exposition):
@@ -84,7 +100,7 @@ def test_every_total_is_a_counter_and_every_counter_a_total(exposition):
 
 def test_every_family_has_a_real_help_and_a_type(exposition):
     families = parse(exposition)
-    assert "lbspeaker_backend_checks_total" in families
+    assert {name.removeprefix("lbspeaker_") for name in families} == set(FAMILIES) | set(BGP_FAMILIES)
     for name, family in families.items():
         assert family.get("type") in ("counter", "gauge"), name
         help_text = family.get("help", "")
@@ -108,9 +124,15 @@ def test_samples_are_the_recorded_values(exposition):
     assert ({"result": "error"}, 1234567.0) in families["lbspeaker_reloads_total"]["samples"]
     assert ({"backend": "198.51.100.21:8080", "result": "healthy"}, 1.0) in (
         families["lbspeaker_backend_checks_total"]["samples"])
-    assert ({"peer": "198.51.100.1", "name": "r1"}, 3.0) in (
-        families["lbspeaker_bgp_updates_sent_total"]["samples"])
-    assert ({"peer": "198.51.100.1", "name": "r1"}, 0.0) in families["lbspeaker_bfd_session_up"]["samples"]
+    r1 = {"node": "node1", "peer": "198.51.100.1", "name": "r1"}
+    assert (r1, 3.0) in families["lbspeaker_bgp_updates_sent_total"]["samples"]
+    assert (r1, 1.0) in families["lbspeaker_bgp_session_up"]["samples"]
+    assert (r1, 0.0) in families["lbspeaker_bfd_session_up"]["samples"]
+    # membership, as this node sees it: node2 was heard once and is not alive now
+    assert families["lbspeaker_member_up"]["samples"] == [({"node": "node1", "member": "node2"}, 0.0)]
+    ((labels, age),) = families["lbspeaker_member_heartbeat_age_seconds"]["samples"]
+    assert labels == {"node": "node1", "member": "node2"} and age > 0
+    assert families["lbspeaker_config_last_reload_successful"]["samples"] == [({"node": "node1"}, 0.0)]
     assert 'service="odd \\"name\\"\\\\"' in exposition
     # Unlabelled counters exist from the start, so rate() sees their first increment.
     assert families["lbspeaker_heartbeats_received_total"]["samples"] == [({}, 0.0)]
@@ -124,4 +146,24 @@ def test_undeclared_or_mistyped_metric_is_refused():
         m.gauge("reloads_total", lambda: 1)
     with pytest.raises(ValueError, match="labels"):
         m.inc("reloads_total")
-    assert set(FAMILIES) == {name.removeprefix("lbspeaker_") for name in parse(m.render())}
+    bad = Metrics()
+    bad.source(lambda: {"member_up": [((("node", "n1"),), 1)]})  # no member label
+    with pytest.raises(ValueError, match="labels"):
+        bad.render()
+    assert set(FAMILIES) == {name.removeprefix("lbspeaker_") for name in parse(m.render().decode())}
+
+
+def test_address_announced_and_eligibility_follow_the_daemon(exposition_speaker):
+    """Per service IP one series per node and mode, 1 only while announced: what the alert rules count."""
+    speaker = exposition_speaker
+    families = parse(speaker.status_server.body_for("/metrics")[2].decode())
+    samples = families["lbspeaker_address_announced"]["samples"]
+    assert ({"node": "node1", "address": "198.51.100.100", "service": "default/web", "mode": "l2"}, 0.0) in samples
+    assert ({"node": "node1", "address": "203.0.113.10", "service": "default/api", "mode": "bgp"}, 0.0) in samples
+    eligible = dict((labels["service"], value) for labels, value in families["lbspeaker_service_eligible"]["samples"])
+    assert eligible == {"default/web": 1.0, "default/api": 0.0}  # api is Local without a healthy endpoint
+
+    next(iter(speaker.announcements.values())).announcing = True
+    families = parse(speaker.status_server.body_for("/metrics")[2].decode())
+    assert ({"node": "node1", "address": "198.51.100.100", "service": "default/web", "mode": "l2"}, 1.0) in (
+        families["lbspeaker_address_announced"]["samples"])

@@ -24,9 +24,10 @@ from typing import Any
 import yaml
 
 from lbspeaker.errors import ConfigError
+from lbspeaker.metrics import Metrics
 
 from .config import BgpConfig, parse_bgp_config, parse_ip
-from .manager import Announcement, BgpSpeaker
+from .manager import BGP_FAMILIES, Announcement, BgpSpeaker
 
 
 def load(path: Path) -> tuple[BgpConfig, list[Announcement]]:
@@ -90,10 +91,15 @@ async def amain(args: argparse.Namespace) -> int:
         speaker.set_announcements(new_anns)
         logging.info("configuration reloaded")
 
+    # /metrics as the daemon renders it, its node label the router ID (this runner has no node name)
+    metrics = Metrics(BGP_FAMILIES)
+    metrics.source(lambda: speaker.metric_samples(str(speaker.config.router_id)))
+
     def dump() -> None:
         if args.status_file:
             tmp = args.status_file + ".tmp"
-            Path(tmp).write_text(json.dumps({"bgp": speaker.status(), "metrics": speaker.metrics()}))
+            lines = metrics.render().decode().splitlines()
+            Path(tmp).write_text(json.dumps({"bgp": speaker.status(), "metrics": lines}))
             os.replace(tmp, args.status_file)
 
     loop.add_signal_handler(signal.SIGTERM, done.set)

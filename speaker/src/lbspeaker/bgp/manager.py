@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.dataplane import IPAddress
-from ..metrics import PREFIX, Family, Labels, render_family
+from ..metrics import Family, Labels, Sample
 from . import codec
 from .bfd import BfdSession, BfdState, BfdTransport
 from .codec import IPNetwork, RouteAttributes
 from .config import BgpConfig, PeerConfig, RouteAdvertisement
 from .session import BgpSession, State, set_md5, set_ttl
 
-_PEER = ("peer", "name")
+_PEER = ("node", "peer", "name")
 BGP_FAMILIES: dict[str, Family] = {
     "bgp_session_up": Family("gauge", "1 if the BGP session is Established, else 0", _PEER),
     "bgp_session_state": Family(
@@ -311,12 +311,12 @@ class BgpSpeaker:
             })
         return {"asn": self.config.asn, "router_id": str(self.config.router_id), "peers": peers}
 
-    def metrics(self) -> list[str]:
-        """The ``lbspeaker_bgp_*`` and ``lbspeaker_bfd_*`` families, one sample per peer."""
-        samples: dict[str, list[tuple[Labels, float]]] = {name: [] for name in BGP_FAMILIES}
+    def metric_samples(self, node: str) -> dict[str, list[Sample]]:
+        """The ``lbspeaker_bgp_*`` and ``lbspeaker_bfd_*`` families (``BGP_FAMILIES``), one sample per peer."""
+        samples: dict[str, list[Sample]] = {name: [] for name in BGP_FAMILIES}
         order = list(State)
         for key, s in self._sessions.items():
-            labels: Labels = (("peer", str(s.peer.address)), ("name", s.peer.name or key))
+            labels: Labels = (("node", node), ("peer", str(s.peer.address)), ("name", s.peer.name or key))
             c = s.counters
             for name, value in (
                 ("bgp_session_up", int(s.state == State.ESTABLISHED)),
@@ -333,7 +333,4 @@ class BgpSpeaker:
             if s.peer.bfd.enabled:
                 bfd = self._bfd.get(key)
                 samples["bfd_session_up"].append((labels, int(bfd is not None and bfd.state == BfdState.UP)))
-        lines: list[str] = []
-        for name, family in BGP_FAMILIES.items():
-            lines.extend(render_family(PREFIX + name, family, samples[name]))
-        return lines
+        return samples

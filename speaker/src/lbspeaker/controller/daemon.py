@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -23,14 +24,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..core.cluster import is_load_balancer, key_of
-from ..core.errors import InputError
-from ..metrics import Family, Metrics
+from ..core.errors import ALLOCATION_FAILURE_REASONS, InputError
+from ..core.pools import FAMILY_NAMES
+from ..metrics import Family, Metrics, Sample
 from ..status import StatusServer
 from . import config as config_mod
 from .config import ControllerConfig
 from .kube import ApiError, Kube, backoff
 from .leader import Elector
-from .reconcile import Event, Plan, Write
+from .reconcile import INVALID_SERVICE, Event, Plan, Write
 
 log = logging.getLogger("lbspeaker.controller")
 
@@ -38,6 +40,7 @@ COMPONENT = "baremetal-lb-controller"
 WATCH_TIMEOUT_S = 300
 MAX_WRITERS = 8
 MAX_CONFLICT_RETRIES = 5
+WATCH_RESTART_REASONS = ("timeout", "expired", "error")
 
 FAMILIES: dict[str, Family] = {
     "writes_total": Family("counter", "Writes to the API server, by kind (status, event, lease)", ("kind",)),
@@ -45,6 +48,22 @@ FAMILIES: dict[str, Family] = {
     "write_conflicts_total": Family("counter", "Status writes refused with 409 Conflict (re-read and retried)"),
     "relists_total": Family("counter", "Full lists of Services (start, 410 Gone, reconnect)"),
     "watch_errors_total": Family("counter", "Watch streams that ended in an error"),
+    "watch_restarts_total": Family(
+        "counter", "Service watch streams started again, by reason (timeout: the server's normal end; "
+        "expired: 410 Gone or another ERROR event, relisted; error: the connection failed)", ("reason",)),
+    "allocation_failures_total": Family(
+        "counter", "Allocation failures recorded on Services (AllocationFailed events), by reason", ("reason",)),
+    "pool_addresses_in_use": Family(
+        "gauge", "Addresses of the pool's family held by at least one Service or ledger reservation (leader only)",
+        ("pool", "family")),
+    "pool_addresses_available": Family(
+        "gauge", "Addresses of the pool's family still free to allocate (leader only)", ("pool", "family")),
+    "services_waiting": Family(
+        "gauge", "Services of ours that hold no address because allocation failed (leader only)"),
+    "service_waiting_for_address": Family(
+        "gauge", "1 for each Service of ours that holds no address because allocation failed, with the reason "
+        "(leader only)",
+        ("namespace", "service", "reason")),
     "rebuilds_total": Family("counter", "Allocations rebuilt from the cluster (start, takeover, reload)"),
     "reloads_total": Family("counter", "Configuration reloads (SIGHUP), by result", ("result",)),
     "services": Family("gauge", "Services in the cache"),
@@ -77,13 +96,20 @@ class Controller:
         # write, a relist, an unrelated change) must not record the same warning again
         self.recorded: dict[str, frozenset[Event]] = {}
         # Services refused (pending or stuck), decided again whenever addresses are freed
-        self.failed: dict[str, None] = {}
+        self.failed: dict[str, str] = {}  # key -> the reason (Write.failure)
         self.elector = Elector(kube, cfg.lease.namespace, cfg.lease.name, identity, cfg.lease.duration_s)
         self.metrics = Metrics(FAMILIES, "lbcontroller_")
         self.metrics.gauge("services", lambda: len(self.cache))
         self.metrics.gauge("allocations", lambda: len(self.plan.allocator.allocations))
         self.metrics.gauge("leader", lambda: 1 if self.elector.is_leader() else 0)
         self.metrics.gauge("ready", lambda: 1 if self.ready() else 0)
+        self.metrics.gauge("services_waiting", lambda: len(self._waiting()))
+        # every known reason from the start, at 0: rate() and increase() see the first failure
+        for reason in (*ALLOCATION_FAILURE_REASONS, INVALID_SERVICE):
+            self.metrics.inc("allocation_failures_total", 0, reason=reason)
+        for reason in WATCH_RESTART_REASONS:
+            self.metrics.inc("watch_restarts_total", 0, reason=reason)
+        self.metrics.source(self._metric_samples)
         self.wake = asyncio.Event()
         self.stopping = threading.Event()
         self.writers = asyncio.Semaphore(MAX_WRITERS)
@@ -115,7 +141,38 @@ class Controller:
             "pending": len(self.dirty) + len(self.inflight),
         }
 
+    def _current(self) -> bool:
+        """Only the leader, once rebuilt, knows what is in use and what waits: a standby's allocator
+        is not seeded, and what it decided as a former leader is stale."""
+        return self.elector.is_leader() and self.rebuilt
+
+    def _waiting(self) -> dict[str, str]:
+        """The Services refused that hold nothing (a refused Service may keep what it held), with the reason."""
+        if not self._current():
+            return {}
+        return {key: reason for key, reason in self.failed.items() if self.plan.allocator.get(key) is None}
+
+    def _metric_samples(self) -> dict[str, list[Sample]]:
+        waiting: list[Sample] = []
+        for key, reason in sorted(self._waiting().items()):
+            namespace, name = key.split("/", 1)
+            waiting.append(((("namespace", namespace), ("service", name), ("reason", reason)), 1))
+        out: dict[str, list[Sample]] = {"service_waiting_for_address": waiting}
+        if self._current():
+            families = {p.name: p.families for p in self.plan.pools}
+            usage = [u for u in self.plan.allocator.usage() if u.family in families.get(u.pool, ())]
+            out["pool_addresses_in_use"] = [
+                ((("pool", u.pool), ("family", FAMILY_NAMES[u.family].lower())), u.in_use) for u in usage]
+            out["pool_addresses_available"] = [
+                ((("pool", u.pool), ("family", FAMILY_NAMES[u.family].lower())), u.available) for u in usage]
+        return out
+
     # -- the watcher (its own thread: the stream blocks) ---------------------------
+
+    def _restarted(self, reason: str) -> None:
+        assert reason in WATCH_RESTART_REASONS, reason
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(functools.partial(self.metrics.inc, "watch_restarts_total", reason=reason))
 
     def watch_forever(self) -> None:
         attempt = 0
@@ -134,10 +191,14 @@ class Controller:
                         code = obj.get("code")
                         log.info("watch ended with %s %s: relisting", code, obj.get("reason"))
                         resource_version = None  # 410 Gone (or anything else): list again
+                        self._restarted("expired")
                         break
                     resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                     if kind != "BOOKMARK":
                         self.loop.call_soon_threadsafe(self._on_event, str(kind), obj)
+                else:
+                    if not self.stopping.is_set():
+                        self._restarted("timeout")
                 attempt = 0
             except ApiError as exc:
                 if exc.status == 410:
@@ -152,6 +213,7 @@ class Controller:
         if self.stopping.is_set() or self.loop.is_closed():
             return  # shutting down: the stream was cut on purpose
         self.loop.call_soon_threadsafe(self.metrics.inc, "watch_errors_total")
+        self._restarted("error")
         delay = backoff(attempt)
         log.warning("watching Services: %s; retrying in %.1f s", exc, delay)
         self.stopping.wait(delay)
@@ -223,8 +285,8 @@ class Controller:
 
     def _note_outcome(self, write: Write) -> None:
         reasons = {e.reason for e in write.events}
-        if "AllocationFailed" in reasons:
-            self.failed[write.key] = None
+        if write.failure is not None:
+            self.failed[write.key] = write.failure
         else:
             self.failed.pop(write.key, None)
         if "ClearAssignment" in reasons:
@@ -238,6 +300,8 @@ class Controller:
             self.wake.set()
 
     def _dispatch(self, write: Write) -> None:
+        if write.failure is not None and not set(write.events) <= self.recorded.get(write.key, frozenset()):
+            self.metrics.inc("allocation_failures_total", reason=write.failure)  # counted as its event is recorded
         self.recorded[write.key] = frozenset(write.events)
         self.inflight.add(write.key)
         task = asyncio.create_task(self._write(write))

@@ -30,6 +30,8 @@ from .translate import ALLOCATED_FROM, Request, allocated_pool, is_ours, to_requ
 Address = tuple[int, int]
 NORMAL = "Normal"
 WARNING = "Warning"
+# the failure of a Service whose spec the core refuses before allocating (the others: the core's reasons)
+INVALID_SERVICE = "invalid_service"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Write:
     ingress: tuple[str, ...] | None = None  # None: leave status alone; () clears it
     pool: str | None = None  # the annotation's value; None removes it (when ingress is written)
     events: tuple[Event, ...] = ()
+    # why the Service got no (new) address: an AllocationError's reason, or "invalid_service"
+    failure: str | None = None
 
     @property
     def writes_status(self) -> bool:
@@ -159,7 +163,7 @@ class Plan:
             assert request.error is not None
             exc = request.error
             refused = Event(WARNING, "AllocationFailed", f"{exc.field}: {exc.message} (got {exc.value!r})")
-            return Write(key, events=(refused,))
+            return Write(key, events=(refused,), failure=INVALID_SERVICE)
         held = self.allocator.get(key)
         try:
             allocation = self.allocator.assign(request.service)
@@ -171,8 +175,8 @@ class Plan:
                 # its status names addresses no pool gives any more (pool removed or shrunk)
                 cleared = Event(NORMAL, "ClearAssignment",
                                 f"current IP {_ips(status_ips)} not allowed by config, clearing")
-                return Write(key, ingress=(), pool=None, events=(cleared, failed))
-            return Write(key, events=(failed,))
+                return Write(key, ingress=(), pool=None, events=(cleared, failed), failure=exc.reason)
+            return Write(key, events=(failed,), failure=exc.reason)
         ips = tuple(allocation.address_strings)
         if ips == status_ips and allocated_pool(obj) == allocation.pool:
             return Write(key)

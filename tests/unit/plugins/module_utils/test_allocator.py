@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from ansible_collections.baremetal.lb.plugins.module_utils.allocator import Allocator
+from ansible_collections.baremetal.lb.plugins.module_utils.errors import AllocationError
+from ansible_collections.baremetal.lb.plugins.module_utils.pools import parse_pool
+from ansible_collections.baremetal.lb.plugins.module_utils.service import parse_service
 from ansible_collections.baremetal.lb.tests.unit.plugins.module_utils.steps import Step, svc
 
 V4 = {"name": "v4", "addresses": ["198.51.100.10-198.51.100.12"]}
@@ -359,3 +363,46 @@ def test_requested_single_addresses_of_either_family(run_steps, requested):
         [V4, DUAL],
         [Step("request", svc("a", load_balancer_ips=requested), requested)],
     )
+
+
+@pytest.mark.parametrize("pools,service,reason", [
+    ([V4], svc("x", address_pool="nope"), "no_pool"),
+    ([], svc("x"), "no_pool"),
+    ([{**V4, "auto_assign": False}], svc("x"), "not_allowed"),
+    ([V4], svc("x", load_balancer_ips=["203.0.113.1"]), "not_allowed"),
+    ([V4], svc("x", ip_families=["IPv6"]), "not_allowed"),
+])
+def test_allocation_failure_reason_names_the_rule(pools, service, reason):
+    """The reason the controller counts failures by (lbcontroller_allocation_failures_total)."""
+    allocator = Allocator([parse_pool(p) for p in pools])
+    with pytest.raises(AllocationError) as refused:
+        allocator.assign(parse_service(service))
+    assert refused.value.reason == reason, str(refused.value)
+
+
+def test_allocation_failure_reason_exhausted_and_sharing():
+    allocator = Allocator([parse_pool({"name": "one", "addresses": ["198.51.100.10/32"]})])
+    allocator.assign(parse_service(svc("a", ports=[{"port": 80}])))
+    for service, reason in (
+        (svc("b"), "pool_exhausted"),
+        (svc("b", address_pool="one"), "pool_exhausted"),
+        (svc("b", load_balancer_ips=["198.51.100.10"], ports=[{"port": 80}]), "sharing_conflict"),
+    ):
+        with pytest.raises(AllocationError) as refused:
+            allocator.assign(parse_service(service))
+        assert refused.value.reason == reason, (service, str(refused.value))
+
+
+def test_an_unknown_failure_reason_is_refused():
+    with pytest.raises(ValueError, match="'full'"):
+        raise AllocationError("pool is full", "full")
+
+
+def test_usage_counts_distinct_held_addresses_per_pool_and_family():
+    allocator = Allocator([parse_pool(DUAL), parse_pool(V4)])
+    allocator.assign(parse_service(svc("a", ip_family_policy="RequireDualStack", ip_families=["IPv4", "IPv6"])))
+    shared = {"sharing_key": "k", "address_pool": "v4"}
+    allocator.assign(parse_service(svc("b", ports=[{"port": 80}], **shared)))
+    allocator.assign(parse_service(svc("c", ports=[{"port": 81}], **shared)))  # the same address: counted once
+    usage = {(u.pool, u.family): (u.in_use, u.available) for u in allocator.usage()}
+    assert usage == {("dual", 4): (1, 1), ("dual", 6): (1, 1), ("v4", 4): (1, 2), ("v4", 6): (0, 0)}
