@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import InputError, refuse_unknown_keys
+from .fields import integer, sequence
 from .names import check_object_name
 
 MODES = ("l2", "bgp")
@@ -119,11 +120,8 @@ def names_list(data: object, field: str, what: str) -> tuple[str, ...]:
 
 
 def _integer(data: object, field: str, high: int) -> int | None:
-    if data is None:
-        return None
-    if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data <= high:
-        raise InputError(field, data, f"must be an integer from 0 to {high}")
-    return data
+    """An optional whole number from 0 to ``high``: None is unset."""
+    return None if data is None else integer(data, field, 0, high)
 
 
 def _numbers(data: object, count: int, high: int) -> tuple[int, ...] | None:
@@ -176,11 +174,7 @@ def check_large_community(data: object, field: str) -> str:
 
 
 def _checked(data: object, field: str, check: Callable[[object, str], str]) -> tuple[str, ...]:
-    if data is None:
-        return ()
-    if not isinstance(data, list):
-        raise InputError(field, data, "must be a list")
-    return tuple(check(item, f"{field}[{i}]") for i, item in enumerate(data))
+    return tuple(check(item, f"{field}[{i}]") for i, item in enumerate(sequence(data, field)))
 
 
 def parse_advertisement(data: object, mode: str, index: int, prefix: str = "") -> Advertisement:
@@ -210,8 +204,4 @@ def parse_advertisement(data: object, mode: str, index: int, prefix: str = "") -
 def parse_advertisements(data: object, mode: str, prefix: str = "") -> list[Advertisement]:
     """A list of advertisements of one mode (None is the empty list)."""
     field = f"{prefix}{mode}_advertisements"
-    if data is None:
-        return []
-    if not isinstance(data, list | tuple):
-        raise InputError(field, data, "must be a list")
-    return [parse_advertisement(ad, mode, i, prefix) for i, ad in enumerate(data)]
+    return [parse_advertisement(ad, mode, i, prefix) for i, ad in enumerate(sequence(data, field))]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeAlias, Union
 
 from .errors import InputError, refuse_unknown_keys
+from .fields import integer, text
 
 # Union, not |: ansible-test's pylint reads the module_utils for older Pythons too
 IPAddress: TypeAlias = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]  # noqa: UP007
@@ -81,27 +82,7 @@ def parse_port(value: object, field: str) -> int:
     """A port number, 1-65535 (a string of digits is taken as its number)."""
     if isinstance(value, str) and value.isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InputError(field, value, "must be an integer from 1 to 65535")
-    return value
-
-
-def _int(data: Mapping[str, object], key: str, field: str, default: int, bounds: tuple[int, int]) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{field}.{key}", value, "must be an integer")
-    if not bounds[0] <= value <= bounds[1]:
-        raise InputError(f"{field}.{key}", value, f"must be between {bounds[0]} and {bounds[1]}")
-    return value
-
-
-def _text(data: Mapping[str, object], key: str, field: str, default: str | None = None) -> str:
-    value = data.get(key)
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{field}.{key}", value, "must be a non-empty string")
-    return value.strip()
+    return integer(value, field, 1, 65535)
 
 
 def parse_health_check(data: object, field: str = "health_check") -> HealthCheck:
@@ -114,14 +95,16 @@ def parse_health_check(data: object, field: str = "health_check") -> HealthCheck
     url = host = ""
     port = 0
     if kind in ("http", "kube_proxy"):
-        url = _text(data, "url", field)
+        url = text(data.get("url"), f"{field}.url").strip()
         if not url.startswith("http://"):
             raise InputError(f"{field}.url", url, "must be an http:// URL")
     else:
-        host = _text(data, "host", field, "127.0.0.1")
+        host = text(data.get("host"), f"{field}.host", "127.0.0.1").strip()
         port = parse_port(data.get("port"), f"{field}.port")
-    interval = _int(data, "interval_ms", field, DEFAULT_CHECK_INTERVAL_MS, CHECK_INTERVAL_MS)
-    timeout = _int(data, "timeout_ms", field, min(DEFAULT_CHECK_TIMEOUT_MS, interval), CHECK_TIMEOUT_MS)
+    interval = integer(data.get("interval_ms"), f"{field}.interval_ms", *CHECK_INTERVAL_MS, DEFAULT_CHECK_INTERVAL_MS)
+    timeout = integer(
+        data.get("timeout_ms"), f"{field}.timeout_ms", *CHECK_TIMEOUT_MS, min(DEFAULT_CHECK_TIMEOUT_MS, interval)
+    )
     return HealthCheck(str(kind), url, host, port, interval, timeout)
 
 

@@ -38,6 +38,7 @@ from typing import Any
 from .advertisements import check_community, check_large_community, parse_advertisement
 from .announcements import data_model_errors
 from .errors import InputError, refuse_unknown_keys
+from .fields import boolean, integer
 from .limits import password_problem
 from .manifest import plain_yaml
 from .pools import Pool, find_overlap, overlap_message, parse_pool, parse_range
@@ -275,20 +276,6 @@ def seconds(value: object, where: str) -> float:
     raise InputError(where, value, "must be a duration such as 90s, 9m0s or 1h30m")
 
 
-def _whole(value: object, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(where, value, f"must be an integer from {low} to {high}")
-    return value
-
-
-def _flag(value: object, where: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise InputError(where, value, "must be true or false")
-    return value
-
-
 def _strings(value: object, where: str) -> list[str]:
     if value is None:
         return []
@@ -464,9 +451,7 @@ def _peer(
 ) -> tuple[dict[str, Any] | None, int | None, list[NotCarried]]:
     """``(peer or None when it cannot be carried, its myASN, notes)``."""
     spec, notes = doc.spec, []
-    my_asn = _whole(spec.get("myASN"), doc.path("spec.myASN"), 1, 0xFFFFFFFF) if "myASN" in spec else None
-    if my_asn is None:
-        raise InputError(doc.path("spec.myASN"), None, "is required")
+    my_asn = integer(spec.get("myASN"), doc.path("spec.myASN"), 1, 0xFFFFFFFF)
     if spec.get("interface") and not spec.get("peerAddress"):
         return (
             None,
@@ -499,7 +484,7 @@ def _peer(
         )
     peer: dict[str, Any] = {"name": doc.name, "address": address}
     if spec.get("peerASN"):
-        peer["asn"] = _whole(spec["peerASN"], doc.path("spec.peerASN"), 1, 0xFFFFFFFF)
+        peer["asn"] = integer(spec["peerASN"], doc.path("spec.peerASN"), 1, 0xFFFFFFFF)
     elif spec.get("dynamicASN") == "internal":
         peer["asn"] = my_asn  # iBGP: the router's AS is ours
     elif spec.get("dynamicASN") == "external":
@@ -516,7 +501,7 @@ def _peer(
     else:
         raise InputError(doc.path("spec.peerASN"), spec.get("peerASN"), "is required (or dynamicASN)")
     if spec.get("peerPort"):
-        peer["port"] = _whole(spec["peerPort"], doc.path("spec.peerPort"), 1, 65535)
+        peer["port"] = integer(spec["peerPort"], doc.path("spec.peerPort"), 1, 65535)
     if spec.get("sourceAddress"):
         peer["source_address"] = spec["sourceAddress"]
     notes += _timers(doc, peer)
@@ -549,12 +534,12 @@ def _peer(
         if profile is None:
             raise InputError(doc.path("spec.bfdProfile"), name, "is not a BFDProfile of the input")
         peer["bfd"] = _bfd(profile)
-    if _flag(spec.get("ebgpMultiHop"), doc.path("spec.ebgpMultiHop")):
+    if boolean(spec.get("ebgpMultiHop"), doc.path("spec.ebgpMultiHop"), False):
         peer["multihop"] = True
-    if _flag(spec.get("enableGracefulRestart"), doc.path("spec.enableGracefulRestart")):
+    if boolean(spec.get("enableGracefulRestart"), doc.path("spec.enableGracefulRestart"), False):
         peer["graceful_restart"] = True
     family = f"ipv{ipaddress.ip_address(peer['address']).version}"
-    if _flag(spec.get("dualStackAddressFamily"), doc.path("spec.dualStackAddressFamily")):
+    if boolean(spec.get("dualStackAddressFamily"), doc.path("spec.dualStackAddressFamily"), False):
         peer["address_families"] = ["ipv4", "ipv6"]
         notes.append(
             doc.not_carried(
@@ -566,7 +551,7 @@ def _peer(
     else:
         # MetalLB's default since disableMP's deprecation: IPv4 over IPv4 sessions, IPv6 over IPv6
         peer["address_families"] = [family]
-    _flag(spec.get("disableMP"), doc.path("spec.disableMP"))  # that default already
+    boolean(spec.get("disableMP"), doc.path("spec.disableMP"), False)  # that default already
     if spec.get("localASN"):
         notes.append(doc.not_carried("spec.localASN", "no local-AS override: the router sees lb_bgp_asn"))
     if spec.get("routerID"):
@@ -614,28 +599,16 @@ def _timers(doc: Document, peer: dict[str, Any]) -> list[NotCarried]:
     return []
 
 
+def _bfd_field(profile: Document, key: str, low: int, high: int) -> int:
+    return integer(profile.spec.get(key), profile.path(f"spec.{key}"), low, high, BFD_DEFAULTS[key])
+
+
 def _bfd(profile: Document) -> dict[str, Any]:
-    spec = profile.spec
     return {
         "enabled": True,
-        "min_rx_ms": _whole(
-            spec.get("receiveInterval", BFD_DEFAULTS["receiveInterval"]),
-            profile.path("spec.receiveInterval"),
-            10,
-            60000,
-        ),
-        "min_tx_ms": _whole(
-            spec.get("transmitInterval", BFD_DEFAULTS["transmitInterval"]),
-            profile.path("spec.transmitInterval"),
-            10,
-            60000,
-        ),
-        "multiplier": _whole(
-            spec.get("detectMultiplier", BFD_DEFAULTS["detectMultiplier"]),
-            profile.path("spec.detectMultiplier"),
-            2,
-            255,
-        ),
+        "min_rx_ms": _bfd_field(profile, "receiveInterval", 10, 60000),
+        "min_tx_ms": _bfd_field(profile, "transmitInterval", 10, 60000),
+        "multiplier": _bfd_field(profile, "detectMultiplier", 2, 255),
     }
 
 
@@ -643,11 +616,11 @@ def _bfd_notes(profile: Document, used: bool) -> list[NotCarried]:
     spec, notes = profile.spec, []
     if not used:
         notes.append(profile.not_carried("", "no BGPPeer refers to this profile"))
-    if _flag(spec.get("echoMode"), profile.path("spec.echoMode")):
+    if boolean(spec.get("echoMode"), profile.path("spec.echoMode"), False):
         notes.append(profile.not_carried("spec.echoMode", "BFD echo is not supported: asynchronous mode only"))
     if spec.get("echoInterval") is not None:
         notes.append(profile.not_carried("spec.echoInterval", "BFD echo is not supported"))
-    if _flag(spec.get("passiveMode"), profile.path("spec.passiveMode")):
+    if boolean(spec.get("passiveMode"), profile.path("spec.passiveMode"), False):
         notes.append(profile.not_carried("spec.passiveMode", "our BFD always sends first (active)"))
     if spec.get("minimumTtl") is not None:
         notes.append(

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import InputError, refuse_unknown_keys
+from .fields import boolean
 from .names import check_namespace, check_object_name
 from .selectors import LabelSelector, parse_selector
 
@@ -211,15 +212,6 @@ class Pool:
         }
 
 
-def _parse_bool(data: Mapping[str, object], key: str, default: bool, prefix: str) -> bool:
-    value = data.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InputError(f"{prefix}{key}", value, "must be true or false")
-    return value
-
-
 def parse_pool(data: Mapping[str, object], field: str = "pool", *, check_names: bool = True) -> Pool:
     """A pool from its user-facing form (as in ``address_pool``'s options).
 
@@ -251,8 +243,8 @@ def parse_pool(data: Mapping[str, object], field: str = "pool", *, check_names: 
     return Pool(
         name=name,
         ranges=ranges,
-        auto_assign=_parse_bool(data, "auto_assign", True, prefix),
-        avoid_buggy_ips=_parse_bool(data, "avoid_buggy_ips", False, prefix),
+        auto_assign=boolean(data.get("auto_assign"), f"{prefix}auto_assign", True),
+        avoid_buggy_ips=boolean(data.get("avoid_buggy_ips"), f"{prefix}avoid_buggy_ips", False),
         service_allocation=parse_service_allocation(
             data.get("service_allocation"), f"{prefix}service_allocation", check_names=check_names
         ),

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import InputError, refuse_unknown_keys
+from .fields import sequence, text
 from .names import check_label_key, check_label_value
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -31,11 +32,11 @@ def parse_labels(data: object, field: str, *, check_names: bool = True) -> dict[
             raise InputError(f"{field}", key, "label names must be non-empty strings")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise InputError(f"{field}.{key}", value, "label values must be strings")
-        text = str(value)
+        label_value = str(value)
         if check_names:
             check_label_key(key, field)
-            check_label_value(text, f"{field}.{key}")
-        labels[key] = text
+            check_label_value(label_value, f"{field}.{key}")
+        labels[key] = label_value
     return labels
 
 
@@ -80,18 +81,13 @@ def parse_selector(data: object, field: str, *, check_names: bool = True) -> Lab
         raise InputError(field, data, "a selector must be a mapping with match_labels and/or match_expressions")
     refuse_unknown_keys(data, SELECTOR_KEYS, field)
     match_labels = parse_labels(data.get("match_labels"), f"{field}.match_labels", check_names=check_names)
-    expressions = data.get("match_expressions") or []
-    if not isinstance(expressions, list):
-        raise InputError(f"{field}.match_expressions", expressions, "must be a list")
     requirements = []
-    for i, expr in enumerate(expressions):
+    for i, expr in enumerate(sequence(data.get("match_expressions"), f"{field}.match_expressions")):
         efield = f"{field}.match_expressions[{i}]"
         if not isinstance(expr, Mapping):
             raise InputError(efield, expr, "must be a mapping with key, operator and values")
         refuse_unknown_keys(expr, EXPRESSION_KEYS, efield)
-        key = expr.get("key")
-        if not isinstance(key, str) or not key:
-            raise InputError(f"{efield}.key", key, "must be a non-empty string")
+        key = text(expr.get("key"), f"{efield}.key")
         if check_names:
             check_label_key(key, f"{efield}.key")
         operator = expr.get("operator")

@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from .dataplane import Backend, HealthCheck, parse_backends, parse_health_check, parse_port
 from .errors import InputError, refuse_unknown_keys
+from .fields import text
 from .names import check_namespace, check_service_name
 from .pools import FAMILIES_BY_NAME, FAMILY_NAMES, format_address, parse_address
 from .selectors import parse_labels
@@ -147,15 +148,10 @@ class Service:
         }
 
 
-def _string(data: Mapping[str, object], key: str, field: str, *, required: bool = False) -> str | None:
+def _string(data: Mapping[str, object], key: str, field: str, default: str | None = None) -> str:
+    """A service's string option: an empty string is the same as leaving it out."""
     value = data.get(key)
-    if value is None or value == "":
-        if required:
-            raise InputError(f"{field}.{key}", value, "is required")
-        return None
-    if not isinstance(value, str):
-        raise InputError(f"{field}.{key}", value, "must be a string")
-    return value
+    return text(None if value == "" else value, f"{field}.{key}", default)
 
 
 def _choice(data: Mapping[str, object], key: str, choices: tuple[str, ...], default: str, field: str) -> str:
@@ -211,8 +207,8 @@ def parse_service(data: object, field: str = "service", *, release_unchecked_nam
     refuse_unknown_keys(data, SERVICE_KEYS, field)
     state = _choice(data, "state", STATES, "present", field)
     check_names = not (release_unchecked_names and state == "absent")
-    namespace = _string(data, "namespace", field) or DEFAULT_NAMESPACE
-    name = _string(data, "name", field, required=True) or ""
+    namespace = _string(data, "namespace", field, DEFAULT_NAMESPACE)
+    name = _string(data, "name", field)
     if check_names:
         check_namespace(namespace, f"{field}.namespace")
         check_service_name(name, f"{field}.name")
@@ -224,8 +220,8 @@ def parse_service(data: object, field: str = "service", *, release_unchecked_nam
     ports = parse_ports(data.get("ports"), f"{field}.ports")
     selector = parse_labels(data.get("selector"), f"{field}.selector", check_names=check_names)
     labels = parse_labels(data.get("labels"), f"{field}.labels", check_names=check_names)
-    address_pool = _string(data, "address_pool", field)
-    sharing_key = _string(data, "sharing_key", field) or ""
+    address_pool = _string(data, "address_pool", field, "") or None
+    sharing_key = _string(data, "sharing_key", field, "")
 
     ips_data = data.get("load_balancer_ips") or []
     if isinstance(ips_data, str):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from .advertisements import Advertisement, names_list, parse_advertisements, pool_announcement
 from .allocator import Allocator, PoolChooser, Refusal, family_text
 from .errors import AllocationError, InputError
+from .fields import sequence
 from .manifest import parse_workload
 from .pools import Pool, check_no_overlaps, format_address, parse_pool
 from .service import Service, parse_service
@@ -119,14 +120,6 @@ def parse_placement(data: object, field: str = "placement") -> dict[str, dict[st
     return placement
 
 
-def _list(value: object, field: str) -> list[object]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InputError(field, value, "must be a list")
-    return value
-
-
 def parse_desired_state(
     *,
     pools: object = None,
@@ -139,11 +132,11 @@ def parse_desired_state(
 ) -> DesiredState:
     """Parse every option; raises InputError naming the first bad field."""
     parsed_pools = []
-    for i, p in enumerate(_list(pools, "pools")):
+    for i, p in enumerate(sequence(pools, "pools")):
         if not isinstance(p, Mapping):
             raise InputError(f"pools[{i}]", p, "must be a mapping with name and addresses")
         parsed_pools.append(parse_pool(p, f"pools[{i}]"))
-    parsed_services = [parse_service(s, f"services[{i}]") for i, s in enumerate(_list(services, "services"))]
+    parsed_services = [parse_service(s, f"services[{i}]") for i, s in enumerate(sequence(services, "services"))]
     fields = [f"services[{i}]" for i, s in enumerate(parsed_services) if s.state == "present"]
     ads = parse_advertisements(l2_advertisements, "l2") + parse_advertisements(bgp_advertisements, "bgp")
     present = [s for s in parsed_services if s.state == "present"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .dataplane import parse_port
 from .errors import InputError, refuse_unknown_keys
+from .fields import boolean
 
 WORKLOAD_KINDS = ("Deployment", "DaemonSet")
 ANTI_AFFINITY = ("none", "preferred", "required")
@@ -53,11 +54,7 @@ def parse_workload_shape(data: object, field: str = "workload", *, rendering: bo
     container_port = data.get("container_port")
     if container_port is not None:
         container_port = parse_port(container_port, f"{field}.container_port")
-    spread = data.get("spread")
-    if spread is None:
-        spread = kind == "Deployment"
-    if not isinstance(spread, bool):
-        raise InputError(f"{field}.spread", spread, "must be true or false")
+    spread = boolean(data.get("spread"), f"{field}.spread", kind == "Deployment")
     anti_affinity = data.get("anti_affinity") or "none"
     if anti_affinity not in ANTI_AFFINITY:
         raise InputError(f"{field}.anti_affinity", anti_affinity, f"must be one of {', '.join(ANTI_AFFINITY)}")

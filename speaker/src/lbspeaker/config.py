@@ -17,6 +17,8 @@ from .bgp.config import BgpConfig, parse_bgp_config
 from .core.advertisements import MODES
 from .core.announcements import ANNOUNCED_SERVICE_KEYS
 from .core.dataplane import Backend, HealthCheck, IPAddress, parse_backends, parse_health_check, parse_ip
+from .core.errors import refuse_unknown_keys
+from .core.fields import integer, mapping, sequence, text
 from .core.limits import secret_problem
 from .core.service import TRAFFIC_POLICIES, ServicePort, parse_ports
 from .errors import ConfigError
@@ -85,7 +87,10 @@ class Config:
         return service.interfaces or self.interfaces
 
 
-TOP_KEYS = {"node", "nodes", "membership", "interfaces", "status", "services", "bgp"}
+TOP_KEYS = frozenset({"node", "nodes", "membership", "interfaces", "status", "services", "bgp"})
+NODE_KEYS = frozenset({"name", "address"})
+MEMBERSHIP_KEYS = frozenset({"secret", "secret_file", "port", "interval_ms", "dead_after"})
+STATUS_KEYS = frozenset({"address", "port"})
 # what the speaker forwards itself with nftables (SCTP is left to kube-proxy)
 FORWARDED_PROTOCOLS = ("TCP", "UDP")
 
@@ -113,20 +118,17 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
     it is on for ``run`` and ``check``, off where the config is validated away
     from the host (unit tests).
     """
-    if not isinstance(raw, dict):
-        raise ConfigError("<root>", raw, "must be a mapping")
-    for key, value in raw.items():
-        if key not in TOP_KEYS:
-            raise ConfigError(str(key), value, f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})")
+    raw = mapping(raw, "<root>")
+    refuse_unknown_keys(raw, TOP_KEYS, "")
 
-    node = _str(raw, "node", "node", required=True)
+    node = text(raw.get("node"), "node")
     nodes = _nodes(raw.get("nodes"))
     if node not in {n.name for n in nodes}:
         raise ConfigError("node", node, "not listed in nodes")
     membership = _membership(raw.get("membership"))
     interfaces = _iface_list(raw.get("interfaces", []), "interfaces", check_interfaces)
-    status = _status(raw.get("status", {}))
-    services = _services(raw.get("services", []), check_interfaces, {n.name for n in nodes})
+    status = _status(raw.get("status"))
+    services = _services(raw.get("services"), check_interfaces, {n.name for n in nodes})
 
     for i, svc in enumerate(services):
         if svc.mode == "l2" and not svc.interfaces and not interfaces:
@@ -143,9 +145,7 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
     if check_interfaces:
         _check_local_address(nodes, node)
 
-    bgp_raw = raw.get("bgp") or {}
-    if not isinstance(bgp_raw, dict):
-        raise ConfigError("bgp", bgp_raw, "must be a mapping")
+    bgp_raw = dict(mapping(raw.get("bgp"), "bgp", default={}))
     bgp = parse_bgp_config(bgp_raw) if bgp_raw else None
     bgp_names = {s.name for s in services if s.mode == "bgp"}
     if bgp is None and bgp_names:
@@ -162,41 +162,6 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
     return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp)
 
 
-# --- field helpers -----------------------------------------------------------
-
-
-def _str(raw: dict[str, Any], key: str, path: str, *, required: bool = False, default: str = "") -> str:
-    if key not in raw or raw[key] is None:
-        if required:
-            raise ConfigError(path, None, "is required")
-        return default
-    value = raw[key]
-    if not isinstance(value, str) or not value:
-        raise ConfigError(path, value, "must be a non-empty string")
-    return value
-
-
-def _int(raw: dict[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:  # noqa: PLR0917
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, value, "must be an integer")
-    if not lo <= value <= hi:
-        raise ConfigError(path, value, f"must be between {lo} and {hi}")
-    return value
-
-
-def _mapping(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(path, value, "must be a mapping")
-    return value
-
-
-def _unknown_keys(raw: dict[str, Any], allowed: set[str], path: str) -> None:
-    for key, value in raw.items():
-        if key not in allowed:
-            raise ConfigError(f"{path}.{key}", value, f"unknown key (expected one of {', '.join(sorted(allowed))})")
-
-
 def _nodes(value: Any) -> tuple[NodeConfig, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError("nodes", value, "must be a non-empty list")
@@ -204,9 +169,8 @@ def _nodes(value: Any) -> tuple[NodeConfig, ...]:
     out = []
     for i, entry in enumerate(value):
         path = f"nodes[{i}]"
-        item = _mapping(entry, path)
-        _unknown_keys(item, {"name", "address"}, path)
-        name = _str(item, "name", f"{path}.name", required=True)
+        item = mapping(entry, path, NODE_KEYS)
+        name = text(item.get("name"), f"{path}.name")
         if name in seen:
             raise ConfigError(f"{path}.name", name, f"duplicate node name (also nodes[{seen[name]}])")
         seen[name] = i
@@ -216,8 +180,7 @@ def _nodes(value: Any) -> tuple[NodeConfig, ...]:
 
 
 def _membership(value: Any) -> MembershipConfig:
-    raw = _mapping(value, "membership") if value is not None else {}
-    _unknown_keys(raw, {"secret", "secret_file", "port", "interval_ms", "dead_after"}, "membership")
+    raw = mapping(value, "membership", MEMBERSHIP_KEYS, default={})
     if raw.get("secret_file"):
         try:
             with open(raw["secret_file"], "rb") as fh:
@@ -237,9 +200,9 @@ def _membership(value: Any) -> MembershipConfig:
         raise ConfigError(secret_path, secret_shown, problem)
     return MembershipConfig(
         secret=secret,
-        port=_int(raw, "port", "membership.port", DEFAULT_PORT, 1, 65535),
-        interval_ms=_int(raw, "interval_ms", "membership.interval_ms", DEFAULT_INTERVAL_MS, 10, 10000),
-        dead_after=_int(raw, "dead_after", "membership.dead_after", DEFAULT_DEAD_AFTER, 2, 100),
+        port=integer(raw.get("port"), "membership.port", 1, 65535, DEFAULT_PORT),
+        interval_ms=integer(raw.get("interval_ms"), "membership.interval_ms", 10, 10000, DEFAULT_INTERVAL_MS),
+        dead_after=integer(raw.get("dead_after"), "membership.dead_after", 2, 100, DEFAULT_DEAD_AFTER),
     )
 
 
@@ -260,11 +223,10 @@ def _iface_list(value: Any, path: str, check: bool) -> tuple[str, ...]:
 
 
 def _status(value: Any) -> StatusConfig:
-    raw = _mapping(value, "status")
-    _unknown_keys(raw, {"address", "port"}, "status")
-    address = _str(raw, "address", "status.address", default="127.0.0.1")
+    raw = mapping(value, "status", STATUS_KEYS, default={})
+    address = text(raw.get("address"), "status.address", StatusConfig.address)
     parse_ip(address, "status.address")
-    return StatusConfig(address, _int(raw, "port", "status.port", 7473, 1, 65535))
+    return StatusConfig(address, integer(raw.get("port"), "status.port", 1, 65535, StatusConfig.port))
 
 
 def forwarded_ports(value: Any, path: str) -> tuple[ServicePort, ...]:
@@ -288,15 +250,12 @@ def check_families(addresses: tuple[IPAddress, ...], backends: tuple[Backend, ..
 
 
 def _services(value: Any, check_interfaces: bool, node_names: set[str]) -> tuple[ServiceConfig, ...]:
-    if not isinstance(value, list):
-        raise ConfigError("services", value, "must be a list")
     out = []
     names: dict[str, int] = {}
-    for i, entry in enumerate(value):
+    for i, entry in enumerate(sequence(value, "services")):
         path = f"services[{i}]"
-        item = _mapping(entry, path)
-        _unknown_keys(item, set(ANNOUNCED_SERVICE_KEYS), path)
-        name = _str(item, "name", f"{path}.name", required=True)
+        item = mapping(entry, path, ANNOUNCED_SERVICE_KEYS)
+        name = text(item.get("name"), f"{path}.name")
         if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
             raise ConfigError(f"{path}.name", name, 'must be "namespace/name"')
         if name in names:

@@ -183,3 +183,30 @@ def test_forwarded_service_backends_are_parsed_and_checked():
     bad(doc, "services[3].backends[1].port")
     doc["services"][-1]["backends"][1] = {"node": "zz", "address": "198.51.100.12", "port": 9000}
     bad(doc, "services[3].backends[1].node")
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "message"),
+    [
+        ({"membership": {"secret": SECRET, "port": "7474"}}, "membership.port",
+         "must be an integer from 1 to 65535"),
+        ({"status": {"port": 0}}, "status.port", "must be an integer from 1 to 65535"),
+        ({"status": {"adress": "127.0.0.1"}}, "status.adress", "unknown key 'adress' (did you mean 'address'?)"),
+        ({"servics": []}, "servics", "unknown key 'servics' (did you mean 'services'?)"),
+        ({"nodes": [{"name": " ", "address": "127.0.0.1"}]}, "nodes[0].name", "must be a non-empty string"),
+        ({"node": None}, "node", "is required"),
+        ({"status": []}, "status", "must be a mapping"),
+        ({"services": "default/web"}, "services", "must be a list"),
+        ({"bgp": {"asn": 64501, "router_id": "198.51.100.11", "peers": [{"address": "198.51.100.1", "asn": 64500,
+                                                                          "multihop": "yes"}]}},
+         "bgp.peers[0].multihop", "must be true or false"),
+        ({"bgp": {"asn": 64501, "router_id": "198.51.100.11", "peers": [{"address": "198.51.100.1", "asn": 64500,
+                                                                          "hold": 90}]}},
+         "bgp.peers[0].hold", "unknown key 'hold'"),
+        ({"bgp": {"asn": 64501, "router_id": "198.51.100.11", "listen_port": 0}}, "bgp.listen_port",
+         "must be an integer from 1 to 65535"),
+    ],
+)
+def test_fields_are_refused_in_the_cores_words(over, field, message):
+    err = bad(base(**over), field)
+    assert message in err.message, str(err)

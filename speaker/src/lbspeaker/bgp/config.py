@@ -15,6 +15,7 @@ from lbspeaker.errors import ConfigError
 
 from ..core.advertisements import parse_community, parse_large_community
 from ..core.dataplane import IPAddress
+from ..core.fields import boolean, integer, mapping, sequence
 from ..core.limits import password_problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,40 +104,6 @@ def parse_ip(text: str) -> IPAddress:
         raise ValueError(f"{text!r} is not an IP address") from None
 
 
-def _mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(path, value, "must be a mapping")
-    return value
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple):
-        raise ConfigError(path, value, "must be a list")
-    return list(value)
-
-
-def _known(data: Mapping[str, Any], path: str, keys: set[str]) -> None:
-    for k in data:
-        if k not in keys:
-            raise ConfigError(f"{path}.{k}", data[k], f"unknown key; expected one of {', '.join(sorted(keys))}")
-
-
-def _int(value: Any, path: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, value, "must be an integer")
-    if not lo <= value <= hi:
-        raise ConfigError(path, value, f"must be between {lo} and {hi}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(path, value, "must be true or false")
-    return value
-
-
 def _asn(value: Any, path: str) -> int:
     if isinstance(value, str) and "." in value:  # asdot notation
         try:
@@ -144,7 +111,7 @@ def _asn(value: Any, path: str) -> int:
             value = (hi << 16) | lo
         except ValueError:
             raise ConfigError(path, value, "must be an AS number") from None
-    return _int(value, path, 1, 0xFFFFFFFF)
+    return integer(value, path, 1, 0xFFFFFFFF)
 
 
 def _ip(value: Any, path: str) -> IPAddress:
@@ -170,13 +137,12 @@ def _parse_bfd(value: Any, path: str) -> BfdConfig:
         return BfdConfig()
     if isinstance(value, bool):
         return BfdConfig(enabled=value)
-    data = _mapping(value, path)
-    _known(data, path, {"enabled", "min_rx_ms", "min_tx_ms", "multiplier"})
+    data = mapping(value, path, {"enabled", "min_rx_ms", "min_tx_ms", "multiplier"})
     return BfdConfig(
-        enabled=_bool(data.get("enabled", True), f"{path}.enabled"),
-        min_rx_ms=_int(data.get("min_rx_ms", 300), f"{path}.min_rx_ms", 10, 60000),
-        min_tx_ms=_int(data.get("min_tx_ms", 300), f"{path}.min_tx_ms", 10, 60000),
-        multiplier=_int(data.get("multiplier", 3), f"{path}.multiplier", 1, 255),
+        enabled=boolean(data.get("enabled"), f"{path}.enabled", True),
+        min_rx_ms=integer(data.get("min_rx_ms"), f"{path}.min_rx_ms", 10, 60000, 300),
+        min_tx_ms=integer(data.get("min_tx_ms"), f"{path}.min_tx_ms", 10, 60000, 300),
+        multiplier=integer(data.get("multiplier"), f"{path}.multiplier", 1, 255, 3),
     )
 
 
@@ -186,16 +152,15 @@ PEER_KEYS = {"address", "asn", "name", "port", "password", "multihop", "ttl", "s
 
 
 def _parse_peer(value: Any, path: str) -> PeerConfig:
-    data = _mapping(value, path)
-    _known(data, path, PEER_KEYS)
+    data = mapping(value, path, PEER_KEYS)
     for required in ("address", "asn"):
         if required not in data:
             raise ConfigError(f"{path}.{required}", None, "is required")
-    hold = _int(data.get("hold_time", 90), f"{path}.hold_time", 0, 65535)
+    hold = integer(data.get("hold_time"), f"{path}.hold_time", 0, 65535, 90)
     if hold in (1, 2):
         raise ConfigError(f"{path}.hold_time", hold, "must be 0 or at least 3 seconds")
-    keepalive = _int(data.get("keepalive_time", max(hold // 3, 1) if hold else 30),
-                     f"{path}.keepalive_time", 1, 21845)
+    keepalive = integer(data.get("keepalive_time"), f"{path}.keepalive_time", 1, 21845,
+                        max(hold // 3, 1) if hold else 30)
     if hold and keepalive > hold:
         raise ConfigError(f"{path}.keepalive_time", keepalive, "must not exceed hold_time")
     password = data.get("password")
@@ -204,8 +169,8 @@ def _parse_peer(value: Any, path: str) -> PeerConfig:
         raise ConfigError(f"{path}.password", "***", problem)
     ttl = data.get("ttl")
     if ttl is not None:
-        ttl = _int(ttl, f"{path}.ttl", 1, 255)
-    families = tuple(str(f).lower() for f in _list(data.get("address_families", ["ipv4", "ipv6"]),
+        ttl = integer(ttl, f"{path}.ttl", 1, 255)
+    families = tuple(str(f).lower() for f in sequence(data.get("address_families", ["ipv4", "ipv6"]),
                                                    f"{path}.address_families"))
     for i, fam in enumerate(families):
         if fam not in ("ipv4", "ipv6"):
@@ -222,18 +187,18 @@ def _parse_peer(value: Any, path: str) -> PeerConfig:
         address=_ip(data["address"], f"{path}.address"),
         asn=_asn(data["asn"], f"{path}.asn"),
         name=name,
-        port=_int(data.get("port", 179), f"{path}.port", 1, 65535),
+        port=integer(data.get("port"), f"{path}.port", 1, 65535, 179),
         password=password,
-        multihop=_bool(data.get("multihop", False), f"{path}.multihop"),
+        multihop=boolean(data.get("multihop"), f"{path}.multihop", False),
         ttl=ttl,
         source_address=_ip(data["source_address"], f"{path}.source_address") if data.get("source_address") else None,
-        passive=_bool(data.get("passive", False), f"{path}.passive"),
+        passive=boolean(data.get("passive"), f"{path}.passive", False),
         hold_time=hold,
         keepalive_time=keepalive,
         connect_retry_time=float(retry),
         connect_retry_max=float(max(retry, retry_max)),
-        graceful_restart=_bool(data.get("graceful_restart", False), f"{path}.graceful_restart"),
-        restart_time=_int(data.get("restart_time", 120), f"{path}.restart_time", 1, 4095),
+        graceful_restart=boolean(data.get("graceful_restart"), f"{path}.graceful_restart", False),
+        restart_time=integer(data.get("restart_time"), f"{path}.restart_time", 1, 4095, 120),
         next_hop_ipv4=_ip_of(data["next_hop_ipv4"], f"{path}.next_hop_ipv4", 4) if data.get("next_hop_ipv4") else None,
         next_hop_ipv6=_ip_of(data["next_hop_ipv6"], f"{path}.next_hop_ipv6", 6) if data.get("next_hop_ipv6") else None,
         address_families=families,
@@ -246,41 +211,42 @@ ADV_KEYS = {"services", "addresses", "peers", "communities", "large_communities"
 
 
 def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdvertisement:
-    data = _mapping(value, path)
-    _known(data, path, ADV_KEYS)
-    services = tuple(str(s) for s in _list(data.get("services"), f"{path}.services"))
+    data = mapping(value, path, ADV_KEYS)
+    services = tuple(str(s) for s in sequence(data.get("services"), f"{path}.services"))
     addresses: list[IPNetwork] = []
-    for i, a in enumerate(_list(data.get("addresses"), f"{path}.addresses")):
+    for i, a in enumerate(sequence(data.get("addresses"), f"{path}.addresses")):
         try:
             addresses.append(ipaddress.ip_network(str(a), strict=False))
         except ValueError:
             raise ConfigError(f"{path}.addresses[{i}]", a, "must be an address or CIDR") from None
-    peers = tuple(str(p) for p in _list(data.get("peers"), f"{path}.peers"))
+    peers = tuple(str(p) for p in sequence(data.get("peers"), f"{path}.peers"))
     for i, p in enumerate(peers):
         if p not in peer_keys:
             raise ConfigError(f"{path}.peers[{i}]", p, "names no configured peer (use its name or address)")
     local_pref = data.get("local_pref")
     if local_pref is not None:
-        local_pref = _int(local_pref, f"{path}.local_pref", 0, 0xFFFFFFFF)
+        local_pref = integer(local_pref, f"{path}.local_pref", 0, 0xFFFFFFFF)
     return RouteAdvertisement(
         services=services,
         addresses=tuple(addresses),
         peers=peers,
         communities=tuple(parse_community(c, f"{path}.communities[{i}]")
-                          for i, c in enumerate(_list(data.get("communities"), f"{path}.communities"))),
+                          for i, c in enumerate(sequence(data.get("communities"), f"{path}.communities"))),
         large_communities=tuple(parse_large_community(c, f"{path}.large_communities[{i}]")
-                                for i, c in enumerate(_list(data.get("large_communities"),
+                                for i, c in enumerate(sequence(data.get("large_communities"),
                                                             f"{path}.large_communities"))),
         local_pref=local_pref,
-        aggregation_length=_int(data.get("aggregation_length", 32), f"{path}.aggregation_length", 0, 32),
-        aggregation_length_v6=_int(data.get("aggregation_length_v6", 128), f"{path}.aggregation_length_v6", 0, 128),
+        aggregation_length=integer(data.get("aggregation_length"), f"{path}.aggregation_length", 0, 32, 32),
+        aggregation_length_v6=integer(data.get("aggregation_length_v6"), f"{path}.aggregation_length_v6", 0, 128, 128),
     )
+
+
+SECTION_KEYS = {"asn", "router_id", "peers", "advertisements", "listen_address", "listen_port"}
 
 
 def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
     """Parse the ``bgp`` mapping; raise ConfigError naming ``field.<key>`` on error."""
-    data = _mapping(data, field)
-    _known(data, field, {"asn", "router_id", "peers", "advertisements", "listen_address", "listen_port"})
+    data = mapping(data, field, SECTION_KEYS)
     if "asn" not in data:
         raise ConfigError(f"{field}.asn", None, "is required")
     if "router_id" not in data:
@@ -288,7 +254,7 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
     router_id = _ip(data["router_id"], f"{field}.router_id")
     if router_id.version != 4 or int(router_id) == 0:
         raise ConfigError(f"{field}.router_id", data["router_id"], "must be a non-zero IPv4 address")
-    peers_raw = _list(data.get("peers"), f"{field}.peers")
+    peers_raw = sequence(data.get("peers"), f"{field}.peers")
     peers = tuple(_parse_peer(p, f"{field}.peers[{i}]") for i, p in enumerate(peers_raw))
     seen: dict[str, int] = {}
     for i, p in enumerate(peers):
@@ -300,12 +266,12 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
     ads_raw = data.get("advertisements")
     ads = (RouteAdvertisement(),) if ads_raw is None else tuple(
         _parse_advertisement(a, f"{field}.advertisements[{i}]", keys)
-        for i, a in enumerate(_list(ads_raw, f"{field}.advertisements")))
+        for i, a in enumerate(sequence(ads_raw, f"{field}.advertisements")))
     return BgpConfig(
         asn=_asn(data["asn"], f"{field}.asn"),
         router_id=router_id,
         peers=peers,
         advertisements=ads,
         listen_address=_ip(data["listen_address"], f"{field}.listen_address") if data.get("listen_address") else None,
-        listen_port=_int(data.get("listen_port", 179), f"{field}.listen_port", 1, 65535),
+        listen_port=integer(data.get("listen_port"), f"{field}.listen_port", 1, 65535, 179),
     )

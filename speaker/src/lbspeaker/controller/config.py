@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from ..config import read_yaml
 from ..core.errors import InputError, refuse_unknown_keys
+from ..core.fields import boolean, integer, mapping, text
 from ..core.names import check_namespace, check_object_name
 from ..core.pools import Pool, parse_address, parse_pool_list
 
@@ -70,41 +70,11 @@ def load(path: str) -> ControllerConfig:
     return parse(read_yaml(path))
 
 
-def _mapping(value: object, field: str, known: frozenset[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(field, value, "must be a mapping")
-    refuse_unknown_keys(value, known, field)
-    return value
-
-
-def _bool(raw: dict[str, Any], key: str, field: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise InputError(field, value, "must be true or false")
-    return value
-
-
-def _int(raw: dict[str, Any], key: str, field: str, default: int, lo: int, hi: int) -> int:  # noqa: PLR0917
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InputError(field, value, f"must be an integer from {lo} to {hi}")
-    return value
-
-
-def _text(raw: dict[str, Any], key: str, field: str, default: str) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(field, value, "must be a non-empty string")
-    return value
-
-
 def _kubernetes(value: object) -> KubernetesAccess:
     if value is None:
         raise InputError("kubernetes", value, "is required: {kubeconfig: PATH} or {in_cluster: true}")
-    raw = _mapping(value, "kubernetes", frozenset({"kubeconfig", "in_cluster"}))
-    in_cluster = _bool(raw, "in_cluster", "kubernetes.in_cluster", False)
+    raw = mapping(value, "kubernetes", frozenset({"kubeconfig", "in_cluster"}))
+    in_cluster = boolean(raw.get("in_cluster"), "kubernetes.in_cluster", False)
     kubeconfig = raw.get("kubeconfig")
     if in_cluster == (kubeconfig is not None):
         raise InputError("kubernetes", value, "give exactly one of kubeconfig: PATH and in_cluster: true")
@@ -121,7 +91,7 @@ def _reserved(value: object) -> tuple[Reservation, ...]:
     out = []
     for i, item in enumerate(value):
         field = f"reserved[{i}]"
-        raw = _mapping(item, field, frozenset({"address", "service"}))
+        raw = mapping(item, field, frozenset({"address", "service"}), default={})
         if not raw:
             raise InputError(field, item, "must be a mapping with address and service")
         address = parse_address(raw.get("address"), f"{field}.address")
@@ -133,30 +103,29 @@ def _reserved(value: object) -> tuple[Reservation, ...]:
 
 
 def _lease(value: object) -> LeaseConfig:
-    raw = _mapping(value, "lease", frozenset({"namespace", "name", "duration_s"}))
-    namespace = _text(raw, "namespace", "lease.namespace", LEASE_NAMESPACE)
+    raw = mapping(value, "lease", frozenset({"namespace", "name", "duration_s"}), default={})
+    namespace = text(raw.get("namespace"), "lease.namespace", LEASE_NAMESPACE)
     check_namespace(namespace, "lease.namespace")
-    name = _text(raw, "name", "lease.name", LEASE_NAME)
+    name = text(raw.get("name"), "lease.name", LEASE_NAME)
     check_object_name(name, "lease.name")
-    return LeaseConfig(namespace, name, _int(raw, "duration_s", "lease.duration_s", DEFAULT_LEASE_S, 3, 300))
+    return LeaseConfig(namespace, name, integer(raw.get("duration_s"), "lease.duration_s", 3, 300, DEFAULT_LEASE_S))
 
 
 def parse(raw: object) -> ControllerConfig:
-    if not isinstance(raw, dict):
-        raise InputError("<root>", raw, "must be a mapping")
+    raw = mapping(raw, "<root>")
     refuse_unknown_keys(raw, TOP_KEYS, "")
-    status = _mapping(raw.get("status"), "status", frozenset({"address", "port"}))
-    status_address = _text(status, "address", "status.address", "127.0.0.1")
+    status = mapping(raw.get("status"), "status", frozenset({"address", "port"}), default={})
+    status_address = text(status.get("address"), "status.address", "127.0.0.1")
     parse_address(status_address, "status.address")
     return ControllerConfig(
         kubernetes=_kubernetes(raw.get("kubernetes")),
         pools=tuple(parse_pool_list(raw.get("pools"), "pools")),
         reserved=_reserved(raw.get("reserved")),
         lease=_lease(raw.get("lease")),
-        load_balancer_class=_text(raw, "load_balancer_class", "load_balancer_class", DEFAULT_CLASS),
-        serve_unclassed=_bool(raw, "serve_unclassed", "serve_unclassed", True),
+        load_balancer_class=text(raw.get("load_balancer_class"), "load_balancer_class", DEFAULT_CLASS),
+        serve_unclassed=boolean(raw.get("serve_unclassed"), "serve_unclassed", True),
         status_address=status_address,
-        status_port=_int(status, "port", "status.port", STATUS_PORT, 1, 65535),
+        status_port=integer(status.get("port"), "status.port", 1, 65535, STATUS_PORT),
     )
 
 

@@ -57,9 +57,10 @@ def test_a_data_plane_change_keeps_the_allocation_and_the_ledger(tmp_path):
     [
         ({"health_check": {"type": "icmp"}}, "lb_services[0].health_check.type", "must be one of http, tcp, kube_proxy"),
         ({"health_check": {"type": "http", "url": "https://x/"}}, "lb_services[0].health_check.url", "http://"),
-        ({"health_check": {"type": "tcp"}}, "lb_services[0].health_check.port", "from 1 to 65535"),
+        ({"health_check": {"type": "tcp"}}, "lb_services[0].health_check.port", "is required"),
+        ({"health_check": {"type": "tcp", "port": 70000}}, "lb_services[0].health_check.port", "from 1 to 65535"),
         ({"health_check": {"type": "tcp", "port": 80, "interval_ms": 10}}, "lb_services[0].health_check.interval_ms",
-         "between 50 and 600000"),
+         "must be an integer from 50 to 600000"),
         ({"health_check": {"type": "tcp", "port": 80, "intervall_ms": 100}}, "lb_services[0].health_check.intervall_ms",
          "did you mean 'interval_ms'"),
         ({"backends": []}, "lb_services[0].backends", "non-empty list"),
