@@ -5,24 +5,40 @@
 Every 10 ms, for every VIP, a TCP connection on its own (0.5 s timeout), so a
 probe lost to a dead MAC or route does not delay the next. Each finished probe
 appends "VIP START WHO" to OUT (START: time.monotonic() when it was sent, the
-same clock as the bench's in every namespace; WHO: the backend's node name or
-"-"). Stops when STOP_FILE exists or after MAX_SECONDS, whichever comes first.
+same clock as the bench's in every namespace; WHO: the backend's node name, or
+why the probe failed: "-timeout", "-refused", "-reset", "-unreachable", "-error"). Stops when STOP_FILE exists or after MAX_SECONDS, whichever comes first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "speaker" / "tests"))
-
-from l2probe import _probe_async  # noqa: E402
 
 INTERVAL_S = 0.01
 TIMEOUT_S = 0.5
+
+
+async def probe(ip: str, port: int, timeout: float) -> str:
+    """One TCP connection: what the backend said, or why there was no answer (as l2probe's, with the reason)."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(ip, port)
+            try:
+                data = await reader.read(64)
+            finally:
+                writer.close()
+        return data.decode().strip() or "-empty"
+    except TimeoutError:
+        return "-timeout"
+    except ConnectionRefusedError:
+        return "-refused"
+    except ConnectionResetError:
+        return "-reset"
+    except OSError as exc:
+        return "-unreachable" if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "-error"
 
 
 async def probe_all(out: str, stop_file: str, max_s: float, port: int, vips: list[str]) -> None:
@@ -32,8 +48,8 @@ async def probe_all(out: str, stop_file: str, max_s: float, port: int, vips: lis
 
     async def one(vip: str) -> None:
         t = time.monotonic()
-        who = await _probe_async(vip, port, TIMEOUT_S)
-        lines.append(f"{vip} {t:.4f} {who or '-'}\n")
+        who = await probe(vip, port, TIMEOUT_S)
+        lines.append(f"{vip} {t:.4f} {who}\n")
 
     start = loop.time()
     n = 0
