@@ -6,7 +6,8 @@ Every 10 ms, for every VIP, a TCP connection on its own (0.5 s timeout), so a
 probe lost to a dead MAC or route does not delay the next. Each finished probe
 appends "VIP START WHO" to OUT (START: time.monotonic() when it was sent, the
 same clock as the bench's in every namespace; WHO: the backend's node name, or
-why the probe failed: "-timeout", "-refused", "-reset", "-unreachable", "-error"). Stops when STOP_FILE exists or after MAX_SECONDS, whichever comes first.
+why the probe failed: "-timeout", "-refused", "-reset", "-unreachable", "-error").
+Stops when STOP_FILE exists or after MAX_SECONDS, whichever comes first.
 """
 
 from __future__ import annotations
