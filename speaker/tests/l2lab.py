@@ -1,7 +1,7 @@
 """A Layer 2 lab in network namespaces: a bridge (in its own namespace), N
 speaker nodes and a client. Used by the integration tests and bench/l2_failover.
 
-Everything is named ``lbl2-<tag>-*``; ``destroy()`` removes it by name and
+Everything is named ``lbl2-<tag>-*`` (or ``<name>-<tag>-*``); ``destroy()`` removes it by name and
 ends only the processes this lab started, by PID.
 """
 
@@ -65,9 +65,10 @@ class Lab:
     tag: str = field(default_factory=lambda: f"{os.getpid() % 4096:x}{secrets.token_hex(2)}")
     nodes: list[Node] = field(default_factory=list)
     workdir: str = ""
+    name: str = "lbl2"  # first part of every namespace name (benches use their own)
 
     def __post_init__(self) -> None:
-        self.prefix = f"lbl2-{self.tag}"
+        self.prefix = f"{self.name}-{self.tag}"
         self.br = f"{self.prefix}-br"
         self.client = f"{self.prefix}-c"
         self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 # After saying we leave, keep accepting traffic this long, so connections the
 # client opened before the new leader's gratuitous ARP still land here.
 HANDOVER_GRACE_S = 0.3
+# When a partition heals, the node giving an IP back sees the other side before
+# (or after) the elected node sees it: ARP must resolve again both ways, and the
+# elected node re-announces only once it hears us. Keep accepting until then.
+REJOIN_GRACE_S = 2.0
 RECONCILE_CHUNK = 64
 
 
@@ -349,7 +353,8 @@ class Speaker:
                 for ifname in ann.interfaces:
                     self.announcer.schedule(addr, ifname)
             elif not lead and ann.announcing:
-                await self._release(ann)
+                # released because a node came back (a heal): the elected node may not have heard us yet
+                await self._release(ann, REJOIN_GRACE_S if reannounce else HANDOVER_GRACE_S)
                 released.append(f"{addr} ({ann.reason})")
         self._update_bgp()
         if settled and not self.membership.ready:
@@ -380,14 +385,14 @@ class Speaker:
             if responder:
                 responder.leading.discard(ann.address)
 
-    async def _release(self, ann: Announcement) -> None:
+    async def _release(self, ann: Announcement, grace: float = HANDOVER_GRACE_S) -> None:
         """Stop answering for ``ann`` at once; keep accepting its traffic for
         HANDOVER_GRACE_S, as on SIGTERM: packets clients sent to our MAC before
         the new leader's gratuitous ARP reached them still arrive here."""
         self._withdraw_frames(ann)
         ann.announcing = False
         self._draining.add(ann.address)
-        asyncio.get_running_loop().call_later(HANDOVER_GRACE_S, self._drained, ann.address)
+        asyncio.get_running_loop().call_later(grace, self._drained, ann.address)
         log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
 
     def _drained(self, address: IPAddress) -> None:

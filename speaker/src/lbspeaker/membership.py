@@ -10,11 +10,18 @@ nanoseconds and ``sequence`` counts up within it: a receiver accepts a message
 only if (incarnation, sequence) is greater than the last it accepted from that
 node, so a captured message cannot be replayed. The payload is zlib-compressed
 JSON ``{"local": [names of Local services with a healthy endpoint here],
-"ready": bool, "families": [4, 6]}``: the node's eligibility (Cluster
-services need none), whether it leads what it is elected for, and the address
-families its announcing interfaces can serve now (an interface whose link went
-down comes back without its IPv6 addresses; such a node must not take an IPv6
-IP it cannot answer for).
+"ready": bool, "families": [4, 6], "lost": {peer: count}}``: the node's
+eligibility (Cluster services need none), whether it leads what it is elected
+for, the address families its announcing interfaces can serve now (an
+interface whose link went down comes back without its IPv6 addresses; such a
+node must not take an IPv6 IP it cannot answer for), and how many times (in
+this incarnation) it has declared each peer dead.
+
+``lost`` lets a leader learn that a peer took its IPs behind its back: when a
+peer misses our heartbeats for a moment (we were busy, or a frame was lost),
+it takes over our IPs with gratuitous ARP/NA and gives them back a heartbeat
+later, but clients keep the peer's MAC, and we saw nothing change. When a
+peer's count for us goes up, we re-announce every IP we lead.
 
 ``ready`` makes a rejoin hitless (make before break): a starting speaker is
 alive at its first heartbeat but not ready until it has heard its peers and
@@ -22,7 +29,8 @@ taken the IPs it is elected for (its gratuitous ARPs are out). Peers leave it
 out of their elections until then, so the node covering for it keeps the IPs
 until the returning node already answers for them. A payload without
 ``ready`` (a speaker before this change, during a rolling upgrade) counts as
-ready, and one without ``families`` as serving both.
+ready, one without ``families`` as serving both, one without ``lost`` as
+having lost nobody.
 """
 
 from __future__ import annotations
@@ -70,16 +78,21 @@ class Message:
     local_healthy: frozenset[str]
     ready: bool = True
     families: frozenset[int] = BOTH_FAMILIES
+    lost: tuple[tuple[str, int], ...] = ()  # (peer, times this node declared it dead), sorted
 
 
 @functools.lru_cache(maxsize=64)
-def _encode_payload(local_healthy: frozenset[str], ready: bool, families: frozenset[int]) -> bytes:
-    doc = {"local": sorted(local_healthy), "ready": ready, "families": sorted(families)}
+def _encode_payload(
+    local_healthy: frozenset[str], ready: bool, families: frozenset[int], lost: tuple[tuple[str, int], ...]
+) -> bytes:
+    doc: dict[str, object] = {"local": sorted(local_healthy), "ready": ready, "families": sorted(families)}
+    if lost:
+        doc["lost"] = dict(lost)
     return zlib.compress(json.dumps(doc, separators=(",", ":")).encode())
 
 
 @functools.lru_cache(maxsize=64)
-def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool, frozenset[int]]:
+def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool, frozenset[int], tuple[tuple[str, int], ...]]:
     doc = json.loads(zlib.decompress(payload, bufsize=MAX_PAYLOAD))
     ready = doc.get("ready", True)
     if not isinstance(ready, bool):
@@ -87,12 +100,17 @@ def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool, frozenset[int
     families = doc.get("families", [4, 6])
     if not isinstance(families, list) or not set(families) <= BOTH_FAMILIES:
         raise ValueError(f"families must be a list of 4 and 6, got {families!r}")
-    return frozenset(str(s) for s in doc["local"]), ready, frozenset(families)
+    lost = doc.get("lost", {})
+    if not isinstance(lost, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in lost.items()
+    ):
+        raise ValueError(f"lost must map node names to counts, got {lost!r}")
+    return frozenset(str(s) for s in doc["local"]), ready, frozenset(families), tuple(sorted(lost.items()))
 
 
 def encode(msg: Message, secret: bytes) -> bytes:
     name = msg.node.encode()
-    payload = _encode_payload(msg.local_healthy, msg.ready, msg.families)
+    payload = _encode_payload(msg.local_healthy, msg.ready, msg.families, msg.lost)
     head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
     body = head + name + payload
     return body + hmac.digest(secret, body, "sha256")
@@ -114,10 +132,10 @@ def decode(data: bytes, secret: bytes) -> Message:
         raise BadMessage("malformed", f"unknown kind {kind}")
     try:
         name = body[HEADER.size : HEADER.size + name_len].decode()
-        local, ready, families = _decode_payload(body[HEADER.size + name_len :])
+        local, ready, families, lost = _decode_payload(body[HEADER.size + name_len :])
     except (UnicodeDecodeError, zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadMessage("malformed", f"bad payload: {exc}") from None
-    return Message(kind, name, incarnation, sequence, local, ready, families)
+    return Message(kind, name, incarnation, sequence, local, ready, families, lost)
 
 
 @dataclass
@@ -131,6 +149,8 @@ class Peer:
     ready: bool = False
     local_healthy: frozenset[str] = field(default_factory=frozenset)
     families: frozenset[int] = BOTH_FAMILIES
+    lost_me: int = 0  # how many times this peer says it declared this node dead
+    lost: int = 0  # how many times this node declared this peer dead
 
 
 class Membership:
@@ -275,8 +295,9 @@ class Membership:
         if not self.sock:
             return
         self.sequence += 1
+        lost = tuple(sorted((p.name, p.lost) for p in self.peers.values() if p.lost))
         msg = Message(
-            kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready, self.families()
+            kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready, self.families(), lost
         )
         data = encode(msg, self.secret)
         for p in self.peers.values():
@@ -299,6 +320,7 @@ class Membership:
         for p in self.peers.values():
             if p.alive and now - p.last_seen > self.dead_after:
                 p.alive = False
+                p.lost += 1
                 changed = True
                 log.warning("node %s declared dead (no heartbeat for %.0f ms)", p.name, (now - p.last_seen) * 1000)
         if changed:
@@ -340,6 +362,12 @@ class Membership:
             return
         peer.last_seen = time.monotonic()
         joined = not peer.alive
+        lost_me = dict(msg.lost).get(self.node, 0)
+        # It took our IPs for a moment: clients may still hold its MAC (module docstring).
+        displaced = lost_me > peer.lost_me and not joined
+        peer.lost_me = lost_me  # also when it went down: a restarted peer counts from 0
+        if displaced:
+            log.warning("node %s had declared this node dead: re-announcing every IP this node leads", peer.name)
         changed = (
             joined
             or peer.local_healthy != msg.local_healthy
@@ -354,5 +382,5 @@ class Membership:
         peer.families = msg.families
         if joined:
             log.info("node %s is alive%s", peer.name, "" if msg.ready else " (starting: not leading yet)")
-        if changed:
-            self.on_change(joined)
+        if changed or displaced:
+            self.on_change(joined or displaced)

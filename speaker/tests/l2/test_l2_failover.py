@@ -5,6 +5,7 @@ resumes, exactly one node answers, it is the elected one), never timings.
 """
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -109,3 +110,51 @@ def test_link_back_without_its_ipv6_address_does_not_take_the_ipv6_ip(lab):
         lab.restore(leader, "linkdown")  # the address comes back
     assert stable(lab, VIP6) == leader.name
     assert lab.wait_for(lambda: lab.tcp(VIP6) == leader.name, 10, 0.2)
+
+
+def _drop(lab, name, iif, oifs):
+    rules = (
+        f"add table bridge {name}\n"
+        f"add chain bridge {name} isolate {{ type filter hook forward priority 0 ; }}\n"
+        f"add rule bridge {name} isolate iifname {iif} oifname {{ {', '.join(oifs)} }} drop\n"
+    )
+    subprocess.run(["ip", "netns", "exec", lab.br, "nft", "-f", "-"], input=rules, text=True, check=True, timeout=10)
+
+
+def test_partition_heal_seen_first_by_the_cut_off_node_is_hitless(lab, tmp_path, capsys):
+    """bench/chaos: after a heal the cut-off node hears its peers before they hear it
+    (ARP resolves again one way first). It gives back the IP it took during the
+    partition at once, while the elected node re-announces only when it hears it:
+    until then clients keep the cut-off node's MAC, so it must keep accepting."""
+    lab.all_alive()
+    elected = lab.node_by_name(stable(lab, VIP6))
+    cut = next(n for n in lab.nodes if n is not elected)
+    assert lab.wait_for(lambda: lab.tcp(VIP6) == elected.name, 10, 0.2)  # the client has a neighbour entry
+    peers = [n.port for n in lab.nodes if n is not cut]
+    _drop(lab, "lbl2out", cut.port, peers)
+    _drop(lab, "lbl2in", peers[0], [cut.port])
+    if len(peers) > 1:
+        sh("ip", "netns", "exec", lab.br, "nft", "add", "rule", "bridge", "lbl2in", "isolate", "iifname", peers[1],
+           "oifname", cut.port, "drop")
+    try:
+        # alone, the cut-off node takes VIP6 too, and the client follows its NA
+        assert lab.wait_for(lambda: lab.client_neighbor(VIP6) == cut.mac, 10, 0.1), lab.client_neighbor(VIP6)
+        out = str(tmp_path / "probe.json")
+        probe = lab.start_outage_probe(VIP6, 4.0, out)
+        time.sleep(1.0)
+        sh("ip", "netns", "exec", lab.br, "nft", "delete", "table", "bridge", "lbl2in")  # it hears its peers...
+        time.sleep(0.8)
+        sh("ip", "netns", "exec", lab.br, "nft", "delete", "table", "bridge", "lbl2out")  # ...they hear it later
+        assert probe.wait(timeout=30) == 0
+    finally:
+        for table in ("lbl2in", "lbl2out"):
+            sh("ip", "netns", "exec", lab.br, "nft", "delete", "table", "bridge", table, check=False)
+    with open(out) as fh:
+        result = json.load(fh)
+    with capsys.disabled():
+        print(f"\n  one-way heal IPv6: failed probes {result['failed']}/{result['probes']}, "
+              f"answered by {result['answered']}")
+    lab.all_alive()
+    assert stable(lab, VIP6) == elected.name
+    assert lab.wait_for(lambda: lab.client_neighbor(VIP6) == elected.mac, 10, 0.2)
+    assert result["failed"] == 0, result

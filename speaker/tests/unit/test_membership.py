@@ -160,3 +160,63 @@ def test_families_travel_and_a_change_is_a_membership_change():
         assert m.families_of()["node2"] == frozenset({4}) and len(changes) == 2
 
     asyncio.run(scenario())
+
+
+def test_a_peer_that_had_us_dead_makes_us_re_announce():
+    """bench/chaos: a reload flood delayed node1's heartbeats past dead_after; node3
+    took node1's IPv6 IP with an unsolicited NA and gave it back 12 ms later, but
+    node1 saw nothing and never re-announced: the client kept node3's MAC, 28 s black
+    hole. The peer's count of our deaths tells us to re-announce (joined=True)."""
+
+    async def scenario():
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, Metrics())
+        src = ("198.51.100.12", 7946)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), SECRET), src)
+        assert changes == [True]
+        had_us_dead = Message(HEARTBEAT, "node2", 1, 2, frozenset(), lost=(("node1", 1),))
+        m.datagram_received(membership.encode(had_us_dead, SECRET), src)
+        assert changes == [True, True]  # re-announce, though node2 never looked dead to us
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 3, frozenset(), lost=(("node1", 1),)),
+                                              SECRET), src)
+        assert changes == [True, True]  # the same count again: nothing new
+        # node2 restarts (its counts start again from 0), then loses us once: re-announce again
+        m.datagram_received(membership.encode(Message(LEAVING, "node2", 1, 4, frozenset()), SECRET), src)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 2, 1, frozenset()), SECRET), src)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 2, 2, frozenset(), lost=(("node1", 1),)),
+                                              SECRET), src)
+        assert changes[-1] is True and len(changes) == 5
+
+    asyncio.run(scenario())
+
+
+def test_our_count_of_a_peers_deaths_travels_in_heartbeats():
+    async def scenario():
+        m = Membership(make_config(), frozenset, lambda _joined: None, Metrics())
+        src = ("198.51.100.12", 7946)
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), SECRET), src)
+        m.peers["node2"].last_seen -= 0.25
+        m._expire()
+        sent = []
+
+        class Sock:
+            def sendto(self, data, addr):
+                sent.append(membership.decode(data, SECRET))
+
+        m.sock = Sock()
+        m._send_all(HEARTBEAT)
+        assert sent[0].lost == (("node2", 1),)
+
+    asyncio.run(scenario())
+
+
+def test_lost_counts_round_trip_and_bad_ones_are_malformed():
+    msg = Message(HEARTBEAT, "node1", 1, 1, frozenset(), lost=(("node2", 3), ("node3", 1)))
+    assert membership.decode(membership.encode(msg, SECRET), SECRET) == msg
+    name = b"node1"
+    for bad in ({"node2": -1}, {"node2": True}, ["node2"], {"node2": "1"}):
+        payload = zlib.compress(json.dumps({"local": [], "lost": bad}).encode())
+        head = membership.HEADER.pack(membership.MAGIC, HEARTBEAT, 0, len(name), 1, 3, len(payload))
+        body = head + name + payload
+        with pytest.raises(membership.BadMessage, match="lost must map"):
+            membership.decode(body + hmac.digest(SECRET, body, "sha256"), SECRET)
