@@ -170,8 +170,8 @@ def _parse_peer(value: Any, path: str) -> PeerConfig:
     ttl = data.get("ttl")
     if ttl is not None:
         ttl = integer(ttl, f"{path}.ttl", 1, 255)
-    families = tuple(str(f).lower() for f in sequence(data.get("address_families", ["ipv4", "ipv6"]),
-                                                   f"{path}.address_families"))
+    listed = sequence(data.get("address_families", ["ipv4", "ipv6"]), f"{path}.address_families")
+    families = tuple(str(f).lower() for f in listed)
     for i, fam in enumerate(families):
         if fam not in ("ipv4", "ipv6"):
             raise ConfigError(f"{path}.address_families[{i}]", fam, "must be ipv4 or ipv6")
@@ -232,9 +232,9 @@ def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdv
         peers=peers,
         communities=tuple(parse_community(c, f"{path}.communities[{i}]")
                           for i, c in enumerate(sequence(data.get("communities"), f"{path}.communities"))),
-        large_communities=tuple(parse_large_community(c, f"{path}.large_communities[{i}]")
-                                for i, c in enumerate(sequence(data.get("large_communities"),
-                                                            f"{path}.large_communities"))),
+        large_communities=tuple(
+            parse_large_community(c, f"{path}.large_communities[{i}]")
+            for i, c in enumerate(sequence(data.get("large_communities"), f"{path}.large_communities"))),
         local_pref=local_pref,
         aggregation_length=integer(data.get("aggregation_length"), f"{path}.aggregation_length", 0, 32, 32),
         aggregation_length_v6=integer(data.get("aggregation_length_v6"), f"{path}.aggregation_length_v6", 0, 128, 128),
