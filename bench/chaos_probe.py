@@ -13,33 +13,17 @@ Stops when STOP_FILE exists or after MAX_SECONDS, whichever comes first.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import sys
 import time
+from pathlib import Path
+
+# the probe is the speaker tests' (l2probe.py), with its reasons for a failed connection
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "speaker" / "tests"))
+from l2probe import probe_reason
 
 INTERVAL_S = 0.01
 TIMEOUT_S = 0.5
-
-
-async def probe(ip: str, port: int, timeout: float) -> str:
-    """One TCP connection: what the backend said, or why there was no answer (as l2probe's, with the reason)."""
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(ip, port)
-            try:
-                data = await reader.read(64)
-            finally:
-                writer.close()
-        return data.decode().strip() or "-empty"
-    except TimeoutError:
-        return "-timeout"
-    except ConnectionRefusedError:
-        return "-refused"
-    except ConnectionResetError:
-        return "-reset"
-    except OSError as exc:
-        return "-unreachable" if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "-error"
 
 
 async def probe_all(out: str, stop_file: str, max_s: float, port: int, vips: list[str]) -> None:
@@ -49,7 +33,7 @@ async def probe_all(out: str, stop_file: str, max_s: float, port: int, vips: lis
 
     async def one(vip: str) -> None:
         t = time.monotonic()
-        who = await probe(vip, port, TIMEOUT_S)
+        who = await probe_reason(vip, port, TIMEOUT_S)
         lines.append(f"{vip} {t:.4f} {who}\n")
 
     start = loop.time()

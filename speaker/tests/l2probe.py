@@ -12,6 +12,7 @@
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import json
 import socket
@@ -90,7 +91,9 @@ def tcp_once(ip: str, port: int, timeout: float) -> str | None:
         s.close()
 
 
-async def _probe_async(ip: str, port: int, timeout: float) -> str | None:
+async def probe_reason(ip: str, port: int, timeout: float) -> str:
+    """One TCP connection: what the backend said, or why there was none ("-timeout", "-refused", "-reset",
+    "-unreachable", "-error"; "-empty" for a connection closed without a word). bench/chaos reads the reasons."""
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(ip, port)
@@ -98,9 +101,20 @@ async def _probe_async(ip: str, port: int, timeout: float) -> str | None:
                 data = await reader.read(64)
             finally:
                 writer.close()
-        return data.decode().strip() or None
-    except (OSError, TimeoutError):
-        return None
+        return data.decode().strip() or "-empty"
+    except TimeoutError:
+        return "-timeout"
+    except ConnectionRefusedError:
+        return "-refused"
+    except ConnectionResetError:
+        return "-reset"
+    except OSError as exc:
+        return "-unreachable" if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "-error"
+
+
+async def _probe_async(ip: str, port: int, timeout: float) -> str | None:
+    who = await probe_reason(ip, port, timeout)
+    return None if who.startswith("-") else who
 
 
 async def _outage_async(ip: str, port: int, seconds: float) -> list[tuple[float, str | None]]:
