@@ -17,6 +17,15 @@ KINDS = ["kill9", "sigterm", "linkdown", "partition"]
 
 @pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("kind", KINDS)
+def _probe_report(out, capsys, label):
+    """l2probe's result file, printed on one line (failed probes, who answered)."""
+    with open(out) as fh:
+        result = json.load(fh)
+    with capsys.disabled():
+        print(f"\n  {label}: failed probes {result['failed']}/{result['probes']}, answered by {result['answered']}")
+    return result
+
+
 def test_failover(lab, kind, address, tmp_path, capsys):
     lab.all_alive()
     leader = lab.node_by_name(stable(lab, address))
@@ -75,11 +84,7 @@ def test_rejoin_is_hitless(lab, address, tmp_path, capsys):
     time.sleep(1.0)
     lab.restore(leader, "kill9")  # the speaker starts again
     assert probe.wait(timeout=30) == 0
-    with open(out) as fh:
-        result = json.load(fh)
-    with capsys.disabled():
-        print(f"\n  rejoin    {'IPv6' if ':' in address else 'IPv4'}: failed probes {result['failed']}/"
-              f"{result['probes']}, answered by {result['answered']}")
+    result = _probe_report(out, capsys, f"rejoin    {'IPv6' if ':' in address else 'IPv4'}")
     lab.all_alive()
     assert stable(lab, address) == leader.name  # it ranks first again, and took the IP back
     assert lab.wait_for(lambda: lab.client_neighbor(address) == leader.mac, 10, 0.2)
@@ -149,11 +154,7 @@ def test_partition_heal_seen_first_by_the_cut_off_node_is_hitless(lab, tmp_path,
     finally:
         for table in ("lbl2in", "lbl2out"):
             sh("ip", "netns", "exec", lab.br, "nft", "delete", "table", "bridge", table, check=False)
-    with open(out) as fh:
-        result = json.load(fh)
-    with capsys.disabled():
-        print(f"\n  one-way heal IPv6: failed probes {result['failed']}/{result['probes']}, "
-              f"answered by {result['answered']}")
+    result = _probe_report(out, capsys, "one-way heal IPv6")
     lab.all_alive()
     assert stable(lab, VIP6) == elected.name
     assert lab.wait_for(lambda: lab.client_neighbor(VIP6) == elected.mac, 10, 0.2)
