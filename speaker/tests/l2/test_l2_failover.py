@@ -15,8 +15,6 @@ from l2lab import VIP4, VIP6, sh
 KINDS = ["kill9", "sigterm", "linkdown", "partition"]
 
 
-@pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
-@pytest.mark.parametrize("kind", KINDS)
 def _probe_report(out, capsys, label):
     """l2probe's result file, printed on one line (failed probes, who answered)."""
     with open(out) as fh:
@@ -26,6 +24,8 @@ def _probe_report(out, capsys, label):
     return result
 
 
+@pytest.mark.parametrize("address", [VIP4, VIP6], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_failover(lab, kind, address, tmp_path, capsys):
     lab.all_alive()
     leader = lab.node_by_name(stable(lab, address))
