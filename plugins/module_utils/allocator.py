@@ -379,10 +379,13 @@ class Allocator:
             raise AllocationError(_requested_refusal(refusal, service), "not_allowed")
         pool = choice.ranked[0][0]
         for address in service.load_balancer_ips:
-            conflict = self._conflict(address, service)
-            if conflict:
+            holder = self._conflicting_holder(address, service)
+            if holder is not None:
+                conflict = sharing_conflict(service, self._allocations[holder].service)
                 raise AllocationError(
-                    f"requested address {format_address(*address)} cannot be shared: {conflict}", "sharing_conflict"
+                    f"requested address {format_address(*address)} cannot be shared: {conflict}",
+                    "sharing_conflict",
+                    holder=holder,
                 )
         return Allocation(service, pool.name, service.load_balancer_ips)
 
@@ -405,7 +408,8 @@ class Allocator:
     def _pick(self, pool: Pool, family: int, service: Service, current: Allocation | None) -> Address | None:
         if current is not None:
             for address in current.addresses:
-                if address[0] == family and pool.allocatable(*address) and self._conflict(address, service) is None:
+                if (address[0] == family and pool.allocatable(*address)
+                        and self._conflicting_holder(address, service) is None):
                     return address
         first_free = self._first_free(pool, family)
         if service.sharing_key:
@@ -415,7 +419,7 @@ class Allocator:
             for address in shared:
                 if first_free is not None and address[1] > first_free:
                     break
-                if self._conflict(address, service) is None:
+                if self._conflicting_holder(address, service) is None:
                     return address
         return None if first_free is None else (family, first_free)
 
@@ -435,11 +439,11 @@ class Allocator:
             self._cursors[slot] = value
         return None
 
-    def _conflict(self, address: Address, service: Service) -> str | None:
+    def _conflicting_holder(self, address: Address, service: Service) -> str | None:
+        """The key of a service holding ``address`` that ``service`` may not share it with, if any."""
         for key in self._holders.get(address, ()):
-            reason = sharing_conflict(service, self._allocations[key].service)
-            if reason:
-                return reason
+            if sharing_conflict(service, self._allocations[key].service):
+                return key
         return None
 
     # -- indexes -------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 from .allocator import Allocation
 from .errors import InputError
 from .pools import Pool, parse_address
-from .service import DEFAULT_NAMESPACE, Service
+from .service import Service, service_key
 
 CLUSTER_NAMESPACE = "cluster"
 
@@ -70,9 +70,11 @@ def cluster_allocations(pools: Sequence[Pool], services: Iterable[Mapping[str, A
         key = key_of(obj)
         if not is_load_balancer(obj) or key in same_services:
             continue
-        addresses = tuple(a for a in ingress_addresses(obj) if any(p.find_range(*a) is not None for p in pools))
+        owned = [(a, owner_pool(pools, (a,))) for a in ingress_addresses(obj)]
+        addresses = tuple(a for a, pool in owned if pool)
         if addresses:
-            out.append(Allocation(Service(CLUSTER_NAMESPACE, key), owner_pool(pools, addresses), addresses))
+            first_pool = next(pool for _, pool in owned if pool)
+            out.append(Allocation(Service(CLUSTER_NAMESPACE, key), first_pool, addresses))
     return out
 
 
@@ -84,10 +86,7 @@ def reservations(ledger: Iterable[Mapping[str, Any]], this_run: Iterable[Mapping
     cluster's own); ``this_run``: ``allocate``'s, which win for the ``services`` of the run (in check
     mode the ledger read is the one before the run, and a service of the run may be released).
     """
-    run_keys = {f"{s.get('namespace') or DEFAULT_NAMESPACE}/{s.get('name')}" for s in services}
-    kept = [a for a in ledger if a.get("source", "ledger") == "ledger" and _key(a) not in run_keys]
-    return [{"address": address, "service": _key(a)} for a in [*kept, *this_run] for address in a["addresses"]]
-
-
-def _key(allocation: Mapping[str, Any]) -> str:
-    return f"{allocation['namespace']}/{allocation['name']}"
+    run_keys = {service_key(s, f"services[{i}]") for i, s in enumerate(services)}
+    kept = [a for a in ledger if a.get("source", "ledger") == "ledger" and service_key(a, "ledger") not in run_keys]
+    return [{"address": address, "service": service_key(a, "allocation")}
+            for a in [*kept, *this_run] for address in a["addresses"]]

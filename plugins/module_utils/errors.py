@@ -58,14 +58,16 @@ class AllocationError(Exception):
 
     The message is meant for the operator: it says which rule refused and,
     where another service is involved, which one. ``reason`` is one of
-    ``ALLOCATION_FAILURE_REASONS``, for counting.
+    ``ALLOCATION_FAILURE_REASONS``, for counting; ``holder``, for a
+    sharing conflict, is the key of the service that holds the address.
     """
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str, holder: str | None = None) -> None:
         if reason not in ALLOCATION_FAILURE_REASONS:
             raise ValueError(f"allocation failure reason must be one of {ALLOCATION_FAILURE_REASONS}, got {reason!r}")
         super().__init__(message)
         self.reason = reason
+        self.holder = holder
 
 
 class LedgerError(Exception):

@@ -193,6 +193,11 @@ def parse_ports(data: object, field: str = "ports") -> tuple[ServicePort, ...]:
     return tuple(ports)
 
 
+def service_key(data: Mapping[str, object], field: str = "service") -> str:
+    """The ``namespace/name`` of a service in its user-facing form (the ``key`` :func:`parse_service` gives it)."""
+    return f"{_string(data, 'namespace', field, DEFAULT_NAMESPACE)}/{_string(data, 'name', field)}"
+
+
 def parse_service(data: object, field: str = "service", *, release_unchecked_names: bool = False) -> Service:
     """One service from its user-facing form; raises InputError naming the field.
 

@@ -14,7 +14,6 @@ are reconciled first, so that a pending Service never takes an address in use
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,11 +136,11 @@ class Plan:
         if reservation is not None and not any(self.allocator.holders(a) for a in reservation.addresses):
             self.allocator.hold(reservation)
 
-    def _explained(self, message: str) -> str:
+    def _explained(self, message: str, exc: AllocationError) -> str:
         """Name the ledger when one of its reservations is why a Service was refused."""
-        held = [k for k in re.findall(r"held by (\S+?)[, ]", message) if k in self._reservations]
-        return message + "".join(f" ({k}: reserved for the playbook's ledger)"
-                                 for k in dict.fromkeys(held))
+        if exc.holder is not None and exc.holder in self._reservations:
+            return f"{message} ({exc.holder}: reserved for the playbook's ledger)"
+        return message
 
     def reconcile(self, obj: Mapping[str, Any], addresses: tuple[Address, ...] | None = None,
                   request: Request | None = None) -> Write:
@@ -170,7 +169,7 @@ class Plan:
         except AllocationError as exc:
             asked = f" ({request.origin})" if request.origin else ""
             failed = Event(WARNING, "AllocationFailed",
-                           self._explained(f"Failed to allocate IP for {key}{asked}: {exc}"))
+                           self._explained(f"Failed to allocate IP for {key}{asked}: {exc}", exc))
             if held is None and status_ips:
                 # its status names addresses no pool gives any more (pool removed or shrunk)
                 cleared = Event(NORMAL, "ClearAssignment",

@@ -391,6 +391,8 @@ def test_allocation_failure_reason_exhausted_and_sharing():
         with pytest.raises(AllocationError) as refused:
             allocator.assign(parse_service(service))
         assert refused.value.reason == reason, (service, str(refused.value))
+        # only a sharing conflict has a holder: the service that keeps the address
+        assert refused.value.holder == ("default/a" if reason == "sharing_conflict" else None)
 
 
 def test_an_unknown_failure_reason_is_refused():

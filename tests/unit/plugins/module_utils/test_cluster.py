@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from ansible_collections.baremetal.lb.plugins.module_utils.cluster import cluster_allocations, reservations
+from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 from ansible_collections.baremetal.lb.plugins.module_utils.ledger import SQLiteLedger
 from ansible_collections.baremetal.lb.plugins.module_utils.operations import (
     allocate_services,
@@ -31,8 +33,10 @@ def test_only_load_balancer_addresses_inside_the_pools_are_held():
         {"metadata": {"namespace": "apps", "name": "host"}, "spec": {"type": "LoadBalancer"},
          "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example"}]}}},
         svc("shop", "db", "198.51.100.102"),  # the ledger's own service
+        svc("apps", "half", "203.0.113.6", "198.51.100.103"),  # only the pool's address is held, in its pool
     ], same_services={"shop/db"})
-    assert [(a.key, a.pool, a.address_strings) for a in held] == [("cluster/apps/web", "lan", ["198.51.100.100"])]
+    assert [(a.key, a.pool, a.address_strings) for a in held] == [
+        ("cluster/apps/web", "lan", ["198.51.100.100"]), ("cluster/apps/half", "lan", ["198.51.100.103"])]
 
 
 def test_allocate_never_hands_out_what_the_cluster_holds(tmp_path):
@@ -69,3 +73,12 @@ def test_reservations_are_the_ledger_with_this_runs_allocations_winning():
         {"address": "2001:db8:1::100", "service": "shop/web"},
         {"address": "198.51.100.103", "service": "default/new"},
     ]
+    # a service of the run given with an empty namespace is default/NAME, as parse_service reads it
+    assert reservations([{"namespace": "default", "name": "new", "addresses": ["198.51.100.103"]}], [],
+                        [{"name": "new", "namespace": ""}]) == []
+
+
+def test_reservations_name_a_service_without_name():
+    with pytest.raises(InputError) as refused:
+        reservations([], [], [{"namespace": "shop"}])
+    assert refused.value.field == "services[0].name"
