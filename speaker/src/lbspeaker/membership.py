@@ -31,6 +31,17 @@ until the returning node already answers for them. A payload without
 ``ready`` (a speaker before this change, during a rolling upgrade) counts as
 ready, one without ``families`` as serving both, one without ``lost`` as
 having lost nobody.
+
+Heartbeats are paced by a thread of their own, not by the asyncio loop: on
+each tick it reads what arrived, sends, judges who is dead, and sleeps until
+the next send or the next deadline. Arrivals do not wake anything (they wait
+in the socket for the next tick, at most one interval), and the asyncio loop
+wakes only when something changed. A wakeup of the asyncio loop costs about
+200 us of CPU on a small VM, a bare thread wakeup about 60 us
+(docs/speaker.md, "Cost"): this is what lets the default heartbeat be 25 ms.
+The thread never calls into the daemon: what it sends about this node is a
+snapshot the loop refreshes (``nudge``), and what it learns reaches the
+daemon through ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ import json
 import logging
 import socket
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -184,7 +196,12 @@ class Membership:
         metrics.counter("heartbeats_sent_total", lambda: self.sent)
         metrics.counter("heartbeats_received_total", lambda: self.received)
         self.peers: dict[str, Peer] = {}
-        self._task: asyncio.Task[None] | None = None
+        # the pacer thread; every change of peers, sequence or socket happens under the lock
+        self._pacer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mine: tuple[frozenset[str], frozenset[int]] = (frozenset(), BOTH_FAMILIES)
         self.configure(config)
 
     # --- configuration ---------------------------------------------------
@@ -196,15 +213,17 @@ class Membership:
         self.secret = config.membership.secret
         self.interval = config.membership.interval_ms / 1000.0
         self.dead_after = config.membership.dead_after_s
-        old = self.peers
-        self.peers = {}
-        for n in config.nodes:
-            if n.name == config.node:
-                continue
-            peer = old.get(n.name) or Peer(n.name, str(n.address))
-            peer.address = str(n.address)
-            self.peers[n.name] = peer
-        self.by_address = {p.address: p for p in self.peers.values()}
+        with self._lock:
+            old = self.peers
+            peers = {}
+            for n in config.nodes:
+                if n.name == config.node:
+                    continue
+                peer = old.get(n.name) or Peer(n.name, str(n.address))
+                peer.address = str(n.address)
+                peers[n.name] = peer
+            self.peers = peers
+            self.by_address = {p.address: p for p in peers.values()}
 
     @property
     def settled(self) -> bool:
@@ -217,7 +236,7 @@ class Membership:
     def live(self) -> dict[str, frozenset[str]]:
         """The nodes that may lead (this one included; peers alive and ready) and
         the Local services each has healthy."""
-        view = {self.node: self.local_healthy()}
+        view = {self.node: self._refresh()[0]}
         for p in self.peers.values():
             if p.alive and p.ready:
                 view[p.name] = p.local_healthy
@@ -225,7 +244,7 @@ class Membership:
 
     def families_of(self) -> dict[str, frozenset[int]]:
         """The address families each node in ``live()`` can serve now."""
-        view = {self.node: self.families()}
+        view = {self.node: self._refresh()[1]}
         for p in self.peers.values():
             if p.alive and p.ready:
                 view[p.name] = p.families
@@ -249,63 +268,81 @@ class Membership:
         sock.bind((str(me.address), self.config.membership.port))
         sock.setblocking(False)
         self.sock = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
-        self._task = asyncio.create_task(self._run(), name="membership")
+        self._loop = asyncio.get_running_loop()
+        self._refresh()
+        self._stop.clear()
+        self._pacer = threading.Thread(target=self._pace, name="membership", daemon=True)
+        self._pacer.start()
 
     async def leave(self) -> None:
         """Tell peers we are going, so they take over without waiting.
 
         Heartbeats stop first: one sent after LEAVING would bring us back to life.
         """
-        if self._task:
-            self._task.cancel()
-            self._task = None
+        self._stop_pacer()
         for _unused in range(3):
-            self._send_all(LEAVING)
+            with self._lock:
+                self._send_all(LEAVING)
             await asyncio.sleep(0.005)
 
     def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-        if self.sock:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
+        self._stop_pacer()
+        with self._lock:
+            if self.sock:
+                self.sock.close()
+                self.sock = None
+
+    def _stop_pacer(self) -> None:
+        pacer, self._pacer = self._pacer, None
+        if pacer is not None:
+            self._stop.set()
+            pacer.join(timeout=2.0)
 
     def nudge(self) -> None:
         """Send a heartbeat now (eligibility changed), so peers re-elect at once."""
-        if self._task:
-            self._send_all(HEARTBEAT)
-
-    async def _run(self) -> None:
-        """Send every interval; in between, wake exactly when a peer's time runs out,
-        so detection takes dead_after and not up to one interval more."""
-        next_send = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= next_send:
+        if self._pacer is not None:
+            with self._lock:
                 self._send_all(HEARTBEAT)
-                next_send = now + self.interval
-            self._expire()
-            deadlines = [p.last_seen + self.dead_after for p in self.peers.values() if p.alive]
+
+    def _refresh(self) -> tuple[frozenset[str], frozenset[int]]:
+        """Read this node's eligibility from the daemon (on the loop's thread) for the pacer to send."""
+        self._mine = (self.local_healthy(), self.families())
+        return self._mine
+
+    def _pace(self) -> None:
+        """The pacer thread: read what arrived, send every interval, and in between
+        sleep until a peer's time runs out, so detection takes dead_after and not
+        up to one interval more. Nothing here wakes the asyncio loop unless
+        something changed."""
+        next_send = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                self._drain()
+                now = time.monotonic()
+                if now >= next_send:
+                    self._send_all(HEARTBEAT)
+                    next_send = now + self.interval
+                self._expire()
+                deadlines = [p.last_seen + self.dead_after for p in self.peers.values() if p.alive]
             wake = min([next_send, *deadlines])
-            await asyncio.sleep(max(0.001, wake - time.monotonic() + 0.0005))
+            self._stop.wait(max(0.0005, wake - time.monotonic() + 0.0005))
 
     def _send_all(self, kind: int) -> None:
+        """One message to every peer; what it says of this node is read fresh on the
+        loop's thread, and the loop's last reading on the pacer's."""
         if not self.sock:
             return
         self.sequence += 1
         lost = tuple(sorted((p.name, p.lost) for p in self.peers.values() if p.lost))
-        msg = Message(
-            kind, self.node, self.incarnation, self.sequence, self.local_healthy(), self.ready, self.families(), lost
-        )
+        local_healthy, families = self._mine if self._on_pacer() else self._refresh()
+        msg = Message(kind, self.node, self.incarnation, self.sequence, local_healthy, self.ready, families, lost)
         data = encode(msg, self.secret)
         for p in self.peers.values():
             try:
                 self.sock.sendto(data, (p.address, self.config.membership.port))
                 self.sent += 1
             except OSError:  # link down or no route: the peer will time us out
-                self.metrics.inc("heartbeats_send_errors_total")
+                self._count("heartbeats_send_errors_total")
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -314,7 +351,7 @@ class Membership:
         if stalled:
             # This process did not run for a while (CPU starved, a big reconcile):
             # heartbeats may be waiting unread in the socket, so judge nobody now.
-            self.metrics.inc("membership_stalls_total")
+            self._count("membership_stalls_total")
             return
         changed = False
         for p in self.peers.values():
@@ -324,19 +361,39 @@ class Membership:
                 changed = True
                 log.warning("node %s declared dead (no heartbeat for %.0f ms)", p.name, (now - p.last_seen) * 1000)
         if changed:
-            self.on_change(False)
+            self._changed(False)
+
+    # --- to the daemon, on the loop's thread -------------------------------------
+
+    def _on_pacer(self) -> bool:
+        return self._pacer is not None and threading.current_thread() is self._pacer
+
+    def _changed(self, joined: bool) -> None:
+        if self._on_pacer() and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_change, joined)
+        else:
+            self.on_change(joined)
+
+    def _count(self, name: str, **labels: str) -> None:
+        """Count on the loop's thread: a scrape there may be reading the counters."""
+        if self._on_pacer() and self._loop is not None:
+            self._loop.call_soon_threadsafe(functools.partial(self.metrics.inc, name, 1, **labels))
+        else:
+            self.metrics.inc(name, 1, **labels)
 
     # --- receiving -----------------------------------------------------------
 
-    def _readable(self) -> None:
-        assert self.sock is not None
-        for _unused in range(256):  # bounded: yield to the loop under a flood
+    def _drain(self) -> None:
+        """What arrived since the last tick (bounded: under a flood the rest waits a tick)."""
+        if self.sock is None:
+            return
+        for _unused in range(256):
             try:
                 data, addr = self.sock.recvfrom(MAX_PAYLOAD + 1024)
             except BlockingIOError:
                 return
             except OSError:  # e.g. ICMP unreachable reported on the socket
-                self.metrics.inc("heartbeats_send_errors_total")
+                self._count("heartbeats_send_errors_total")
                 continue
             self.datagram_received(data, addr)
 
@@ -349,7 +406,7 @@ class Membership:
             if (msg.incarnation, msg.sequence) <= (peer.incarnation, peer.sequence):
                 raise BadMessage("replay", f"replayed sequence {msg.sequence} from {msg.node}")
         except BadMessage as exc:
-            self.metrics.inc("heartbeats_dropped_total", reason=exc.reason)
+            self._count("heartbeats_dropped_total", reason=exc.reason)
             log.debug("dropped membership datagram from %s: %s", addr[0], exc)
             return
         self.received += 1
@@ -358,7 +415,7 @@ class Membership:
             if peer.alive:
                 log.info("node %s is leaving", peer.name)
                 peer.alive = False
-                self.on_change(False)
+                self._changed(False)
             return
         peer.last_seen = time.monotonic()
         joined = not peer.alive
@@ -383,4 +440,4 @@ class Membership:
         if joined:
             log.info("node %s is alive%s", peer.name, "" if msg.ready else " (starting: not leading yet)")
         if changed or displaced:
-            self.on_change(joined or displaced)
+            self._changed(joined or displaced)

@@ -2,6 +2,8 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import socket
+import threading
 import zlib
 
 import pytest
@@ -139,7 +141,7 @@ def test_mark_ready_sends_at_once_and_only_once():
     async def scenario():
         m = Membership(make_config(), frozenset, lambda _joined: None, Metrics())
         sent = []
-        m._task = object()  # as if started
+        m._pacer = object()  # as if started
         m._send_all = sent.append
         m.mark_ready()
         m.mark_ready()
@@ -220,3 +222,60 @@ def test_lost_counts_round_trip_and_bad_ones_are_malformed():
         body = head + name + payload
         with pytest.raises(membership.BadMessage, match="lost must map"):
             membership.decode(body + hmac.digest(SECRET, body, "sha256"), SECRET)
+
+
+def test_the_pacer_thread_finds_peers_and_their_death_and_tells_the_loop_on_its_thread():
+    """Two speakers on loopback (127.0.0.1 and 127.0.0.2, no root): heartbeats are
+    sent and read by each one's pacer thread; what changed reaches on_change on the
+    asyncio loop's thread, and a peer that stops is declared dead."""
+    def config(me):
+        nodes = (
+            NodeConfig("node1", ipaddress.ip_address("127.0.0.1")),
+            NodeConfig("node2", ipaddress.ip_address("127.0.0.2")),
+        )
+        return Config(me, nodes, MembershipConfig(SECRET, 0, 20, 3), (), StatusConfig(), ())
+
+    async def scenario():
+        port = _free_udp_port()
+        loop_thread = threading.current_thread()
+        calls = {"node1": [], "node2": []}
+        members = {}
+        for me in ("node1", "node2"):
+            cfg = config(me)
+            cfg = Config(me, cfg.nodes, MembershipConfig(SECRET, port, 20, 3), (), StatusConfig(), ())
+
+            def record(joined, me=me):
+                calls[me].append((joined, threading.current_thread() is loop_thread))
+
+            members[me] = Membership(cfg, lambda: frozenset({"apps/web"}), record, Metrics())
+        for m in members.values():
+            await m.start()
+            m.mark_ready()
+        try:
+            for _unused in range(200):  # at most 2 s
+                if all(m.live().keys() == {"node1", "node2"} for m in members.values()):
+                    break
+                await asyncio.sleep(0.01)
+            assert members["node1"].live() == {"node1": frozenset({"apps/web"}), "node2": frozenset({"apps/web"})}
+            assert calls["node1"][0] == (True, True)  # joined, told on the loop's thread
+            members["node2"].close()  # stops sending, without a LEAVING
+            for _unused in range(200):
+                if "node2" not in members["node1"].live():
+                    break
+                await asyncio.sleep(0.01)
+            assert "node2" not in members["node1"].live()
+            assert calls["node1"][-1] == (False, True)
+            assert members["node1"].peers["node2"].lost == 1
+            assert members["node1"].sent > 0 and members["node1"].received > 0
+        finally:
+            for m in members.values():
+                m.close()
+        assert members["node1"]._pacer is None
+
+    asyncio.run(scenario())
+
+
+def _free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
