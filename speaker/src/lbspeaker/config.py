@@ -27,6 +27,8 @@ DEFAULT_PATH = "/etc/baremetal-lb/speaker.yaml"
 DEFAULT_PORT = 7474  # UDP; not memberlist's 7946, so it can run next to MetalLB while migrating
 DEFAULT_INTERVAL_MS = 75
 DEFAULT_DEAD_AFTER = 3
+# how long after a secret rotation (the previous secret file's mtime) the old secret still counts
+DEFAULT_PREVIOUS_SECRET_WINDOW_S = 3600
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class MembershipConfig:
     port: int = DEFAULT_PORT
     interval_ms: int = DEFAULT_INTERVAL_MS
     dead_after: int = DEFAULT_DEAD_AFTER
+    # the secret before the last rotation, and until when (epoch seconds) it is still sent and accepted
+    previous_secret: bytes | None = None
+    previous_until: float = 0.0
 
     @property
     def dead_after_s(self) -> float:
@@ -89,7 +94,9 @@ class Config:
 
 TOP_KEYS = frozenset({"node", "nodes", "membership", "interfaces", "status", "services", "bgp"})
 NODE_KEYS = frozenset({"name", "address"})
-MEMBERSHIP_KEYS = frozenset({"secret", "secret_file", "port", "interval_ms", "dead_after"})
+MEMBERSHIP_KEYS = frozenset(
+    {"secret", "secret_file", "port", "interval_ms", "dead_after", "previous_secret_file", "previous_secret_window_s"}
+)
 STATUS_KEYS = frozenset({"address", "port"})
 # what the speaker forwards itself with nftables (SCTP is left to kube-proxy)
 FORWARDED_PROTOCOLS = ("TCP", "UDP")
@@ -198,12 +205,39 @@ def _membership(value: Any) -> MembershipConfig:
     problem = secret_problem(secret)
     if problem:
         raise ConfigError(secret_path, secret_shown, problem)
+    window = integer(raw.get("previous_secret_window_s"), "membership.previous_secret_window_s", 60, 7 * 86400,
+                     DEFAULT_PREVIOUS_SECRET_WINDOW_S)
+    previous, until = _previous_secret(raw.get("previous_secret_file"), window)
     return MembershipConfig(
         secret=secret,
         port=integer(raw.get("port"), "membership.port", 1, 65535, DEFAULT_PORT),
         interval_ms=integer(raw.get("interval_ms"), "membership.interval_ms", 10, 10000, DEFAULT_INTERVAL_MS),
         dead_after=integer(raw.get("dead_after"), "membership.dead_after", 2, 100, DEFAULT_DEAD_AFTER),
+        previous_secret=previous if previous != secret else None,
+        previous_until=until,
     )
+
+
+def _previous_secret(path: Any, window_s: int) -> tuple[bytes | None, float]:
+    """The secret before the last rotation (the role moves the old file here when the secret changes):
+    valid for ``window_s`` after the file was written. No file (never rotated) is no previous secret."""
+    if path in (None, ""):
+        return None, 0.0
+    field = "membership.previous_secret_file"
+    if not isinstance(path, str):
+        raise ConfigError(field, path, "must be a file path")
+    try:
+        with open(path, "rb") as fh:
+            previous = fh.read().strip()
+            written = os.fstat(fh.fileno()).st_mtime
+    except FileNotFoundError:
+        return None, 0.0
+    except OSError as exc:
+        raise ConfigError(field, path, f"cannot read: {exc.strerror}") from None
+    problem = secret_problem(previous)
+    if problem:
+        raise ConfigError(field, path, problem)
+    return previous, written + window_s
 
 
 def _iface_list(value: Any, path: str, check: bool) -> tuple[str, ...]:

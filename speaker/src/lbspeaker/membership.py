@@ -32,6 +32,13 @@ until the returning node already answers for them. A payload without
 ready, one without ``families`` as serving both, one without ``lost`` as
 having lost nobody.
 
+Secret rotation: after the role changes the secret, the old one stays valid
+for a window (``membership.previous_secret_file``, counted from the file's
+mtime). Inside it a node accepts both, and until it has heard every peer sign
+with the new secret it sends each message twice: with the old secret first
+(for the peers the rolling update has not reached; they drop the second as
+``bad_mac``), then with the new. No node looks dead to another at any point.
+
 Heartbeats are paced by a thread of their own, not by the asyncio loop: on
 each tick it reads what arrived, sends, judges who is dead, and sleeps until
 the next send or the next deadline. Arrivals do not wake anything (they wait
@@ -163,6 +170,7 @@ class Peer:
     families: frozenset[int] = BOTH_FAMILIES
     lost_me: int = 0  # how many times this peer says it declared this node dead
     lost: int = 0  # how many times this node declared this peer dead
+    on_current_secret: bool = False  # heard signing with this node's (current) secret
 
 
 class Membership:
@@ -191,6 +199,7 @@ class Membership:
         self.ready = False  # set by the daemon once it leads what it is elected for
         self.last_tick = self.started
         self.sock: socket.socket | None = None
+        self.secret = b""
         self.sent = 0
         self.received = 0
         metrics.counter("heartbeats_sent_total", lambda: self.sent)
@@ -210,7 +219,12 @@ class Membership:
         """Adopt a (re)loaded config, keeping what is known of nodes still listed."""
         self.config = config
         self.node = config.node
+        if config.membership.secret != self.secret:
+            for p in self.peers.values():
+                p.on_current_secret = False
         self.secret = config.membership.secret
+        self.previous_secret = config.membership.previous_secret
+        self.previous_until = config.membership.previous_until
         self.interval = config.membership.interval_ms / 1000.0
         self.dead_after = config.membership.dead_after_s
         with self._lock:
@@ -327,22 +341,37 @@ class Membership:
             wake = min([next_send, *deadlines])
             self._stop.wait(max(0.0005, wake - time.monotonic() + 0.0005))
 
+    def previous_secret_valid(self) -> bool:
+        """Inside the window after a rotation: the old secret is still accepted (and sent)."""
+        return self.previous_secret is not None and time.time() < self.previous_until
+
     def _send_all(self, kind: int) -> None:
         """One message to every peer; what it says of this node is read fresh on the
-        loop's thread, and the loop's last reading on the pacer's."""
+        loop's thread, and the loop's last reading on the pacer's.
+
+        After a rotation, until every peer has been heard signing with the new
+        secret (or the window ends), each message goes out twice: signed with the
+        old secret first, for the peers a rolling update has not reached yet (they
+        drop the second as bad_mac), then with the new one."""
         if not self.sock:
             return
-        self.sequence += 1
-        lost = tuple(sorted((p.name, p.lost) for p in self.peers.values() if p.lost))
         local_healthy, families = self._mine if self._on_pacer() else self._refresh()
-        msg = Message(kind, self.node, self.incarnation, self.sequence, local_healthy, self.ready, families, lost)
-        data = encode(msg, self.secret)
-        for p in self.peers.values():
-            try:
-                self.sock.sendto(data, (p.address, self.config.membership.port))
-                self.sent += 1
-            except OSError:  # link down or no route: the peer will time us out
-                self._count("heartbeats_send_errors_total")
+        lost = tuple(sorted((p.name, p.lost) for p in self.peers.values() if p.lost))
+        secrets = [self.secret]
+        if self.previous_secret is not None and self.previous_secret_valid() and not all(
+            p.on_current_secret for p in self.peers.values()
+        ):
+            secrets.insert(0, self.previous_secret)
+        for secret in secrets:
+            self.sequence += 1
+            msg = Message(kind, self.node, self.incarnation, self.sequence, local_healthy, self.ready, families, lost)
+            data = encode(msg, secret)
+            for p in self.peers.values():
+                try:
+                    self.sock.sendto(data, (p.address, self.config.membership.port))
+                    self.sent += 1
+                except OSError:  # link down or no route: the peer will time us out
+                    self._count("heartbeats_send_errors_total")
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -399,7 +428,13 @@ class Membership:
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         try:
-            msg = decode(data, self.secret)
+            current = True
+            try:
+                msg = decode(data, self.secret)
+            except BadMessage as exc:
+                if exc.reason != "bad_mac" or self.previous_secret is None or not self.previous_secret_valid():
+                    raise
+                msg, current = decode(data, self.previous_secret), False
             peer = self.peers.get(msg.node)
             if peer is None or self.by_address.get(str(addr[0]).split("%", maxsplit=1)[0]) is not peer:
                 raise BadMessage("unknown_node", f"from unknown node {msg.node!r} at {addr[0]}")
@@ -411,6 +446,10 @@ class Membership:
             return
         self.received += 1
         peer.incarnation, peer.sequence = msg.incarnation, msg.sequence
+        if current and not peer.on_current_secret:
+            peer.on_current_secret = True
+            if self.previous_secret is not None:
+                log.info("node %s uses the new membership secret", peer.name)
         if msg.kind == LEAVING:
             if peer.alive:
                 log.info("node %s is leaving", peer.name)

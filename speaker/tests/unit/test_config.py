@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -210,3 +211,28 @@ def test_forwarded_service_backends_are_parsed_and_checked():
 def test_fields_are_refused_in_the_cores_words(over, field, message):
     err = bad(base(**over), field)
     assert message in err.message, str(err)
+
+
+def test_previous_secret_counts_from_the_files_mtime_and_a_missing_file_is_none(tmp_path):
+    previous = tmp_path / "membership.previous.secret"
+    doc = base(membership={"secret": SECRET, "previous_secret_file": str(previous)})
+    assert config.parse(doc).membership.previous_secret is None  # never rotated
+    previous.write_text("y" * 32 + "\n")
+    os.utime(previous, (1_000_000, 1_000_000))
+    m = config.parse(doc).membership
+    assert (m.previous_secret, m.previous_until) == (b"y" * 32, 1_000_000 + config.DEFAULT_PREVIOUS_SECRET_WINDOW_S)
+    doc["membership"]["previous_secret_window_s"] = 600
+    assert config.parse(doc).membership.previous_until == 1_000_600
+    # the same secret as the current one is no previous secret
+    previous.write_text(SECRET)
+    assert config.parse(doc).membership.previous_secret is None
+
+
+def test_bad_previous_secrets_are_named(tmp_path):
+    short = tmp_path / "short"
+    short.write_text("short")
+    err = bad(base(membership={"secret": SECRET, "previous_secret_file": str(short)}),
+              "membership.previous_secret_file")
+    assert "short" not in str(err).replace(str(short), "")
+    bad(base(membership={"secret": SECRET, "previous_secret_file": str(tmp_path)}), "membership.previous_secret_file")
+    bad(base(membership={"secret": SECRET, "previous_secret_window_s": 5}), "membership.previous_secret_window_s")

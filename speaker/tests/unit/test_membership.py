@@ -4,6 +4,7 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 import zlib
 
 import pytest
@@ -279,3 +280,46 @@ def _free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_rotation_keeps_old_and_new_nodes_talking_until_everyone_has_the_new_secret():
+    """node1 has the new secret (the old one in its window), node2 not yet: node2
+    accepts node1's old-signed copy, node1 accepts node2's; once node2 signs with the
+    new secret, node1 sends once. After the window the old secret is refused."""
+    new, old = b"n" * 32, SECRET
+
+    def rotated(until):
+        cfg = make_config()
+        ms = MembershipConfig(new, 7946, 50, 4, previous_secret=old, previous_until=until)
+        return Config("node1", cfg.nodes, ms, (), StatusConfig(), ())
+
+    async def scenario():
+        m = Membership(rotated(time.time() + 60), frozenset, lambda _joined: None, Metrics())
+        src = ("198.51.100.12", 7946)
+        sent = []
+
+        class Sock:
+            def sendto(self, data, addr):
+                sent.append(data)
+
+        m.sock = Sock()
+        m._send_all(HEARTBEAT)
+        assert len(sent) == 2  # one peer, two messages
+        assert membership.decode(sent[0], old).sequence == 1  # what node2 (old secret) accepts
+        with pytest.raises(BadMessage):
+            membership.decode(sent[1], old)
+        assert membership.decode(sent[1], new).sequence == 2
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), old), src)
+        assert m.peers["node2"].alive and not m.peers["node2"].on_current_secret
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 2, frozenset()), new), src)
+        assert m.peers["node2"].on_current_secret
+        sent.clear()
+        m._send_all(HEARTBEAT)
+        assert len(sent) == 1 and membership.decode(sent[0], new)
+        # the window is over: the old secret is refused
+        m.configure(rotated(time.time() - 1))
+        m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 3, frozenset()), old), src)
+        assert m.peers["node2"].sequence == 2
+        assert m.metrics.get("heartbeats_dropped_total", reason="bad_mac") == 1
+
+    asyncio.run(scenario())
