@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import statistics
 import threading
 import time
 import uuid
@@ -411,3 +412,29 @@ def test_a_long_node_name_gets_a_valid_key() -> None:
     assert prefix == "announcing.baremetal.lb" and len(rest) <= 63 and rest[0].isalnum() and rest[-1].isalnum()
     assert annotation_key(name) != annotation_key(name + "x")
     assert json.loads(json.dumps({"k": key}))
+
+
+def test_how_fast_the_source_follows(running: Callable[..., Running], ns: Namespace) -> None:
+    """Medians over 20: an ingress written -> the state has it; a serving endpoint moved -> the state follows."""
+    run = running()
+    ingress, moves = [], []
+    for i in range(20):
+        name = f"m{i}"
+        ns.apply(name, externalTrafficPolicy="Local", selector=None)
+        written = time.monotonic()
+        set_ingress(ns, name, f"198.51.100.{100 + i % 10}")
+        run.wait(f"{name} in the state", lambda s, k=f"{ns.name}/{name}": k in s.services)
+        ingress.append(time.monotonic() - written)
+    key = f"{ns.name}/m0"
+    put_slice(ns, "m0", [endpoint("node1", POD_IPS[0], ready=True, serving=True)])
+    run.wait("m0 on node1", lambda s: s.announcers(key) == {"node1"})
+    for i in range(20):
+        target = NODES[(i + 1) % len(NODES)]
+        moved = time.monotonic()
+        put_slice(ns, "m0", [endpoint(target, POD_IPS[0], ready=True, serving=True)])
+        run.wait(f"m0 on {target}", lambda s, t=target: s.announcers(key) == {t})
+        moves.append(time.monotonic() - moved)
+    median_ingress, median_move = statistics.median(ingress), statistics.median(moves)
+    print(f"ingress written -> state: median {median_ingress * 1000:.0f} ms (max {max(ingress) * 1000:.0f}); "
+          f"serving endpoint moved -> state: median {median_move * 1000:.0f} ms (max {max(moves) * 1000:.0f})")
+    assert median_ingress < 0.3 and median_move < 0.3
