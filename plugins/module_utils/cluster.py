@@ -19,14 +19,20 @@ service has (a name holds no ``/``), so its messages say where it is.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .allocator import Allocation
 from .errors import InputError
-from .pools import Pool, parse_address
-from .service import Service, service_key
+from .pools import Pool, format_address, parse_address
+from .service import TRAFFIC_POLICIES, Service, ServicePort, parse_ports, service_key
 
 CLUSTER_NAMESPACE = "cluster"
+DEFAULT_LOAD_BALANCER_CLASS = "baremetal.lb/speaker"
+# Kubernetes' well-known names (k8s.io/api/core/v1 and discovery/v1)
+EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 Address = tuple[int, int]
 
@@ -39,6 +45,14 @@ def key_of(obj: Mapping[str, Any]) -> str:
 
 def is_load_balancer(obj: Mapping[str, Any]) -> bool:
     return (obj.get("spec") or {}).get("type") == "LoadBalancer"
+
+
+def is_ours(obj: Mapping[str, Any], load_balancer_class: str, serve_unclassed: bool) -> bool:
+    """A LoadBalancer Service of our class, or of none when we serve those."""
+    if not is_load_balancer(obj):
+        return False
+    cls = (obj.get("spec") or {}).get("loadBalancerClass")
+    return cls == load_balancer_class if cls else serve_unclassed
 
 
 def ingress_addresses(obj: Mapping[str, Any]) -> tuple[Address, ...]:
@@ -90,3 +104,161 @@ def reservations(ledger: Iterable[Mapping[str, Any]], this_run: Iterable[Mapping
     kept = [a for a in ledger if a.get("source", "ledger") == "ledger" and service_key(a, "ledger") not in run_keys]
     return [{"address": address, "service": service_key(a, "allocation")}
             for a in [*kept, *this_run] for address in a["addresses"]]
+
+
+# -- What a speaker follows: nodes, endpoints, and the Services to announce ------------------------------------
+
+
+def node_exclusion(node: Mapping[str, Any]) -> str:
+    """Why a Node must not announce load-balancer addresses, or "" when it may.
+
+    In this order: the label ``node.kubernetes.io/exclude-from-external-load-balancers``
+    (any value, as the Kubernetes service controller reads it); the ``Ready``
+    condition not ``True`` (``False``, ``Unknown`` or missing: a node nobody
+    vouches for); ``NetworkUnavailable`` ``True``; and draining, which is
+    ``spec.unschedulable`` (``kubectl cordon``/``drain``) together with the
+    ``node.kubernetes.io/unschedulable`` taint the node lifecycle controller adds
+    for it: the cordon as the control plane has acted on it. A cordon alone, not
+    yet confirmed by the taint, or a taint left over after an uncordon, keeps
+    the node eligible.
+    """
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    labels = meta.get("labels") or {}
+    if EXCLUDE_LABEL in labels:
+        return f"labelled {EXCLUDE_LABEL}"
+    listed = (node.get("status") or {}).get("conditions") or ()
+    conditions = {c.get("type"): c for c in listed if isinstance(c, Mapping)}
+    ready = conditions.get("Ready")
+    if ready is None:
+        return "NotReady: no Ready condition"
+    if ready.get("status") != "True":
+        why = ready.get("reason") or ready.get("message") or ""
+        return f"NotReady: Ready is {ready.get('status')}" + (f" ({why})" if why else "")
+    network = conditions.get("NetworkUnavailable")
+    if network is not None and network.get("status") == "True":
+        why = network.get("reason") or ""
+        return "NetworkUnavailable" + (f" ({why})" if why else "")
+    tainted = any(isinstance(t, Mapping) and t.get("key") == UNSCHEDULABLE_TAINT for t in spec.get("taints") or ())
+    if spec.get("unschedulable") is True and tainted:
+        return f"draining: spec.unschedulable and the {UNSCHEDULABLE_TAINT} taint"
+    return ""
+
+
+def slice_service_key(endpoint_slice: Mapping[str, Any]) -> str:
+    """The ``namespace/name`` of the Service an EndpointSlice belongs to, or "" for none."""
+    meta = endpoint_slice.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return f"{meta.get('namespace', '')}/{name}" if name else ""
+
+
+def is_serving(endpoint: Mapping[str, Any]) -> bool:
+    """``conditions.serving`` (true also while terminating), else ``ready`` as the API says to defer to.
+
+    ``ready`` alone is false for a terminating endpoint that still serves (MetalLB #2074); an unset
+    condition counts as true, as the API defines it for both.
+    """
+    conditions = endpoint.get("conditions") or {}
+    serving = conditions.get("serving")
+    if serving is None:
+        serving = conditions.get("ready")
+    return serving is not False
+
+
+def serving_nodes(endpoint_slices: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The nodes holding at least one serving endpoint in ``endpoint_slices`` (one Service's)."""
+    return frozenset(
+        ep["nodeName"]
+        for s in endpoint_slices
+        for ep in s.get("endpoints") or ()
+        if isinstance(ep, Mapping) and isinstance(ep.get("nodeName"), str) and ep["nodeName"] and is_serving(ep)
+    )
+
+
+@dataclass(frozen=True)
+class DesiredService:
+    """One cluster Service as a speaker announces it.
+
+    ``addresses``: its ingress addresses inside the configured pools, as text; ``pool``: the pool of
+    the first; ``local_nodes``: for ``Local``, the nodes with a serving endpoint (the only ones that
+    may announce), empty for ``Cluster`` (every eligible node may).
+    """
+
+    key: str
+    addresses: tuple[str, ...]
+    pool: str
+    ports: tuple[ServicePort, ...] = ()
+    external_traffic_policy: str = "Cluster"
+    local_nodes: frozenset[str] = frozenset()
+
+    def may_announce(self, node: str, exclusion: str) -> bool:
+        """Whether ``node`` (with its :func:`node_exclusion`) may announce this Service."""
+        if exclusion:
+            return False
+        return self.external_traffic_policy != "Local" or node in self.local_nodes
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What the cluster asks of the speakers: Services by ``namespace/name``, nodes by name with their
+    exclusion ("" when eligible)."""
+
+    services: Mapping[str, DesiredService] = field(default_factory=dict)
+    nodes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def eligible_nodes(self) -> frozenset[str]:
+        return frozenset(n for n, why in self.nodes.items() if not why)
+
+    def announcers(self, key: str) -> frozenset[str]:
+        """The nodes that may announce the Service ``key`` (eligible, and serving it where Local)."""
+        svc = self.services.get(key)
+        if svc is None:
+            return frozenset()
+        return frozenset(n for n, why in self.nodes.items() if svc.may_announce(n, why))
+
+
+def _ports(spec: Mapping[str, Any]) -> tuple[ServicePort, ...]:
+    wanted = [{"port": p.get("port"), "protocol": p.get("protocol") or "TCP"}
+              for p in spec.get("ports") or () if isinstance(p, Mapping)]
+    try:
+        return parse_ports(wanted, "spec.ports")
+    except InputError:
+        return ()  # the apiserver validated them: only a hand-made object gets here
+
+
+def desired_service(obj: Mapping[str, Any], pools: Sequence[Pool],
+                    endpoint_slices: Iterable[Mapping[str, Any]] = ()) -> DesiredService | None:
+    """A LoadBalancer Service (already known to be ours) as announced, or None when it has no ingress
+    address in ``pools`` (nothing for us to announce). ``endpoint_slices``: the Service's own."""
+    if not is_load_balancer(obj):
+        return None
+    inside = tuple(a for a in ingress_addresses(obj) if any(p.find_range(*a) is not None for p in pools))
+    if not inside:
+        return None
+    spec = obj.get("spec") or {}
+    policy = spec.get("externalTrafficPolicy") or "Cluster"
+    if policy not in TRAFFIC_POLICIES:
+        policy = "Cluster"  # the apiserver refuses anything else; "Cluster" is its default
+    local = serving_nodes(endpoint_slices) if policy == "Local" else frozenset()
+    return DesiredService(key=key_of(obj), addresses=tuple(format_address(*a) for a in inside),
+                          pool=owner_pool(pools, inside), ports=_ports(spec), external_traffic_policy=policy,
+                          local_nodes=local)
+
+
+def cluster_state(services: Iterable[Mapping[str, Any]], endpoint_slices: Iterable[Mapping[str, Any]],
+                  nodes: Iterable[Mapping[str, Any]], pools: Sequence[Pool]) -> ClusterState:
+    """The desired state from the cluster's objects (``services``: ours only; slices: any)."""
+    by_service: dict[str, list[Mapping[str, Any]]] = {}
+    for s in endpoint_slices:
+        key = slice_service_key(s)
+        if key:
+            by_service.setdefault(key, []).append(s)
+    wanted = {}
+    for obj in services:
+        entry = desired_service(obj, pools, by_service.get(key_of(obj), ()))
+        if entry is not None:
+            wanted[entry.key] = entry
+    states = {(n.get("metadata") or {}).get("name", ""): node_exclusion(n) for n in nodes}
+    states.pop("", None)
+    return ClusterState(services=wanted, nodes=states)

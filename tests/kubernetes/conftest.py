@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from controlplane import ControlPlane, free_port, stop_pid
 
 try:
-    from lbspeaker.controller.config import KubernetesAccess
+    from lbspeaker.config import KubernetesAccess
     from lbspeaker.controller.kube import ApiError, Kube
 except ImportError as exc:  # the wrong interpreter: say so, never skip
     raise RuntimeError(

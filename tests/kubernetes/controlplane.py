@@ -122,6 +122,7 @@ class ControlPlane:
     pids: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     address: str = "127.0.0.1"  # the apiserver's; everything else stays on loopback
+    apiserver_argv: list[str] = field(default_factory=list)
 
     @property
     def kubeconfig(self) -> Path:
@@ -202,7 +203,7 @@ class ControlPlane:
                                  "--initial-cluster", f"lbtest={peer}", "--unsafe-no-fsync",
                                  "--log-level", "warn"])
             self._wait("etcd", lambda: urllib.request.urlopen(etcd + "/health", timeout=2).status == 200)
-            self._spawn("kube-apiserver", [
+            self.apiserver_argv = [
                 str(BIN / "kube-apiserver"),
                 f"--etcd-servers={etcd}",
                 f"--bind-address={self.address}", f"--advertise-address={self.address}",
@@ -218,7 +219,8 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=0",
-            ])
+            ]
+            self._spawn("kube-apiserver", self.apiserver_argv)
             self._wait("kube-apiserver /readyz", lambda: self.get("/readyz", 2)[0] == 200)
             write_kubeconfig(self.kubeconfig, self.server, pki)
             kc = f"--kubeconfig={self.kubeconfig}"
@@ -255,6 +257,29 @@ class ControlPlane:
             self.stop()
             raise
         return self
+
+    def restart_apiserver(self, while_down: Callable[[], object] | None = None) -> None:
+        """Stop kube-apiserver (by its PID), run ``while_down``, start it again on the same port, wait for /readyz.
+
+        Clients see their connections cut and refused, then an apiserver whose watch cache starts afresh
+        from etcd, as after an upgrade or a crash.
+        """
+        if not self.apiserver_argv:
+            raise RuntimeError("restart_apiserver: this control plane was not started here (no command line)")
+        stop_pid(self.pids.pop("kube-apiserver"))
+        if while_down is not None:
+            while_down()
+        self._spawn("kube-apiserver", self.apiserver_argv)
+        self._wait("kube-apiserver /readyz after a restart", lambda: self.get("/readyz", 2)[0] == 200)
+
+    def etcd(self, method: str, body: dict[str, object]) -> dict[str, object]:
+        """One call of etcd's v3 JSON gateway (``/v3/kv/range``, ``/v3/kv/compaction``...): keys in base64."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.ports['etcd']}/v3/{method}",
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            doc: dict[str, object] = json.loads(resp.read())
+        return doc
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], input=input, text=True,

@@ -16,10 +16,13 @@ import yaml
 from .bgp.config import BgpConfig, parse_bgp_config
 from .core.advertisements import MODES
 from .core.announcements import ANNOUNCED_SERVICE_KEYS
+from .core.cluster import DEFAULT_LOAD_BALANCER_CLASS
 from .core.dataplane import Backend, HealthCheck, IPAddress, parse_backends, parse_health_check, parse_ip
 from .core.errors import refuse_unknown_keys
-from .core.fields import integer, mapping, sequence, text
+from .core.fields import boolean, integer, mapping, sequence, text
 from .core.limits import secret_problem
+from .core.names import check_object_name
+from .core.pools import Pool, parse_pool_list
 from .core.service import TRAFFIC_POLICIES, ServicePort, parse_ports
 from .errors import ConfigError
 
@@ -71,6 +74,30 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class KubernetesAccess:
+    """How to reach the API server: a kubeconfig file, or the pod's service account (in-cluster)."""
+
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The speaker's ``kubernetes:`` section: follow the cluster's Services as well as ``services``.
+
+    ``node_name``: this node's Node object (default: ``node``); ``pools``: the ``lb_pools`` whose
+    addresses the speaker announces from Services' ``status.loadBalancer.ingress``;
+    ``load_balancer_class``/``serve_unclassed``: which Services are ours, as the controller decides.
+    """
+
+    access: KubernetesAccess
+    node_name: str
+    pools: tuple[Pool, ...]
+    load_balancer_class: str = DEFAULT_LOAD_BALANCER_CLASS
+    serve_unclassed: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     node: str
     nodes: tuple[NodeConfig, ...]
@@ -80,6 +107,7 @@ class Config:
     services: tuple[ServiceConfig, ...]
     bgp_raw: dict[str, Any] = field(default_factory=dict)
     bgp: BgpConfig | None = None
+    kubernetes: ClusterConfig | None = None
 
     @property
     def this_node(self) -> NodeConfig:
@@ -92,7 +120,9 @@ class Config:
         return service.interfaces or self.interfaces
 
 
-TOP_KEYS = frozenset({"node", "nodes", "membership", "interfaces", "status", "services", "bgp"})
+TOP_KEYS = frozenset({"node", "nodes", "membership", "interfaces", "status", "services", "bgp", "kubernetes"})
+ACCESS_KEYS = frozenset({"kubeconfig", "in_cluster"})
+CLUSTER_KEYS = ACCESS_KEYS | {"node_name", "pools", "load_balancer_class", "serve_unclassed"}
 NODE_KEYS = frozenset({"name", "address"})
 MEMBERSHIP_KEYS = frozenset(
     {"secret", "secret_file", "port", "interval_ms", "dead_after", "previous_secret_file", "previous_secret_window_s"}
@@ -166,7 +196,43 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
                         f"bgp.advertisements[{i}].services[{j}]", name, "is not a service with mode bgp in this config"
                     )
 
-    return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp)
+    cluster = parse_cluster(raw["kubernetes"], node) if raw.get("kubernetes") is not None else None
+    return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp, cluster)
+
+
+def parse_kubernetes_access(value: Any, field: str = "kubernetes",
+                            known: frozenset[str] = ACCESS_KEYS) -> KubernetesAccess:
+    """``{kubeconfig: PATH}`` or ``{in_cluster: true}``, exactly one (the controller's section too)."""
+    if value is None:
+        raise ConfigError(field, value, "is required: {kubeconfig: PATH} or {in_cluster: true}")
+    raw = mapping(value, field, known)
+    in_cluster = boolean(raw.get("in_cluster"), f"{field}.in_cluster", False)
+    kubeconfig = raw.get("kubeconfig")
+    if in_cluster == (kubeconfig is not None):
+        raise ConfigError(field, value, "give exactly one of kubeconfig: PATH and in_cluster: true")
+    if kubeconfig is not None and (not isinstance(kubeconfig, str) or not kubeconfig):
+        raise ConfigError(f"{field}.kubeconfig", kubeconfig, "must be a path")
+    return KubernetesAccess(kubeconfig=kubeconfig, in_cluster=in_cluster)
+
+
+def parse_cluster(value: Any, node: str) -> ClusterConfig:
+    """The speaker's ``kubernetes:`` section (``node``: the config's, the default Node name)."""
+    raw = mapping(value, "kubernetes", CLUSTER_KEYS)
+    access = parse_kubernetes_access(raw, "kubernetes", CLUSTER_KEYS)
+    node_name = text(raw.get("node_name"), "kubernetes.node_name", node)
+    check_object_name(node_name, "kubernetes.node_name")
+    pools = tuple(parse_pool_list(raw.get("pools"), "kubernetes.pools"))
+    if not pools:
+        raise ConfigError("kubernetes.pools", raw.get("pools"),
+                          "must list the pools (lb_pools) whose addresses this speaker announces")
+    return ClusterConfig(
+        access=access,
+        node_name=node_name,
+        pools=pools,
+        load_balancer_class=text(raw.get("load_balancer_class"), "kubernetes.load_balancer_class",
+                                 DEFAULT_LOAD_BALANCER_CLASS),
+        serve_unclassed=boolean(raw.get("serve_unclassed"), "kubernetes.serve_unclassed", True),
+    )
 
 
 def _nodes(value: Any) -> tuple[NodeConfig, ...]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..config import read_yaml
+from ..config import KubernetesAccess, parse_kubernetes_access, read_yaml
+from ..core.cluster import DEFAULT_LOAD_BALANCER_CLASS
 from ..core.errors import InputError, refuse_unknown_keys
 from ..core.fields import boolean, integer, mapping, text
 from ..core.names import check_namespace, check_object_name
 from ..core.pools import Pool, parse_address, parse_pool_list
 
 DEFAULT_PATH = "/etc/baremetal-lb/controller.yaml"
-DEFAULT_CLASS = "baremetal.lb/speaker"
+DEFAULT_CLASS = DEFAULT_LOAD_BALANCER_CLASS
 LEASE_NAME = "baremetal-lb-controller"
 LEASE_NAMESPACE = "baremetal-lb"
 DEFAULT_LEASE_S = 15
@@ -26,12 +27,6 @@ TOP_KEYS = frozenset(
 )
 
 Address = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class KubernetesAccess:
-    kubeconfig: str | None = None
-    in_cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,19 +65,6 @@ def load(path: str) -> ControllerConfig:
     return parse(read_yaml(path))
 
 
-def _kubernetes(value: object) -> KubernetesAccess:
-    if value is None:
-        raise InputError("kubernetes", value, "is required: {kubeconfig: PATH} or {in_cluster: true}")
-    raw = mapping(value, "kubernetes", frozenset({"kubeconfig", "in_cluster"}))
-    in_cluster = boolean(raw.get("in_cluster"), "kubernetes.in_cluster", False)
-    kubeconfig = raw.get("kubeconfig")
-    if in_cluster == (kubeconfig is not None):
-        raise InputError("kubernetes", value, "give exactly one of kubeconfig: PATH and in_cluster: true")
-    if kubeconfig is not None and (not isinstance(kubeconfig, str) or not kubeconfig):
-        raise InputError("kubernetes.kubeconfig", kubeconfig, "must be a path")
-    return KubernetesAccess(kubeconfig=kubeconfig, in_cluster=in_cluster)
-
-
 def _reserved(value: object) -> tuple[Reservation, ...]:
     if value is None:
         return ()
@@ -118,7 +100,7 @@ def parse(raw: object) -> ControllerConfig:
     status_address = text(status.get("address"), "status.address", "127.0.0.1")
     parse_address(status_address, "status.address")
     return ControllerConfig(
-        kubernetes=_kubernetes(raw.get("kubernetes")),
+        kubernetes=parse_kubernetes_access(raw.get("kubernetes")),
         pools=tuple(parse_pool_list(raw.get("pools"), "pools")),
         reserved=_reserved(raw.get("reserved")),
         lease=_lease(raw.get("lease")),

@@ -10,16 +10,20 @@ threads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import KubernetesAccess
+from ..config import KubernetesAccess
 
 REQUEST_TIMEOUT_S = 10.0
 USER_AGENT = "baremetal-lb-controller"
+SERVICES = "/api/v1/services"
+ENDPOINT_SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
+NODES = "/api/v1/nodes"
 
 
 class MissingClient(RuntimeError):
@@ -40,10 +44,38 @@ def now_rfc3339(micro: bool = False) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class WatchStream:
+    """One watch response: its events, one JSON object a line, until the server ends it or ``close()``."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+        self.closed = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        buffer = b""
+        try:
+            for chunk in self._resp.stream(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            self._resp.release_conn()
+
+    def close(self) -> None:
+        """End the stream from another thread: the reader sees its end (or an error) at once."""
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._resp.shutdown()  # urllib3 >= 2.3: unblocks a read in progress
+        with contextlib.suppress(Exception):
+            self._resp.close()
+
+
 class Kube:
     """One API server; each method is one request (``watch_services`` a stream)."""
 
-    def __init__(self, access: KubernetesAccess, pool_size: int = 16) -> None:
+    def __init__(self, access: KubernetesAccess, pool_size: int = 16, user_agent: str = USER_AGENT) -> None:
         try:
             import urllib3  # noqa: PLC0415
             from kubernetes import client, config  # noqa: PLC0415
@@ -69,10 +101,11 @@ class Kube:
         )
         self._timeout = urllib3.Timeout(connect=5.0, read=REQUEST_TIMEOUT_S)
         self._urllib3 = urllib3
+        self._user_agent = user_agent
 
     def _headers(self, content_type: str = "application/json") -> dict[str, str]:
         # the User-Agent names the field manager of what we write (managedFields)
-        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self._user_agent}
         token = self._cfg.get_api_key_with_prefix("authorization")  # refreshed in-cluster tokens too
         if token:
             headers["Authorization"] = token
@@ -102,31 +135,44 @@ class Kube:
 
     def list_services(self) -> tuple[list[dict[str, Any]], str]:
         """Every Service in the cluster and the list's resourceVersion (to watch from)."""
-        doc = self.request("GET", "/api/v1/services", timeout=60)
-        return doc.get("items") or [], doc["metadata"]["resourceVersion"]
+        return self.list_all(SERVICES)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/namespaces/{namespace}/services/{name}")
 
     def watch_services(self, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
         """Watch events from ``resource_version`` (with bookmarks); an ERROR event carries the Status (410...)."""
+        return iter(self.watch(SERVICES, resource_version, timeout_s))
+
+    # -- Any collection: EndpointSlices and Nodes as the speaker follows them ----
+
+    def list_all(self, path: str) -> tuple[list[dict[str, Any]], str]:
+        """Every object of the collection at ``path`` and the list's resourceVersion (to watch from)."""
+        doc = self.request("GET", path, timeout=60)
+        return doc.get("items") or [], doc["metadata"]["resourceVersion"]
+
+    def watch(self, path: str, resource_version: str, timeout_s: int) -> WatchStream:
+        """The watch of the collection at ``path`` from ``resource_version``, with bookmarks.
+
+        An HTTP error (403, 410 for a resourceVersion the apiserver no longer has...) raises ``ApiError``;
+        an ERROR event in the stream carries the Status (code 410: relist). ``close()`` ends it from
+        another thread.
+        """
         query = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_s)}
-        url = f"{self.host}/api/v1/services?{urllib.parse.urlencode(query)}"
+        url = f"{self.host}{path}?{urllib.parse.urlencode(query)}"
         resp = self._http.request("GET", url, headers=self._headers(), preload_content=False, retries=False,
                                   timeout=self._urllib3.Timeout(connect=5.0, read=timeout_s + 10.0))
-        try:
-            if resp.status != 200:
-                raise ApiError(resp.status, resp.read().decode(errors="replace"), "watch services")
-            buffer = b""
-            for chunk in resp.stream(65536):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-        finally:
+        if resp.status != 200:
+            body = resp.read().decode(errors="replace")
             resp.release_conn()
+            raise ApiError(resp.status, body, f"watch {path}")
+        return WatchStream(resp)
+
+    def patch_service(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the Service itself (its metadata: what ``kubectl describe`` shows)."""
+        return self.request("PATCH", f"/api/v1/namespaces/{namespace}/services/{name}", patch,
+                            content_type="application/merge-patch+json")
 
     def patch_service_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", f"/api/v1/namespaces/{namespace}/services/{name}/status", patch,

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.allocator import Allocation, Allocator
-from ..core.cluster import ingress_addresses, is_load_balancer, key_of, owner_pool
+from ..core.cluster import ingress_addresses, is_load_balancer, is_ours, key_of, owner_pool
 from ..core.errors import AllocationError
 from ..core.pools import Pool, format_address
 from ..core.service import Service
 from .config import Reservation
-from .translate import ALLOCATED_FROM, Request, allocated_pool, is_ours, to_request
+from .translate import ALLOCATED_FROM, Request, allocated_pool, to_request
 
 Address = tuple[int, int]
 NORMAL = "Normal"

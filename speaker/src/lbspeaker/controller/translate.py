@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.cluster import is_load_balancer, key_of
+from ..core.cluster import key_of
 from ..core.errors import InputError
 from ..core.pools import parse_address
 from ..core.service import Service, parse_service
@@ -37,14 +37,6 @@ class Request:
     service: Service | None = None
     error: InputError | None = None
     origin: str = ""  # the Service fields that asked for addresses, a pool or sharing, as the user wrote them
-
-
-def is_ours(obj: Mapping[str, Any], load_balancer_class: str, serve_unclassed: bool) -> bool:
-    """A LoadBalancer Service of our class, or of none when we serve those."""
-    if not is_load_balancer(obj):
-        return False
-    cls = (obj.get("spec") or {}).get("loadBalancerClass")
-    return cls == load_balancer_class if cls else serve_unclassed
 
 
 def allocated_pool(obj: Mapping[str, Any]) -> str | None:

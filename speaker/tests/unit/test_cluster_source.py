@@ -1,0 +1,182 @@
+"""The cluster source's own logic without a cluster: sync before the first state, coalescing, 410, heartbeats.
+
+The API is a fake here (a list and a queue of watch events per collection);
+tests/kubernetes/test_speaker_source.py runs the same source against the real
+control plane.
+"""
+
+import asyncio
+import queue
+import threading
+import time
+
+from lbspeaker.controller.kube import ENDPOINT_SLICES, NODES, SERVICES
+from lbspeaker.core.pools import parse_pool_list
+from lbspeaker.sources.cluster import ClusterSource
+
+POOLS = parse_pool_list([{"name": "lan", "addresses": ["198.51.100.100-198.51.100.109"]}])
+
+
+def service(name, ip, rv="1"):
+    return {"metadata": {"namespace": "apps", "name": name, "resourceVersion": rv},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+
+
+def node(name, ready="True", heartbeat="2026-12-03T12:00:00Z", rv="1"):
+    return {"metadata": {"name": name, "resourceVersion": rv},
+            "status": {"conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": heartbeat}]}}
+
+
+class FakeStream:
+    """One watch: the collection's queued events until closed (bounded: 10 s at most)."""
+
+    def __init__(self, events):
+        self.events = events
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        deadline = time.monotonic() + 10
+        while not self.closed.is_set() and time.monotonic() < deadline:
+            try:
+                yield self.events.get(timeout=0.02)
+            except queue.Empty:
+                continue
+
+    def close(self):
+        self.closed.set()
+
+
+class FakeKube:
+    def __init__(self):
+        self.items = {SERVICES: [], ENDPOINT_SLICES: [], NODES: []}
+        self.events = {p: queue.Queue() for p in self.items}
+        self.list_gate = {p: threading.Event() for p in self.items}
+        self.lists = {p: 0 for p in self.items}
+        self.watch_failures = {p: 0 for p in self.items}
+        for gate in self.list_gate.values():
+            gate.set()
+
+    def list_all(self, path):
+        assert self.list_gate[path].wait(10)
+        self.lists[path] += 1
+        return list(self.items[path]), "10"
+
+    def watch(self, path, resource_version, timeout_s):
+        if self.watch_failures[path]:
+            self.watch_failures[path] -= 1
+            raise ConnectionRefusedError("connection refused")
+        return FakeStream(self.events[path])
+
+
+class Harness:
+    def __init__(self, kube):
+        self.kube = kube
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.states = []
+        self.source = ClusterSource(kube, POOLS, self.states.append, load_balancer_class="baremetal.lb/speaker",
+                                    loop=self.loop, debounce_s=0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        self.loop.call_soon_threadsafe(self.source.start)
+        return self
+
+    def __exit__(self, *exc):
+        self.source.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def wait(self, check, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.states and check(self.states[-1]):
+                return self.states[-1]
+            time.sleep(0.01)
+        raise AssertionError(f"no such state; last: {self.states[-1:]}")
+
+
+def test_nothing_is_emitted_before_every_kind_is_listed():
+    kube = FakeKube()
+    kube.items[SERVICES] = [service("web", "198.51.100.100")]
+    kube.items[NODES] = [node("n1")]
+    kube.list_gate[NODES].clear()
+    with Harness(kube) as h:
+        time.sleep(0.3)
+        assert h.states == []  # the Services are known, the Nodes not yet: no state that announces nowhere
+        kube.list_gate[NODES].set()
+        state = h.wait(lambda s: True)
+        assert state.announcers("apps/web") == {"n1"}
+        assert len(h.states) == 1
+
+
+def test_a_burst_of_changes_is_one_evaluation():
+    kube = FakeKube()
+    kube.items[NODES] = [node("n1")]
+    with Harness(kube) as h:
+        h.wait(lambda s: True)
+        for i in range(50):
+            kube.events[SERVICES].put({"type": "ADDED", "object": service(f"s{i}", f"198.51.100.{100 + i % 10}",
+                                                                          rv=str(20 + i))})
+        state = h.wait(lambda s: len(s.services) == 50)
+        assert len(h.states) <= 3, len(h.states)  # the first state, then one or two for the burst
+        assert state.services["apps/s7"].addresses == ("198.51.100.107",)
+
+
+def test_a_heartbeat_wakes_nobody_and_a_condition_does():
+    kube = FakeKube()
+    kube.items[NODES] = [node("n1")]
+    with Harness(kube) as h:
+        h.wait(lambda s: True)
+        for i in range(5):
+            kube.events[NODES].put({"type": "MODIFIED", "object": node("n1", heartbeat=f"2026-12-03T12:0{i}:00Z")})
+        time.sleep(0.3)
+        assert len(h.states) == 1
+        assert h.source.informers["nodes"].events == 5
+        kube.events[NODES].put({"type": "MODIFIED", "object": node("n1", ready="False")})
+        state = h.wait(lambda s: s.nodes["n1"] != "")
+        assert state.nodes["n1"] == "NotReady: Ready is False"
+
+
+def test_410_relists_and_replaces_the_cache():
+    kube = FakeKube()
+    kube.items[SERVICES] = [service("old", "198.51.100.100")]
+    kube.items[NODES] = [node("n1")]
+    with Harness(kube) as h:
+        h.wait(lambda s: "apps/old" in s.services)
+        kube.items[SERVICES] = [service("new", "198.51.100.101")]  # old deleted while the watch was away
+        kube.events[SERVICES].put({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                                              "message": "too old resource version"}})
+        state = h.wait(lambda s: "apps/new" in s.services)
+        assert "apps/old" not in state.services
+        informer = h.source.informers["services"]
+        assert (informer.expired, informer.lists, kube.lists[SERVICES]) == (1, 2, 2)
+
+
+def test_a_failed_watch_is_retried_from_where_it_was():
+    kube = FakeKube()
+    kube.items[NODES] = [node("n1")]
+    kube.watch_failures[SERVICES] = 2
+    with Harness(kube) as h:
+        h.wait(lambda s: True)
+        kube.events[SERVICES].put({"type": "ADDED", "object": service("web", "198.51.100.100", rv="30")})
+        h.wait(lambda s: "apps/web" in s.services)
+        informer = h.source.informers["services"]
+        assert informer.errors == 2
+        assert kube.lists[SERVICES] == 1  # retried the watch, no relist
+        assert informer.resource_version == "30"
+
+
+def test_an_api_error_other_than_410_backs_off_without_relisting():
+    kube = FakeKube()
+    kube.items[NODES] = [node("n1")]
+    with Harness(kube) as h:
+        h.wait(lambda s: True)
+        kube.events[SERVICES].put({"type": "ERROR", "object": {"code": 500, "message": "etcd timeout"}})
+        deadline = time.monotonic() + 5
+        while h.source.informers["services"].errors < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert h.source.informers["services"].errors == 1
+        assert kube.lists[SERVICES] == 1

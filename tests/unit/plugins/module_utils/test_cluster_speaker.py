@@ -1,0 +1,142 @@
+"""What a speaker reads from a cluster (core.cluster): node eligibility, serving endpoints, desired Services."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.baremetal.lb.plugins.module_utils.cluster import (
+    EXCLUDE_LABEL,
+    UNSCHEDULABLE_TAINT,
+    cluster_state,
+    desired_service,
+    is_ours,
+    node_exclusion,
+    serving_nodes,
+    slice_service_key,
+)
+from ansible_collections.baremetal.lb.plugins.module_utils.pools import parse_pool_list
+from ansible_collections.baremetal.lb.plugins.module_utils.service import ServicePort
+
+POOLS = parse_pool_list([{"name": "lan", "addresses": ["198.51.100.100-198.51.100.109", "2001:db8:1::/120"]},
+                         {"name": "wan", "addresses": ["203.0.113.8/29"]}])
+
+
+def node(name="n1", *, ready="True", network=None, unschedulable=False, taints=(), labels=None):
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready, "reason": "KubeletReady"}]
+    if network is not None:
+        conditions.append({"type": "NetworkUnavailable", "status": network, "reason": "NoRouteCreated"})
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "spec": {"unschedulable": unschedulable, "taints": [{"key": k, "effect": "NoSchedule"} for k in taints]},
+            "status": {"conditions": conditions}}
+
+
+def test_a_ready_node_is_eligible():
+    assert node_exclusion(node()) == ""
+    assert node_exclusion(node(network="False")) == ""
+
+
+@pytest.mark.parametrize(("obj", "reason"), [
+    (node(labels={EXCLUDE_LABEL: ""}), f"labelled {EXCLUDE_LABEL}"),
+    (node(ready="False"), "NotReady: Ready is False (KubeletReady)"),
+    (node(ready="Unknown"), "NotReady: Ready is Unknown (KubeletReady)"),
+    (node(ready=None), "NotReady: no Ready condition"),
+    (node(network="True"), "NetworkUnavailable (NoRouteCreated)"),
+    (node(unschedulable=True, taints=[UNSCHEDULABLE_TAINT]),
+     f"draining: spec.unschedulable and the {UNSCHEDULABLE_TAINT} taint"),
+])
+def test_an_excluded_node_says_why(obj, reason):
+    assert node_exclusion(obj) == reason
+
+
+def test_the_label_is_named_first_whatever_else_is_wrong():
+    assert node_exclusion(node(ready="False", labels={EXCLUDE_LABEL: "true"})) == f"labelled {EXCLUDE_LABEL}"
+
+
+def test_draining_needs_both_the_cordon_and_its_taint():
+    assert node_exclusion(node(unschedulable=True)) == ""  # cordoned, not yet acted on by the control plane
+    assert node_exclusion(node(taints=[UNSCHEDULABLE_TAINT])) == ""  # uncordoned, taint not yet removed
+    assert node_exclusion(node(taints=["node.kubernetes.io/disk-pressure"])) == ""
+
+
+def ep(node_name, **conditions):
+    return {"nodeName": node_name, "conditions": conditions}
+
+
+def eps(*endpoints, service="web", namespace="apps"):
+    return {"metadata": {"namespace": namespace, "name": f"{service}-x",
+                         "labels": {"kubernetes.io/service-name": service}},
+            "endpoints": list(endpoints)}
+
+
+def test_serving_not_ready_is_what_counts():
+    # a terminating pod that still serves: ready false, serving true (MetalLB #2074)
+    assert serving_nodes([eps(ep("n1", ready=False, serving=True, terminating=True))]) == {"n1"}
+    assert serving_nodes([eps(ep("n1", ready=True, serving=False))]) == set()
+
+
+def test_without_serving_ready_decides_and_unset_is_true():
+    assert serving_nodes([eps(ep("n1", ready=False), ep("n2", ready=True), ep("n3"))]) == {"n2", "n3"}
+
+
+def test_serving_nodes_across_slices_skip_endpoints_without_a_node():
+    slices = [eps(ep("n1", serving=True), {"conditions": {"serving": True}}), eps(ep("n2", serving=True))]
+    assert serving_nodes(slices) == {"n1", "n2"}
+
+
+def test_slice_key_is_its_services():
+    assert slice_service_key(eps(service="web")) == "apps/web"
+    assert slice_service_key({"metadata": {"namespace": "apps", "name": "x"}}) == ""
+
+
+def svc(name="web", *ips, policy=None, cls=None, kind="LoadBalancer", ports=None):
+    spec = {"type": kind, "ports": ports if ports is not None else [{"port": 80, "protocol": "TCP"}]}
+    if policy:
+        spec["externalTrafficPolicy"] = policy
+    if cls:
+        spec["loadBalancerClass"] = cls
+    return {"metadata": {"namespace": "apps", "name": name}, "spec": spec,
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+
+def test_only_ingress_inside_the_pools_is_announced():
+    entry = desired_service(svc("web", "198.51.100.100", "203.0.113.50", "2001:db8:1::5"), POOLS)
+    assert entry.key == "apps/web"
+    assert entry.addresses == ("198.51.100.100", "2001:db8:1::5")
+    assert entry.pool == "lan"
+    assert entry.ports == (ServicePort("TCP", 80),)
+    assert entry.external_traffic_policy == "Cluster"
+    assert desired_service(svc("web", "203.0.113.50"), POOLS) is None
+    assert desired_service(svc("web"), POOLS) is None
+    assert desired_service(svc("web", "198.51.100.100", kind="NodePort"), POOLS) is None
+
+
+def test_local_takes_the_serving_nodes_of_its_slices():
+    entry = desired_service(svc("web", "203.0.113.9", policy="Local"), POOLS,
+                            [eps(ep("n1", serving=True), ep("n2", serving=False))])
+    assert (entry.pool, entry.local_nodes) == ("wan", {"n1"})
+    assert entry.may_announce("n1", "")
+    assert not entry.may_announce("n2", "")
+    assert not entry.may_announce("n1", "NotReady: Ready is False")
+
+
+def test_cluster_state_joins_services_slices_and_nodes():
+    state = cluster_state(
+        [svc("web", "198.51.100.100", policy="Local"), svc("all", "198.51.100.101"), svc("none")],
+        [eps(ep("n1", serving=True), service="web"), eps(ep("n2", serving=True), service="other")],
+        [node("n1"), node("n2"), node("n3", ready="False")],
+        POOLS,
+    )
+    assert set(state.services) == {"apps/web", "apps/all"}
+    assert state.services["apps/web"].local_nodes == {"n1"}
+    assert state.nodes == {"n1": "", "n2": "", "n3": "NotReady: Ready is False (KubeletReady)"}
+    assert state.eligible_nodes == {"n1", "n2"}
+    assert state.announcers("apps/web") == {"n1"}
+    assert state.announcers("apps/all") == {"n1", "n2"}
+    assert state.announcers("apps/none") == set()
+
+
+def test_the_class_rule_is_the_controllers():
+    assert is_ours(svc(), "baremetal.lb/speaker", True)
+    assert not is_ours(svc(), "baremetal.lb/speaker", False)
+    assert is_ours(svc(cls="baremetal.lb/speaker"), "baremetal.lb/speaker", False)
+    assert not is_ours(svc(cls="other/lb"), "baremetal.lb/speaker", True)
+    assert not is_ours(svc(kind="ClusterIP"), "baremetal.lb/speaker", True)
