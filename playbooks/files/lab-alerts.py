@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Lab monitor: what the lab's Prometheus says about a failover, as report lines.
 
 `lab-alerts failover --stopped NODE --address IP --since EPOCH [--timeout S]` waits (a poll
