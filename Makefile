@@ -43,7 +43,7 @@ LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playb
 lab-deps:
 	sh scripts/install-lab-deps.sh
 
-demo: lab-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+demo: lab-deps prometheus-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
 	$(LAB) playbooks/lab.yml
 
 # Molecule scenarios (extensions/molecule): the same podman hosts, named lbmol-*

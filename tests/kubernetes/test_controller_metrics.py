@@ -46,3 +46,24 @@ def test_every_series_the_alerts_read_is_exposed(ns: Namespace, start_controller
     ns.delete("lost")
     wait_for("the deleted Service no longer waiting", lambda: ctl.metric(waiting) == 0)
     assert ctl.metric('lbcontroller_allocation_failures_total{reason="no_pool"}') == 1
+
+
+def test_refused_reload_is_exported_until_a_good_one(start_controller: Any) -> None:
+    """BaremetalLBControllerConfigReloadFailed reads lbcontroller_config_last_reload_successful."""
+    ctl = start_controller()
+    gauge = "lbcontroller_config_last_reload_successful"
+    # metric() reads a missing sample as 0: the sample must be there, at 1, before any reload
+    assert any(line.startswith(gauge + " ") for line in ctl.get("/metrics")[1].splitlines())
+    assert ctl.metric(gauge) == 1
+
+    good = ctl.config
+    ctl.write_config({**good, "pools": [{"name": "x", "addresses": ["nonsense"]}]})
+    ctl.reload()
+    wait_for("the refused reload counted", lambda: ctl.metric('lbcontroller_reloads_total{result="error"}') == 1)
+    assert ctl.metric(gauge) == 0
+    assert any(line.startswith(gauge + " ") for line in ctl.get("/metrics")[1].splitlines())
+
+    ctl.write_config(good)
+    ctl.reload()
+    wait_for("the good reload counted", lambda: ctl.metric('lbcontroller_reloads_total{result="ok"}') == 1)
+    assert ctl.metric(gauge) == 1

@@ -30,6 +30,8 @@ MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
 TEMPLATE_LABEL = re.compile(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)")
 LEGEND_LABEL = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 GRAFANA_INTERVAL = "$__rate_interval"
+# Labels Prometheus itself gives every series of a target when it scrapes: no daemon exposes them.
+TARGET_LABELS = frozenset({"instance", "job"})
 
 
 def _labels_of(expr: str) -> set[str]:
@@ -53,10 +55,12 @@ def uses() -> list[tuple[str, str, set[str]]]:
     for rule in alert_rules():
         expr = str(rule["expr"])
         annotations = " ".join(str(v) for v in dict(rule.get("annotations") or {}).values())  # type: ignore[call-overload]
-        out.append((f"alert {rule['alert']}", expr, _labels_of(expr) | set(TEMPLATE_LABEL.findall(annotations))))
+        labels = _labels_of(expr) | set(TEMPLATE_LABEL.findall(annotations))
+        out.append((f"alert {rule['alert']}", expr, labels - TARGET_LABELS))
     for target in dashboard_targets():
         expr = target["expr"]
-        out.append((f"dashboard query {expr}", expr, _labels_of(expr) | set(LEGEND_LABEL.findall(target["legendFormat"]))))
+        labels = _labels_of(expr) | set(LEGEND_LABEL.findall(target["legendFormat"]))
+        out.append((f"dashboard query {expr}", expr, labels - TARGET_LABELS))
     return out
 
 

@@ -66,6 +66,9 @@ FAMILIES: dict[str, Family] = {
         ("namespace", "service", "reason")),
     "rebuilds_total": Family("counter", "Allocations rebuilt from the cluster (start, takeover, reload)"),
     "reloads_total": Family("counter", "Configuration reloads (SIGHUP), by result", ("result",)),
+    "config_last_reload_successful": Family(
+        "gauge", "1 if the last configuration reload (SIGHUP) was applied (or none was asked for), 0 if it was "
+        "refused and the controller runs the previous configuration"),
     "services": Family("gauge", "Services in the cache"),
     "allocations": Family("gauge", "Services and reservations holding addresses in the allocator"),
     "leader": Family("gauge", "1 while this controller holds the Lease and may write"),
@@ -97,6 +100,7 @@ class Controller:
         self.recorded: dict[str, frozenset[Event]] = {}
         # Services refused (pending or stuck), decided again whenever addresses are freed
         self.failed: dict[str, str] = {}  # key -> the reason (Write.failure)
+        self.last_reload_ok = True
         self.elector = Elector(kube, cfg.lease.namespace, cfg.lease.name, identity, cfg.lease.duration_s)
         self.metrics = Metrics(FAMILIES, "lbcontroller_")
         self.metrics.gauge("services", lambda: len(self.cache))
@@ -104,6 +108,7 @@ class Controller:
         self.metrics.gauge("leader", lambda: 1 if self.elector.is_leader() else 0)
         self.metrics.gauge("ready", lambda: 1 if self.ready() else 0)
         self.metrics.gauge("services_waiting", lambda: len(self._waiting()))
+        self.metrics.gauge("config_last_reload_successful", lambda: 1 if self.last_reload_ok else 0)
         # every known reason from the start, at 0: rate() and increase() see the first failure
         for reason in (*ALLOCATION_FAILURE_REASONS, INVALID_SERVICE):
             self.metrics.inc("allocation_failures_total", 0, reason=reason)
@@ -396,9 +401,11 @@ class Controller:
             cfg = config_mod.load(self.config_path)
         except InputError as exc:
             self.metrics.inc("reloads_total", result="error")
+            self.last_reload_ok = False
             log.error("reload refused, keeping the running config: %s: %s", self.config_path, exc)
             return
         self.metrics.inc("reloads_total", result="ok")
+        self.last_reload_ok = True
         self.cfg = cfg
         self.plan = self._plan(cfg)
         self.rebuilt = False  # pools changed: start from the cluster again
