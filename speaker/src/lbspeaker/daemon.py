@@ -313,30 +313,33 @@ class Speaker:
                 await self.routes.remove(addr)
             self._pending_route_removals.discard(addr)
         view = MembershipView(self.membership.settled, self.membership.live(), self.membership.families_of())
+        here = self._eligibility()
         reannounce, self._reannounce_all = self._reannounce_all, False
-        plan = self.l2_controller.plan(view, self._eligibility(), reannounce)
-        for change in plan.leader_changes:
-            self.metrics.inc("leader_changes_total")
-            log.debug("%s: leader %s -> %s", change.address, change.old, change.new)
         taken: list[str] = []
         released: list[str] = []
-        for count, action in enumerate(plan.actions):
-            if count % RECONCILE_CHUNK == RECONCILE_CHUNK - 1:
+        addresses = list(self.l2_controller.table)
+        for start in range(0, len(addresses), RECONCILE_CHUNK):
+            if start:
                 await asyncio.sleep(0)  # let heartbeats and ARP through on big tables
                 if self.stopping:
                     return
-            if not self._current(action):
-                continue  # the desired state changed meanwhile: the next reconcile decides again
-            if action.kind == "take":
-                await self._take(action)
-                taken.append(str(action.address))
-            elif action.kind == "reannounce":
-                self.l2.reannounce(action.address, action.interfaces)
-            elif action.kind == "release":
-                self._release(action)
-                released.append(f"{action.address} ({action.reason})")
+            plan = self.l2_controller.plan(view, here, reannounce, addresses[start : start + RECONCILE_CHUNK])
+            for change in plan.leader_changes:
+                self.metrics.inc("leader_changes_total")
+                log.debug("%s: leader %s -> %s", change.address, change.old, change.new)
+            for action in plan.actions:
+                if not self._current(action):
+                    continue  # the desired state changed meanwhile: the next reconcile decides again
+                if action.kind == "take":
+                    await self._take(action)
+                    taken.append(str(action.address))
+                elif action.kind == "reannounce":
+                    self.l2.reannounce(action.address, action.interfaces)
+                elif action.kind == "release":
+                    self._release(action)
+                    released.append(f"{action.address} ({action.reason})")
         self._update_bgp()
-        if plan.settled and not self.membership.ready:
+        if view.settled and not self.membership.ready:
             # Only now, with our gratuitous ARPs sent, may the peers covering
             # for us let go (make before break on rejoin).
             self.membership.mark_ready()

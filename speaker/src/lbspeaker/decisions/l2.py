@@ -69,16 +69,13 @@ class LeaderChange:
 
 @dataclass(frozen=True)
 class L2Plan:
-    """The actions of one reconcile, in table order, and the leaders that changed.
-
-    ``settled``: the membership view was settled, so once the actions are
-    carried out this node leads everything it is elected for and may say it
-    is ready (make before break on rejoin, see ``membership``).
-    """
+    """The actions of one reconcile (or a slice of the table), in table order, and
+    the leaders that changed. Once a settled view's actions are carried out,
+    this node leads everything it is elected for and may say it is ready
+    (make before break on rejoin, see ``membership``)."""
 
     actions: tuple[L2Action, ...]
     leader_changes: tuple[LeaderChange, ...]
-    settled: bool
 
 
 def _no_leader_reason(services: Iterable[ServiceConfig]) -> str:
@@ -134,18 +131,29 @@ class L2Controller:
         self._excluded = dict(desired.excluded_nodes)
         return tuple(withdrawals)
 
-    def plan(self, view: MembershipView, here: Eligibility, reannounce: bool = False) -> L2Plan:
-        """Elect every IP's leader on ``view``; what this node must do, and why.
+    def plan(
+        self,
+        view: MembershipView,
+        here: Eligibility,
+        reannounce: bool = False,
+        addresses: Iterable[IPAddress] | None = None,
+    ) -> L2Plan:
+        """Elect each IP's leader on ``view``; what this node must do, and why.
 
         ``reannounce``: the membership grew (a node joined, or a peer had
         declared this node dead): re-announce every IP this node keeps, and
-        give the ones it releases the longer rejoin drain.
+        give the ones it releases the longer rejoin drain. ``addresses``: only
+        these rows (the daemon plans a big table in slices, yielding to the
+        loop between them); by default the whole table.
         Updates each row's leader and reason; ``announcing`` changes only in
         :meth:`carried_out`.
         """
         actions: list[L2Action] = []
         changes: list[LeaderChange] = []
-        for addr, ann in self.table.items():
+        for addr in self.table if addresses is None else addresses:
+            ann = self.table.get(addr)
+            if ann is None:
+                continue  # left the table since the caller listed it
             svcs = self._services.get(addr, [])
             result = election.elect(addr, svcs, self._candidates(view, addr), view.families)
             if result.leader != ann.leader and view.settled:
@@ -161,7 +169,7 @@ class L2Controller:
                 # released because a node came back (a heal): the elected node may not have heard us yet
                 grace = REJOIN_GRACE_S if reannounce else HANDOVER_GRACE_S
                 actions.append(L2Action("release", addr, ann.interfaces, ann.reason, grace))
-        return L2Plan(tuple(actions), tuple(changes), view.settled)
+        return L2Plan(tuple(actions), tuple(changes))
 
     def carried_out(self, action: L2Action) -> None:
         """The announcer did ``action``: record whether this node announces the IP now."""
