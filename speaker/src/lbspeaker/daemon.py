@@ -1,5 +1,13 @@
-"""The speaker daemon: ties config, membership, health, election and Layer 2
-together on one asyncio loop, and handles SIGHUP (reload) and SIGTERM (hand over).
+"""The speaker daemon: the glue between the sources of desired state, the
+per-protocol controllers and the announcers, on one asyncio loop.
+
+Sources (``desired``: the config file, later the cluster) say which services
+exist; membership, health checks, forwarding and link state say who may lead
+and what this node can serve; the controllers (``decisions``) decide what this
+node announces and why; ``layer2.L2Announcer``, the local routes and
+``bgp.manager.BgpSpeaker`` carry that out. ``/status`` and the per-address
+metrics are assembled from the decisions (``status``). SIGHUP reloads, SIGTERM
+hands over.
 """
 
 from __future__ import annotations
@@ -8,35 +16,32 @@ import asyncio
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from . import config as config_mod
-from . import election
 from .backends import ForwardedService
 from .bgp.manager import BGP_FAMILIES, BgpSpeaker
 from .bgp.manager import Announcement as BgpAnnouncement
-from .config import Config, ServiceConfig
+from .config import Config
 from .core.dataplane import IPAddress
+from .decisions import bgp as bgp_decisions
+from .decisions.bgp import BgpController, BgpDecision
+from .decisions.l2 import HANDOVER_GRACE_S, L2Action, L2Controller
+from .decisions.view import Eligibility, MembershipView, service_eligible
+from .desired import DesiredState, Source, StaticSource, merge
 from .errors import ConfigError
 from .forwarding import StandaloneForwarding
 from .health import HealthChecker
 from .host import LocalRoutes, ensure_arp_sysctls, restore_arp_sysctls
-from .layer2 import Announcer, InterfaceResponder
+from .layer2 import L2Announcer
 from .link import LinkWatcher, unserved_families
 from .membership import BOTH_FAMILIES, Membership
 from .metrics import FAMILIES, Metrics, Sample
-from .status import BgpProvider, StatusServer
+from .status import BgpProvider, StatusServer, address_samples, announcement_rows, member_rows
 
 log = logging.getLogger(__name__)
 
-# After saying we leave, keep accepting traffic this long, so connections the
-# client opened before the new leader's gratuitous ARP still land here.
-HANDOVER_GRACE_S = 0.3
-# When a partition heals, the node giving an IP back sees the other side before
-# (or after) the elected node sees it: ARP must resolve again both ways, and the
-# elected node re-announces only once it hears us. Keep accepting until then.
-REJOIN_GRACE_S = 2.0
 RECONCILE_CHUNK = 64
 
 
@@ -44,24 +49,21 @@ def _summary(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-@dataclass
-class Announcement:
-    """What this node does for one L2 service IP."""
-
-    address: IPAddress
-    services: tuple[str, ...]
-    interfaces: tuple[str, ...]
-    leader: str | None = None
-    announcing: bool = False
-    reason: str = "starting"
-
-
 class Speaker:
-    def __init__(self, config_path: str, config: Config, bgp: BgpProvider | None = None) -> None:
+    """``sources``: sources of desired state besides the config file's services
+    (which always come first, see ``desired.merge``)."""
+
+    def __init__(
+        self, config_path: str, config: Config, bgp: BgpProvider | None = None, sources: Sequence[Source] = ()
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.metrics = Metrics({**FAMILIES, **BGP_FAMILIES})
         self.last_reload_ok = True
+        self.static = StaticSource(config)
+        self.sources: list[Source] = [self.static, *sources]
+        self.desired = DesiredState()
+        self._conflicts: tuple[tuple[str, str, str], ...] = ()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
         self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
         # interface -> address families it has no address of (cannot serve); see link.py
@@ -70,28 +72,27 @@ class Speaker:
             config, self._local_healthy, self._membership_changed, self.metrics, families=self._families
         )
         self.routes = LocalRoutes()
-        self.responders: dict[str, InterfaceResponder] = {}
-        self.announcer = Announcer(self.responders)
+        self.l2 = L2Announcer(self.metrics)
+        self.l2_controller = L2Controller(config.node)
+        self.bgp_controller = BgpController()
         self.links = LinkWatcher(self._link_up, self._addresses_changed)
         self.bgp: BgpSpeaker | None = None
         self._bgp_sent: tuple[BgpAnnouncement, ...] | None = None
         self.status_server = StatusServer(self.status, self.metrics, self._healthy, bgp or self._bgp_status)
         self.metrics.source(self._metric_samples)
-        self.announcements: dict[IPAddress, Announcement] = {}
-        self.bgp_services: tuple[ServiceConfig, ...] = ()
         self.host_problems: list[str] = []
         self.sysctls_changed: dict[str, int] = {}
         self.stopping = False
         self.stopped = asyncio.Event()
-        self._recompute_pending = False
         self._pending_route_removals: set[IPAddress] = set()
         self._draining: set[IPAddress] = set()  # released, still accepting (HANDOVER_GRACE_S)
         self._reannounce_all = False
         self._work: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self.metrics.gauge("announced_ips", lambda: sum(a.announcing for a in self.announcements.values()))
+        self.metrics.gauge("announced_ips", lambda: len(self.l2_controller.announced()))
         self.metrics.gauge("members", lambda: len(self.membership.live()))
+        self._decide_desired()  # the tables exist (not announced) before start: status and metrics read them
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -105,8 +106,10 @@ class Speaker:
             log.info("removed %d local routes left by a previous run", removed)
         await self.status_server.start(self.config.status.address, self.config.status.port)
         self.links.start()
-        self.announcer.start()
-        self._apply_config(self.config)
+        self.l2.start()
+        for source in self.sources:
+            await source.start(self._desired_changed)
+        self._apply_desired()
         await self._configure_bgp(self.config)
         await self.membership.start()
         self._work = asyncio.create_task(self._worker(), name="reconcile")
@@ -116,7 +119,7 @@ class Speaker:
         loop.add_signal_handler(signal.SIGINT, self._request_stop)
         # Membership settles after dead_after: elect then, even if nothing else happens.
         loop.call_later(self.config.membership.dead_after_s + 2 * self.membership.interval, self._schedule)
-        log.info("speaker %s started (%d L2 IPs)", self.config.node, len(self.announcements))
+        log.info("speaker %s started (%d L2 IPs)", self.config.node, len(self.l2_controller.table))
 
     async def run_until_stopped(self) -> None:
         await self.stopped.wait()
@@ -129,36 +132,33 @@ class Speaker:
     async def stop(self) -> None:
         """Hand over: stop answering, tell peers, keep accepting briefly, then undo everything."""
         self.stopping = True
-        log.info("stopping: handing over %d IPs", sum(a.announcing for a in self.announcements.values()))
+        announced = self.l2_controller.announced()
+        log.info("stopping: handing over %d IPs", len(announced))
         # Fall silent first: an answer or a scheduled gratuitous ARP from us after
         # the new leader's would pull clients back to a node about to drop the IP.
-        self.announcer.close()
-        for r in self.responders.values():
-            r.answering = False
-            r.leading.clear()
+        self.l2.silence()
         if self.bgp is not None:
             # withdraw and Cease at once, so routers move traffic before we go
             await self.bgp.stop()
             self.bgp = None
         await self.membership.leave()
-        if any(a.announcing for a in self.announcements.values()):
+        if announced:
             await asyncio.sleep(HANDOVER_GRACE_S)
         try:
             if self._work:
                 self._work.cancel()
-            for a in self.announcements.values():
-                if a.announcing:
-                    await self.routes.remove(a.address)
-                    a.announcing = False
+            for source in self.sources:
+                await source.stop()
+            for a in self.l2_controller.announced():
+                await self.routes.remove(a.address)
+                self.l2_controller.carried_out(L2Action("release", a.address, a.interfaces, "stopping"))
             for addr in self._draining | self._pending_route_removals:
                 await self.routes.remove(addr)
             self.membership.close()
             self.health.close()
             await self.forwarding.close()
-            self.announcer.close()
             self.links.close()
-            for r in self.responders.values():
-                r.close()
+            self.l2.close()
             self.status_server.close()
             await self.routes.close()
             restore_arp_sysctls(self.sysctls_changed)
@@ -167,7 +167,7 @@ class Speaker:
         finally:
             self.stopped.set()
 
-    # --- configuration -----------------------------------------------------------
+    # --- configuration and desired state -------------------------------------------
 
     def _reload(self) -> None:
         try:
@@ -188,7 +188,8 @@ class Speaker:
             return
         self.config = new
         self.membership.configure(new)
-        self._apply_config(new)
+        self.static.configure(new)
+        self._apply_desired()
         task = asyncio.get_running_loop().create_task(self._configure_bgp(new))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -196,61 +197,58 @@ class Speaker:
         self.last_reload_ok = True
         log.info("configuration reloaded")
 
-    def _apply_config(self, cfg: Config) -> None:
-        """Match responders, health checks and the announcement table to ``cfg``.
+    def _desired_changed(self) -> None:
+        """A source has a new snapshot."""
+        if not self.stopping:
+            self._apply_desired()
+
+    def _decide_desired(self) -> tuple[L2Action, ...]:
+        """Merge the sources' snapshots and hand the result to the controllers (no I/O);
+        returns the L2 withdrawals the change needs."""
+        merged = merge((s.name, s.snapshot()) for s in self.sources)
+        if merged.conflicts != self._conflicts:
+            for name, kept, ignored in merged.conflicts:
+                log.warning("service %s is given by %s and by %s: %s's is ignored", name, kept, ignored, ignored)
+            self._conflicts = merged.conflicts
+        self.desired = merged.state
+        withdrawals = self.l2_controller.set_desired(self.desired, self.config.interfaces_for)
+        self.bgp_controller.set_desired(self.desired)
+        return withdrawals
+
+    def _apply_desired(self) -> None:
+        """Match responders, health checks, forwarding and the controllers to the sources.
 
         Announcements whose IP and interfaces did not change keep their state,
         so a reload does not interrupt them.
         """
+        withdrawals = self._decide_desired()
+        cfg, desired = self.config, self.desired
         wanted_ifaces = set(cfg.interfaces)
-        for svc in cfg.l2_services():
+        for svc in desired.l2_services():
             wanted_ifaces.update(cfg.interfaces_for(svc))
-        for name in list(self.responders):
-            if name not in wanted_ifaces:
-                self.responders.pop(name).close()
-        for name in sorted(wanted_ifaces - set(self.responders)):
-            responder = InterfaceResponder(name, self.metrics)
-            responder.open()
-            self.responders[name] = responder
+        self.l2.set_interfaces(wanted_ifaces)
         self.links.watch(wanted_ifaces)
         self.unserved = unserved_families(wanted_ifaces)
 
         self.health.configure(
-            {s.name: s.health_check for s in cfg.services if s.external_traffic_policy == "Local" and s.health_check}
+            {
+                s.name: s.health_check
+                for s in desired.services
+                if s.external_traffic_policy == "Local" and s.health_check
+            }
         )
-
         self.forwarding.configure(
             cfg.node,
             [
                 ForwardedService(s.name, s.addresses, s.ports, s.external_traffic_policy, s.backends)
-                for s in cfg.services
+                for s in desired.services
                 if s.backends
             ],
         )
-
-        groups = election.group_by_address(cfg.l2_services())
-        table: dict[IPAddress, Announcement] = {}
-        for addr, svcs in groups.items():
-            ifaces = tuple(sorted({i for s in svcs for i in cfg.interfaces_for(s)}))
-            names = tuple(s.name for s in svcs)
-            old = self.announcements.get(addr)
-            if old and old.interfaces == ifaces:
-                old.services = names
-                table[addr] = old
-            else:
-                if old and old.announcing:
-                    self._withdraw_frames(old)
-                    self._pending_route_removals.add(addr)
-                table[addr] = Announcement(addr, names, ifaces)
-        for addr, old in self.announcements.items():
-            if addr not in table and old.announcing:
-                self._withdraw_frames(old)
-                self._pending_route_removals.add(addr)
-        self.announcements = table
-        self.services_by_ip = groups
-        self.bgp_services = tuple(s for s in cfg.services if s.mode == "bgp")
-        for r in self.responders.values():
-            r.set_groups({a for a, ann in table.items() if a.version == 6 and r.ifname in ann.interfaces})
+        for action in withdrawals:
+            self.l2.withdraw(action.address, action.interfaces)
+            self._pending_route_removals.add(action.address)
+        self.l2.set_groups({a.address: a.interfaces for a in self.l2_controller.table.values()})
         self._schedule()
 
     # --- events ------------------------------------------------------------------
@@ -263,15 +261,19 @@ class Speaker:
         self._schedule()
 
     def _local_healthy(self) -> frozenset[str]:
-        """Local services healthy here: by their health check, or by a healthy backend on this node."""
-        return self.health.snapshot() | self.forwarding.local_healthy()
+        """Local services healthy here: by their health check, by a healthy backend on
+        this node, or by a source's allow-list naming this node."""
+        return self.health.snapshot() | self.forwarding.local_healthy() | self.desired.allowed_here(self.config.node)
 
     def _families(self) -> frozenset[int]:
         """The families this node can serve on every interface it announces on."""
         return BOTH_FAMILIES - {f for missing in self.unserved.values() for f in missing}
 
+    def _eligibility(self) -> Eligibility:
+        return Eligibility(self.config.node, self._local_healthy(), dict(self.unserved))
+
     def _addresses_changed(self) -> None:
-        unserved = unserved_families(self.responders)
+        unserved = unserved_families(self.l2.interfaces())
         if unserved != self.unserved:
             for name in sorted(set(unserved) | set(self.unserved)):
                 if unserved.get(name) != self.unserved.get(name):
@@ -285,15 +287,9 @@ class Speaker:
         self._schedule()
 
     def _link_up(self, ifname: str) -> None:
-        responder = self.responders.get(ifname)
-        if responder:
-            responder.rejoin_groups()
-        for a in self.announcements.values():
-            if a.announcing and ifname in a.interfaces:
-                self.announcer.schedule(a.address, ifname)
+        self.l2.link_up(ifname, [a.address for a in self.l2_controller.announced() if ifname in a.interfaces])
 
     def _schedule(self) -> None:
-        self._recompute_pending = True
         self._wake.set()
 
     async def _worker(self) -> None:
@@ -310,54 +306,40 @@ class Speaker:
                 self._wake.set()
 
     async def _reconcile(self) -> None:
+        """Decide on one view of the membership, then carry the L2 plan out and update BGP."""
         for addr in list(self._pending_route_removals):
-            if addr not in self.announcements or not self.announcements[addr].announcing:
+            ann = self.l2_controller.table.get(addr)
+            if ann is None or not ann.announcing:
                 await self.routes.remove(addr)
             self._pending_route_removals.discard(addr)
-        settled = self.membership.settled
-        live = self.membership.live()
-        families = self.membership.families_of()
+        view = MembershipView(self.membership.settled, self.membership.live(), self.membership.families_of())
+        here = self._eligibility()
         reannounce, self._reannounce_all = self._reannounce_all, False
         taken: list[str] = []
         released: list[str] = []
-        for count, (addr, ann) in enumerate(list(self.announcements.items())):
-            if count % RECONCILE_CHUNK == RECONCILE_CHUNK - 1:
+        addresses = list(self.l2_controller.table)
+        for start in range(0, len(addresses), RECONCILE_CHUNK):
+            if start:
                 await asyncio.sleep(0)  # let heartbeats and ARP through on big tables
                 if self.stopping:
                     return
-            result = election.elect(addr, self.services_by_ip.get(addr, []), live, families)
-            if result.leader != ann.leader and settled:
+            plan = self.l2_controller.plan(view, here, reannounce, addresses[start : start + RECONCILE_CHUNK])
+            for change in plan.leader_changes:
                 self.metrics.inc("leader_changes_total")
-                log.debug("%s: leader %s -> %s", addr, ann.leader, result.leader)
-            ann.leader = result.leader
-            lead = settled and result.leader == self.config.node
-            if not settled:
-                ann.reason = "waiting for membership to settle"
-            elif addr.version not in families[self.config.node]:
-                where = ", ".join(n for n, missing in sorted(self.unserved.items()) if addr.version in missing)
-                ann.reason = f"cannot serve IPv{addr.version} here (no IPv{addr.version} address on {where}); " + (
-                    f"leader is {result.leader}" if result.leader else "no other node can"
-                )
-            elif result.leader is None:
-                ann.reason = "no eligible node (no live node has a healthy local endpoint)"
-            elif lead:
-                ann.reason = "elected leader"
-            elif self.config.node not in result.candidates:
-                ann.reason = f"not eligible here (no healthy local endpoint); leader is {result.leader}"
-            else:
-                ann.reason = f"{result.leader} ranks higher"
-            if lead and not ann.announcing:
-                await self._take(ann)
-                taken.append(str(addr))
-            elif lead and reannounce:
-                for ifname in ann.interfaces:
-                    self.announcer.schedule(addr, ifname)
-            elif not lead and ann.announcing:
-                # released because a node came back (a heal): the elected node may not have heard us yet
-                await self._release(ann, REJOIN_GRACE_S if reannounce else HANDOVER_GRACE_S)
-                released.append(f"{addr} ({ann.reason})")
+                log.debug("%s: leader %s -> %s", change.address, change.old, change.new)
+            for action in plan.actions:
+                if not self._current(action):
+                    continue  # the desired state changed meanwhile: the next reconcile decides again
+                if action.kind == "take":
+                    await self._take(action)
+                    taken.append(str(action.address))
+                elif action.kind == "reannounce":
+                    self.l2.reannounce(action.address, action.interfaces)
+                elif action.kind == "release":
+                    self._release(action)
+                    released.append(f"{action.address} ({action.reason})")
         self._update_bgp()
-        if settled and not self.membership.ready:
+        if view.settled and not self.membership.ready:
             # Only now, with our gratuitous ARPs sent, may the peers covering
             # for us let go (make before break on rejoin).
             self.membership.mark_ready()
@@ -368,32 +350,25 @@ class Speaker:
         if reannounce:
             log.info("membership grew: re-announcing every IP this node leads")
 
-    async def _take(self, ann: Announcement) -> None:
-        await self.routes.add(ann.address)
-        ann.announcing = True
-        for ifname in ann.interfaces:
-            responder = self.responders.get(ifname)
-            if responder:
-                responder.leading.add(ann.address)
-            self.announcer.schedule(ann.address, ifname)
-        log.debug("%s: now announcing on %s", ann.address, ", ".join(ann.interfaces))
+    def _current(self, action: L2Action) -> bool:
+        ann = self.l2_controller.table.get(action.address)
+        return ann is not None and ann.interfaces == action.interfaces
 
-    def _withdraw_frames(self, ann: Announcement) -> None:
-        for ifname in ann.interfaces:
-            self.announcer.cancel(ann.address, ifname)
-            responder = self.responders.get(ifname)
-            if responder:
-                responder.leading.discard(ann.address)
+    async def _take(self, action: L2Action) -> None:
+        await self.routes.add(action.address)
+        self.l2.take(action.address, action.interfaces)
+        self.l2_controller.carried_out(action)
+        log.debug("%s: now announcing on %s", action.address, ", ".join(action.interfaces))
 
-    async def _release(self, ann: Announcement, grace: float = HANDOVER_GRACE_S) -> None:
-        """Stop answering for ``ann`` at once; keep accepting its traffic for
-        HANDOVER_GRACE_S, as on SIGTERM: packets clients sent to our MAC before
+    def _release(self, action: L2Action) -> None:
+        """Stop answering for the IP at once; keep accepting its traffic for the
+        action's grace, as on SIGTERM: packets clients sent to our MAC before
         the new leader's gratuitous ARP reached them still arrive here."""
-        self._withdraw_frames(ann)
-        ann.announcing = False
-        self._draining.add(ann.address)
-        asyncio.get_running_loop().call_later(grace, self._drained, ann.address)
-        log.debug("%s: no longer announcing (%s)", ann.address, ann.reason)
+        self.l2.withdraw(action.address, action.interfaces)
+        self.l2_controller.carried_out(action)
+        self._draining.add(action.address)
+        asyncio.get_running_loop().call_later(action.grace_s, self._drained, action.address)
+        log.debug("%s: no longer announcing (%s)", action.address, action.reason)
 
     def _drained(self, address: IPAddress) -> None:
         # the next reconcile removes the route unless we lead the address again
@@ -418,38 +393,14 @@ class Speaker:
         self._bgp_sent = None
         self._update_bgp()
 
-    def _eligible(self, svc: ServiceConfig, healthy: frozenset[str] | None = None) -> bool:
-        """Cluster: every node may announce. Local: only while a local endpoint is healthy here
-        (``healthy``: ``_local_healthy()`` when the caller already has it)."""
-        return svc.external_traffic_policy != "Local" or svc.name in (
-            self._local_healthy() if healthy is None else healthy)
-
-    def _bgp_rows(self) -> list[tuple[ServiceConfig, bool, bool, str]]:
-        """Per BGP service: eligible here, announced (eligible and a session up), and why."""
+    def _bgp_decisions(self) -> tuple[BgpDecision, ...]:
         established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
-        rows = []
-        for svc in self.bgp_services:
-            eligible = self._eligible(svc)
-            if not eligible:
-                reason = "Local: no healthy local endpoint here, withdrawn"
-            elif established == 0:
-                reason = "no BGP session established"
-            elif svc.external_traffic_policy == "Local":
-                reason = f"Local: healthy local endpoint, advertised to {established} peer(s)"
-            else:
-                reason = f"Cluster: every node announces; advertised to {established} peer(s)"
-            rows.append((svc, eligible, eligible and established > 0, reason))
-        return rows
+        return self.bgp_controller.decide(self._eligibility(), established)
 
     def _update_bgp(self) -> None:
         if self.bgp is None or self.stopping:
             return
-        wanted = tuple(
-            BgpAnnouncement(svc.name, addr, svc.external_traffic_policy)
-            for svc in self.bgp_services
-            if self._eligible(svc)
-            for addr in svc.addresses
-        )
+        wanted = bgp_decisions.announcements(self._bgp_decisions())
         if wanted != self._bgp_sent:
             self.bgp.set_announcements(wanted)
             self._bgp_sent = wanted
@@ -463,51 +414,13 @@ class Speaker:
         return not self.stopping and not self.host_problems
 
     def status(self) -> dict[str, Any]:
-        now = time.monotonic()
-        members = [
-            {
-                "name": self.config.node,
-                "address": str(self.config.this_node.address),
-                "alive": True,
-                "ready": self.membership.ready,
-            }
-        ]
-        for p in self.membership.peers.values():
-            members.append(
-                {
-                    "name": p.name,
-                    "address": p.address,
-                    "alive": p.alive,
-                    "ready": p.alive and p.ready,
-                    "last_seen_ms": round((now - p.last_seen) * 1000) if p.last_seen else None,
-                }
-            )
-        announcements: list[dict[str, Any]] = []
-        for addr, ann in sorted(self.announcements.items(), key=lambda kv: (kv[0].version, kv[0])):
-            for service_name in ann.services:
-                announcements.append(
-                    {
-                        "address": str(addr),
-                        "service": service_name,
-                        "mode": "l2",
-                        "announcing": ann.announcing,
-                        "leader": ann.leader,
-                        "reason": ann.reason,
-                        "interfaces": list(ann.interfaces),
-                    }
-                )
-        for svc, _eligible, announced, reason in self._bgp_rows():
-            for addr in svc.addresses:
-                announcements.append(
-                    {
-                        "address": str(addr),
-                        "service": svc.name,
-                        "mode": "bgp",
-                        "announcing": announced,
-                        "leader": None,
-                        "reason": reason,
-                    }
-                )
+        members = member_rows(
+            self.config.node,
+            str(self.config.this_node.address),
+            self.membership.ready,
+            self.membership.peers.values(),
+            time.monotonic(),
+        )
         return {
             "node": self.config.node,
             "members": members,
@@ -515,26 +428,17 @@ class Speaker:
             "local_healthy": sorted(self._local_healthy()),
             "forwarding": self.forwarding.status(),
             "host_problems": self.host_problems,
-            "announcements": announcements,
+            "announcements": announcement_rows(self.l2_controller.rows(), self._bgp_decisions()),
         }
 
     def _metric_samples(self) -> dict[str, list[Sample]]:
-        """The labelled families, read from this daemon's state at scrape time (metrics.py)."""
+        """The labelled families, read from the decisions at scrape time (metrics.py)."""
         node = ("node", self.config.node)
         out: dict[str, list[Sample]] = self.bgp.metric_samples(self.config.node) if self.bgp is not None else {}
-        announced: list[Sample] = []
-        for addr, ann in sorted(self.announcements.items(), key=lambda kv: (kv[0].version, kv[0])):
-            for name in ann.services:
-                announced.append(((node, ("address", str(addr)), ("service", name), ("mode", "l2")), ann.announcing))
-        for svc, _eligible, bgp_announced, _reason in self._bgp_rows():
-            for addr in svc.addresses:
-                announced.append(((node, ("address", str(addr)), ("service", svc.name), ("mode", "bgp")),
-                                  bgp_announced))
-        out["address_announced"] = announced
-        healthy = self._local_healthy()
+        out["address_announced"] = address_samples(self.config.node, self.l2_controller.rows(), self._bgp_decisions())
+        here = self._eligibility()
         out["service_eligible"] = [
-            ((node, ("service", svc.name)), self._eligible(svc, healthy))
-            for svc in self.config.services
+            ((node, ("service", svc.name)), service_eligible(svc, here, self.desired)) for svc in self.desired.services
         ]
         now = time.monotonic()
         peers = sorted(self.membership.peers.values(), key=lambda p: p.name)

@@ -258,3 +258,79 @@ class Announcer:
             timeout = self.queue[0][0] - time.monotonic() if self.queue else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
+
+
+class L2Announcer:
+    """Carries the L2 controller's decisions out (``decisions.l2``): one responder
+    per interface, told which IPs it answers for, and the gratuitous schedule.
+
+    It decides nothing: the daemon tells it what to take, re-announce and
+    withdraw, and which interfaces and IPv6 groups to serve.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.responders: dict[str, InterfaceResponder] = {}
+        self.gratuitous = Announcer(self.responders)
+
+    def start(self) -> None:
+        self.gratuitous.start()
+
+    def interfaces(self) -> list[str]:
+        return list(self.responders)
+
+    def set_interfaces(self, wanted: set[str]) -> None:
+        """Open a responder on every interface of ``wanted``, close the others."""
+        for name in list(self.responders):
+            if name not in wanted:
+                self.responders.pop(name).close()
+        for name in sorted(wanted - set(self.responders)):
+            responder = InterfaceResponder(name, self.metrics)
+            responder.open()
+            self.responders[name] = responder
+
+    def set_groups(self, interfaces_of: dict[IPAddress, tuple[str, ...]]) -> None:
+        """Join the solicited-node groups of every IPv6 service IP on its interfaces
+        (before it is elected: see the module docstring)."""
+        for r in self.responders.values():
+            r.set_groups({a for a, ifaces in interfaces_of.items() if a.version == 6 and r.ifname in ifaces})
+
+    def take(self, address: IPAddress, interfaces: tuple[str, ...]) -> None:
+        """Answer for ``address`` on ``interfaces`` and start its gratuitous announcements."""
+        for ifname in interfaces:
+            responder = self.responders.get(ifname)
+            if responder:
+                responder.leading.add(address)
+            self.gratuitous.schedule(address, ifname)
+
+    def reannounce(self, address: IPAddress, interfaces: tuple[str, ...]) -> None:
+        for ifname in interfaces:
+            self.gratuitous.schedule(address, ifname)
+
+    def withdraw(self, address: IPAddress, interfaces: tuple[str, ...]) -> None:
+        """Stop answering for ``address`` and cancel its pending gratuitous announcements."""
+        for ifname in interfaces:
+            self.gratuitous.cancel(address, ifname)
+            responder = self.responders.get(ifname)
+            if responder:
+                responder.leading.discard(address)
+
+    def link_up(self, ifname: str, leading: list[IPAddress]) -> None:
+        """``ifname`` came back: re-join its groups, re-announce what this node leads there."""
+        responder = self.responders.get(ifname)
+        if responder:
+            responder.rejoin_groups()
+        for address in leading:
+            self.gratuitous.schedule(address, ifname)
+
+    def silence(self) -> None:
+        """Fall silent at once (stopping): no answer and no gratuitous frame from now on."""
+        self.gratuitous.close()
+        for r in self.responders.values():
+            r.answering = False
+            r.leading.clear()
+
+    def close(self) -> None:
+        self.gratuitous.close()
+        for r in self.responders.values():
+            r.close()

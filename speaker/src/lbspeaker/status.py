@@ -1,18 +1,80 @@
-"""The status HTTP server: ``/status`` (JSON), ``/metrics`` (Prometheus), ``/healthz``."""
+"""The status HTTP server: ``/status`` (JSON), ``/metrics`` (Prometheus), ``/healthz``;
+and the per-address parts of both, assembled from the controllers' decisions."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .metrics import CONTENT_TYPE, Metrics
+from .decisions.bgp import BgpDecision
+from .decisions.l2 import L2Announcement
+from .membership import Peer
+from .metrics import CONTENT_TYPE, Metrics, Sample
 
 log = logging.getLogger(__name__)
 
 BgpProvider = Callable[[], dict[str, Any]]
+
+
+def member_rows(node: str, address: str, ready: bool, peers: Iterable[Peer], now: float) -> list[dict[str, Any]]:
+    """``/status`` ``members``: this node first, then its peers as membership sees them."""
+    rows: list[dict[str, Any]] = [{"name": node, "address": address, "alive": True, "ready": ready}]
+    for p in peers:
+        rows.append(
+            {
+                "name": p.name,
+                "address": p.address,
+                "alive": p.alive,
+                "ready": p.alive and p.ready,
+                "last_seen_ms": round((now - p.last_seen) * 1000) if p.last_seen else None,
+            }
+        )
+    return rows
+
+
+def announcement_rows(l2: Iterable[L2Announcement], bgp: Iterable[BgpDecision]) -> list[dict[str, Any]]:
+    """``/status`` ``announcements``: one row per service on each L2 IP, then one per BGP service IP."""
+    rows: list[dict[str, Any]] = []
+    for ann in l2:
+        for service_name in ann.services:
+            rows.append(
+                {
+                    "address": str(ann.address),
+                    "service": service_name,
+                    "mode": "l2",
+                    "announcing": ann.announcing,
+                    "leader": ann.leader,
+                    "reason": ann.reason,
+                    "interfaces": list(ann.interfaces),
+                }
+            )
+    for d in bgp:
+        rows.append(
+            {
+                "address": str(d.address),
+                "service": d.service,
+                "mode": "bgp",
+                "announcing": d.announcing,
+                "leader": None,
+                "reason": d.reason,
+            }
+        )
+    return rows
+
+
+def address_samples(node: str, l2: Iterable[L2Announcement], bgp: Iterable[BgpDecision]) -> list[Sample]:
+    """``lbspeaker_address_announced``: the same rows as ``announcement_rows``, 1 while announced."""
+    here = ("node", node)
+    samples: list[Sample] = []
+    for ann in l2:
+        for name in ann.services:
+            samples.append(((here, ("address", str(ann.address)), ("service", name), ("mode", "l2")), ann.announcing))
+    for d in bgp:
+        samples.append(((here, ("address", str(d.address)), ("service", d.service), ("mode", "bgp")), d.announcing))
+    return samples
 
 
 class StatusServer:

@@ -8,7 +8,8 @@ from lbspeaker.bgp.config import parse_bgp_config
 from lbspeaker.bgp.manager import BGP_FAMILIES, BgpSpeaker
 from lbspeaker.bgp.session import BgpSession, State
 from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig, StatusConfig
-from lbspeaker.daemon import Announcement, Speaker
+from lbspeaker.daemon import Speaker
+from lbspeaker.decisions.l2 import L2Action
 from lbspeaker.metrics import FAMILIES, Metrics
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
@@ -87,10 +88,7 @@ def exposition_speaker():
                         external_traffic_policy="Local")
     nodes = (NodeConfig("node1", ipaddress.ip_address("198.51.100.11")),)
     config = Config("node1", nodes, MembershipConfig(b"s" * 32, 7946, 50, 4), ("eth0",), StatusConfig(), (web, api))
-    speaker = Speaker("/etc/lb-speaker/config.yaml", config)
-    speaker.announcements = {web.addresses[0]: Announcement(web.addresses[0], (web.name,), ("eth0",))}
-    speaker.bgp_services = (api,)
-    return speaker
+    return Speaker("/etc/lb-speaker/config.yaml", config)
 
 
 def test_every_total_is_a_counter_and_every_counter_a_total(exposition):
@@ -163,7 +161,7 @@ def test_address_announced_and_eligibility_follow_the_daemon(exposition_speaker)
     eligible = dict((labels["service"], value) for labels, value in families["lbspeaker_service_eligible"]["samples"])
     assert eligible == {"default/web": 1.0, "default/api": 0.0}  # api is Local without a healthy endpoint
 
-    next(iter(speaker.announcements.values())).announcing = True
+    speaker.l2_controller.carried_out(L2Action("take", ipaddress.ip_address("198.51.100.100"), ("eth0",)))
     families = parse(speaker.status_server.body_for("/metrics")[2].decode())
     assert ({"node": "node1", "address": "198.51.100.100", "service": "default/web", "mode": "l2"}, 1.0) in (
         families["lbspeaker_address_announced"]["samples"])

@@ -1,0 +1,124 @@
+"""The speaker's desired state, and the sources that produce it.
+
+A *source* says which services exist and where they may be announced; the
+per-protocol controllers (``lbspeaker.decisions``) decide from it, with the
+membership view and this node's eligibility, what this node announces. The
+daemon reads every source's snapshot, merges them and hands the result on;
+it never asks where a service came from.
+
+Today's source is the configuration file (:class:`StaticSource`). A source
+that follows a cluster implements the same :class:`Source` protocol and adds
+what only it knows: per service, the nodes allowed to announce it (under
+``Local``, the nodes with a serving endpoint), and the nodes that may
+announce nothing at all (NotReady, excluded from load balancers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import Config, ServiceConfig
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything the controllers need to know about services, from all sources.
+
+    ``allowed_nodes``: service name -> the only nodes that may announce it; a
+    service not listed may be announced by any node (its policy and health
+    decide). ``excluded_nodes``: node -> why it may announce nothing now.
+    """
+
+    services: tuple[ServiceConfig, ...] = ()
+    allowed_nodes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    excluded_nodes: Mapping[str, str] = field(default_factory=dict)
+
+    def l2_services(self) -> tuple[ServiceConfig, ...]:
+        return tuple(s for s in self.services if s.mode == "l2")
+
+    def bgp_services(self) -> tuple[ServiceConfig, ...]:
+        return tuple(s for s in self.services if s.mode == "bgp")
+
+    def allowed_here(self, node: str) -> frozenset[str]:
+        """Local services whose allow-list names ``node``: a source's statement that
+        the node has a serving endpoint, counted as healthy here (and told to peers)."""
+        return frozenset(
+            s.name
+            for s in self.services
+            if s.external_traffic_policy == "Local" and node in self.allowed_nodes.get(s.name, ())
+        )
+
+
+class Source(Protocol):
+    """A producer of desired state. ``start`` begins following it; ``changed`` is
+    called (on the event loop) whenever ``snapshot()`` would return something new."""
+
+    name: str
+
+    def snapshot(self) -> DesiredState: ...
+
+    async def start(self, changed: Callable[[], None]) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class StaticSource:
+    """The services of the configuration file; they change only on reload (SIGHUP)."""
+
+    name = "config"
+
+    def __init__(self, config: Config) -> None:
+        self._state = DesiredState(config.services)
+        self._changed: Callable[[], None] | None = None
+
+    def snapshot(self) -> DesiredState:
+        return self._state
+
+    async def start(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+
+    async def stop(self) -> None:
+        self._changed = None
+
+    def configure(self, config: Config) -> None:
+        """Adopt a reloaded configuration's services."""
+        state = DesiredState(config.services)
+        if state != self._state:
+            self._state = state
+            if self._changed is not None:
+                self._changed()
+
+
+@dataclass(frozen=True)
+class Merged:
+    state: DesiredState
+    # (service name, the source it was taken from, the source whose copy was ignored)
+    conflicts: tuple[tuple[str, str, str], ...] = ()
+
+
+def merge(snapshots: Iterable[tuple[str, DesiredState]]) -> Merged:
+    """One desired state from several sources' ``(name, snapshot)``, in order.
+
+    A service name given by more than one source is taken from the first
+    (the configuration file comes first) and reported in ``conflicts``.
+    A node excluded by any source is excluded.
+    """
+    services: list[ServiceConfig] = []
+    owner: dict[str, str] = {}
+    allowed: dict[str, frozenset[str]] = {}
+    excluded: dict[str, str] = {}
+    conflicts: list[tuple[str, str, str]] = []
+    for source, state in snapshots:
+        for svc in state.services:
+            if svc.name in owner:
+                conflicts.append((svc.name, owner[svc.name], source))
+                continue
+            owner[svc.name] = source
+            services.append(svc)
+            if svc.name in state.allowed_nodes:
+                allowed[svc.name] = state.allowed_nodes[svc.name]
+        for node, why in state.excluded_nodes.items():
+            excluded.setdefault(node, why)
+    return Merged(DesiredState(tuple(services), allowed, excluded), tuple(conflicts))
