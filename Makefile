@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: kubernetes-core cluster-bins cluster cluster-destroy lab-deps postgresql-deps prometheus-deps rules-test collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench collection clean
+.PHONY: kubernetes-core cluster-bins cluster cluster-destroy lab-deps postgresql-deps prometheus-deps rules-test collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench fuzz collection clean
 
 test: lint rules-test sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
@@ -140,6 +140,12 @@ $(SPEAKER_VENV)/.kubernetes: speaker/pyproject.toml
 # The collision tests run allocate and pool_info from the collection's venv (kubernetes client included).
 kubernetes-test: cluster-bins $(SPEAKER_VENV)/.kubernetes $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb kubernetes-core
 	$(SPEAKER_VENV)/bin/pytest -q speaker/tests/unit/test_controller_decisions.py tests/kubernetes
+
+# Coverage-guided fuzzing (atheris) of the network decoders and the config parser, FUZZ_SECONDS per
+# target; findings and the grown corpus go to build/fuzz (make test runs them 3 s each).
+FUZZ_SECONDS ?= 300
+fuzz: $(SPEAKER_VENV)/.kubernetes
+	$(SPEAKER_VENV)/bin/python speaker/tests/fuzz/run.py --seconds $(FUZZ_SECONDS) --corpus-out build/fuzz
 
 bench: $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb postgresql-deps
 	@for b in bench/*; do [ -x "$$b" ] && { echo "== $$b"; "$$b" || exit 1; }; done
