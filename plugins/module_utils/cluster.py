@@ -87,7 +87,7 @@ def cluster_allocations(pools: Sequence[Pool], services: Iterable[Mapping[str, A
         owned = [(a, owner_pool(pools, (a,))) for a in ingress_addresses(obj)]
         addresses = tuple(a for a, pool in owned if pool)
         if addresses:
-            first_pool = next(pool for _, pool in owned if pool)
+            first_pool = next(pool for _address, pool in owned if pool)
             out.append(Allocation(Service(CLUSTER_NAMESPACE, key), first_pool, addresses))
     return out
 

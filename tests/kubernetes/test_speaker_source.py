@@ -100,9 +100,9 @@ def nodes(api: Kube) -> Iterator[Callable[..., str]]:
     def make(*, ready: str = "True", network: str | None = None, labels: dict[str, str] | None = None,
              unschedulable: bool = False) -> str:
         name = f"lbt-{uuid.uuid4().hex[:8]}"
-        api.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
-                                               "metadata": {"name": name, "labels": labels or {}},
-                                               "spec": {"unschedulable": unschedulable}})
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}},
+                "spec": {"unschedulable": unschedulable}}
+        api.request("POST", "/api/v1/nodes", node)
         made.append(name)
         set_conditions(api, name, ready=ready, network=network)
         return name
@@ -284,7 +284,7 @@ def test_the_watch_resumes_after_an_apiserver_restart(running: Callable[..., Run
     assert services.expired >= 1
     # nothing withdrawn wrongly meanwhile: every state since had the kept service, and no state said less
     # than the cluster did (no empty or partial node list while the apiserver was away)
-    for _, s in run.states[before:]:
+    for _when, s in run.states[before:]:
         assert kept in s.services
         assert set(NODES) <= set(s.nodes), s.nodes
 
@@ -408,7 +408,7 @@ def test_the_reporter_records_which_node_announces(ns: Namespace, api: Kube, clu
 def test_a_long_node_name_gets_a_valid_key() -> None:
     name = "worker-" + "a" * 70 + ".example.com"
     key = annotation_key(name)
-    prefix, _, rest = key.partition("/")
+    prefix, _sep, rest = key.partition("/")
     assert prefix == "announcing.baremetal.lb" and len(rest) <= 63 and rest[0].isalnum() and rest[-1].isalnum()
     assert annotation_key(name) != annotation_key(name + "x")
     assert json.loads(json.dumps({"k": key}))

@@ -147,8 +147,8 @@ def test_410_relists_and_replaces_the_cache():
     with Harness(kube) as h:
         h.wait(lambda s: "apps/old" in s.services)
         kube.items[SERVICES] = [service("new", "198.51.100.101")]  # old deleted while the watch was away
-        kube.events[SERVICES].put({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
-                                                              "message": "too old resource version"}})
+        expired = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"}
+        kube.events[SERVICES].put({"type": "ERROR", "object": expired})
         state = h.wait(lambda s: "apps/new" in s.services)
         assert "apps/old" not in state.services
         informer = h.source.informers["services"]
