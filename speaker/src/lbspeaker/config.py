@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .bgp.config import BgpConfig, parse_bgp_config
-from .core.advertisements import MODES
+from .core.advertisements import MODES, Advertisement, parse_advertisements
 from .core.announcements import ANNOUNCED_SERVICE_KEYS
 from .core.cluster import DEFAULT_LOAD_BALANCER_CLASS
 from .core.dataplane import Backend, HealthCheck, IPAddress, parse_backends, parse_health_check, parse_ip
@@ -95,6 +95,9 @@ class ClusterConfig:
     pools: tuple[Pool, ...]
     load_balancer_class: str = DEFAULT_LOAD_BALANCER_CLASS
     serve_unclassed: bool = True
+    # lb_l2_advertisements / lb_bgp_advertisements, as the inventory gives them: they decide each pool's mode
+    # (core.advertisements.pool_announcement); none at all announces every pool over L2
+    advertisements: tuple[Advertisement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,9 @@ class Config:
 
 TOP_KEYS = frozenset({"node", "nodes", "membership", "interfaces", "status", "services", "bgp", "kubernetes"})
 ACCESS_KEYS = frozenset({"kubeconfig", "in_cluster"})
-CLUSTER_KEYS = ACCESS_KEYS | {"node_name", "pools", "load_balancer_class", "serve_unclassed"}
+CLUSTER_KEYS = ACCESS_KEYS | {
+    "node_name", "pools", "load_balancer_class", "serve_unclassed", "l2_advertisements", "bgp_advertisements"
+}
 NODE_KEYS = frozenset({"name", "address"})
 MEMBERSHIP_KEYS = frozenset(
     {"secret", "secret_file", "port", "interval_ms", "dead_after", "previous_secret_file", "previous_secret_window_s"}
@@ -232,6 +237,10 @@ def parse_cluster(value: Any, node: str) -> ClusterConfig:
         load_balancer_class=text(raw.get("load_balancer_class"), "kubernetes.load_balancer_class",
                                  DEFAULT_LOAD_BALANCER_CLASS),
         serve_unclassed=boolean(raw.get("serve_unclassed"), "kubernetes.serve_unclassed", True),
+        advertisements=tuple(
+            parse_advertisements(raw.get("l2_advertisements"), "l2", "kubernetes.")
+            + parse_advertisements(raw.get("bgp_advertisements"), "bgp", "kubernetes.")
+        ),
     )
 
 

@@ -181,8 +181,10 @@ class Speaker:
             new.node != self.config.node
             or new.this_node != self.config.this_node
             or new.membership.port != self.config.membership.port
+            or new.kubernetes != self.config.kubernetes
         ):
-            log.error("reload refused: node name, its address or membership.port changed (restart instead)")
+            log.error("reload refused: node name, its address, membership.port or the kubernetes section changed "
+                      "(restart instead)")
             self.metrics.inc("reloads_total", result="error")
             self.last_reload_ok = False
             return
@@ -452,7 +454,12 @@ class Speaker:
 
 async def run(config_path: str, bgp: BgpProvider | None = None) -> int:
     cfg = config_mod.load(config_path)
-    speaker = Speaker(config_path, cfg, bgp)
+    sources: list[Source] = []
+    if cfg.kubernetes is not None:
+        from .sources.cluster import ClusterDesiredSource  # noqa: PLC0415 - the kubernetes extra, only when asked
+
+        sources.append(ClusterDesiredSource(cfg.kubernetes, cfg.node))
+    speaker = Speaker(config_path, cfg, bgp, sources=sources)
     await speaker.start()
     await speaker.run_until_stopped()
     log.info("stopped")

@@ -10,9 +10,13 @@ import queue
 import threading
 import time
 
+import pytest
+from lbspeaker.config import parse_cluster
 from lbspeaker.controller.kube import ENDPOINT_SLICES, NODES, SERVICES
+from lbspeaker.core.cluster import ClusterState, DesiredService
 from lbspeaker.core.pools import parse_pool_list
-from lbspeaker.sources.cluster import ClusterSource
+from lbspeaker.errors import ConfigError
+from lbspeaker.sources.cluster import ClusterSource, desired_from_cluster
 
 POOLS = parse_pool_list([{"name": "lan", "addresses": ["198.51.100.100-198.51.100.109"]}])
 
@@ -180,3 +184,53 @@ def test_an_api_error_other_than_410_backs_off_without_relisting():
             time.sleep(0.01)
         assert h.source.informers["services"].errors == 1
         assert kube.lists[SERVICES] == 1
+
+
+# -- the cluster as the daemon's desired state ------------------------------------------------------------
+
+
+def _cluster_config(**raw):
+    return parse_cluster({"kubeconfig": "/nonexistent", "pools": [
+        {"name": "lan", "addresses": ["198.51.100.100-198.51.100.109"]},
+        {"name": "wan", "addresses": ["203.0.113.0/28"]},
+        {"name": "dark", "addresses": ["203.0.113.64/28"]},
+    ], "node_name": "k8s-node1", **raw}, "node1")
+
+
+def _state():
+    return ClusterState(
+        services={
+            "apps/web": DesiredService("apps/web", ("198.51.100.100",), "lan"),
+            "apps/local": DesiredService("apps/local", ("198.51.100.101",), "lan", external_traffic_policy="Local",
+                                         local_nodes=frozenset({"k8s-node1", "node3"})),
+            "apps/routed": DesiredService("apps/routed", ("203.0.113.1",), "wan"),
+            "apps/dark": DesiredService("apps/dark", ("203.0.113.65",), "dark"),
+        },
+        nodes={"k8s-node1": "", "node2": "NotReady (Ready is False)", "node3": ""},
+    )
+
+
+def test_desired_from_cluster_follows_the_pools_advertisements_and_names_this_node():
+    cfg = _cluster_config(l2_advertisements=[{"pools": ["lan"], "interfaces": ["eth1"], "nodes": ["node1", "node2"]}],
+                          bgp_advertisements=[{"pools": ["wan"]}])
+    desired = desired_from_cluster(_state(), cfg, "node1")
+    modes = {s.name: (s.mode, s.interfaces, s.external_traffic_policy) for s in desired.services}
+    assert modes == {"apps/web": ("l2", ("eth1",), "Cluster"), "apps/local": ("l2", ("eth1",), "Local"),
+                     "apps/routed": ("bgp", (), "Cluster")}  # dark: no advertisement, not announced
+    # Local: serving nodes (k8s-node1 is this speaker, node1), within the advertisement's nodes
+    assert desired.allowed_nodes == {"apps/web": frozenset({"node1", "node2"}), "apps/local": frozenset({"node1"})}
+    assert desired.excluded_nodes == {"node2": "NotReady (Ready is False)"}
+    assert desired.allowed_here("node1") == frozenset({"apps/local"})
+
+
+def test_desired_from_cluster_without_advertisements_is_l2_everywhere():
+    desired = desired_from_cluster(_state(), _cluster_config(), "node1")
+    assert {s.name: s.mode for s in desired.services} == {
+        "apps/web": "l2", "apps/local": "l2", "apps/routed": "l2", "apps/dark": "l2"}
+    assert desired.allowed_nodes == {"apps/local": frozenset({"node1", "node3"})}
+
+
+def test_bad_advertisements_in_the_kubernetes_section_are_named():
+    with pytest.raises(ConfigError) as refused:
+        _cluster_config(bgp_advertisements=[{"pools": "wan", "local_pref": "high"}])
+    assert refused.value.field.startswith("kubernetes.bgp_advertisements[0]"), refused.value

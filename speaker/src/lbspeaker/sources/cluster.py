@@ -23,16 +23,19 @@ apiserver withdraws nothing.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..config import ClusterConfig
+from ..config import ClusterConfig, ServiceConfig
 from ..controller.kube import ENDPOINT_SLICES, NODES, SERVICES, ApiError, Kube, WatchStream, backoff
+from ..core.advertisements import pool_announcement
 from ..core.cluster import ClusterState, cluster_state, is_ours, key_of
 from ..core.pools import Pool
+from ..desired import DesiredState
 
 log = logging.getLogger("lbspeaker.sources.cluster")
 
@@ -327,3 +330,88 @@ class ClusterSource:
         self.last = state
         self.emitted += 1
         self.on_change(state)
+
+
+# -- the cluster as the daemon's source of desired state (lbspeaker.desired.Source) ---------------------
+
+
+def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) -> DesiredState:
+    """What the cluster asks of the speakers, in the daemon's terms (pure).
+
+    Each Service's mode (and, for L2, interfaces; and the nodes that may announce it) follows its
+    pool's advertisements by the core's rule (:func:`pool_announcement`); a pool no advertisement
+    applies to is not announced, and with no advertisements at all every pool is announced over L2.
+    ``Local`` Services may be announced only from nodes with a serving endpoint. Node names are the
+    cluster's, except that this speaker's ``kubernetes.node_name`` is ``node``.
+    """
+
+    def speaker_name(name: str) -> str:
+        return node if name == config.node_name else name
+
+    services: list[ServiceConfig] = []
+    allowed: dict[str, frozenset[str]] = {}
+    for key, svc in sorted(state.services.items()):
+        if config.advertisements:
+            plan = pool_announcement(svc.pool, config.advertisements)
+            if plan.mode is None:
+                continue
+            mode, candidates = plan.mode, plan.nodes
+            interfaces = tuple(dict.fromkeys(i for ad in plan.advertisements for i in ad.interfaces))
+        else:
+            mode, candidates, interfaces = "l2", None, ()
+        services.append(ServiceConfig(
+            name=key,
+            addresses=tuple(ipaddress.ip_address(a) for a in svc.addresses),
+            mode=mode,
+            external_traffic_policy=svc.external_traffic_policy,
+            interfaces=interfaces if mode == "l2" else (),
+            ports=svc.ports,
+        ))
+        nodes: frozenset[str] | None = None
+        if svc.external_traffic_policy == "Local":
+            nodes = frozenset(speaker_name(n) for n in svc.local_nodes)
+        if candidates is not None:
+            nodes = frozenset(candidates) if nodes is None else nodes & frozenset(candidates)
+        if nodes is not None:
+            allowed[key] = nodes
+    excluded = {speaker_name(n): why for n, why in state.nodes.items() if why}
+    return DesiredState(tuple(services), allowed, excluded)
+
+
+class ClusterDesiredSource:
+    """:class:`ClusterSource` behind the daemon's ``Source`` protocol: nothing until the first full list,
+    then the cluster's Services as :func:`desired_from_cluster` gives them."""
+
+    name = "cluster"
+
+    def __init__(self, config: ClusterConfig, node: str) -> None:
+        self.config = config
+        self.node = node
+        self.source: ClusterSource | None = None
+        self._state = DesiredState()
+        self._changed: Callable[[], None] | None = None
+
+    def snapshot(self) -> DesiredState:
+        return self._state
+
+    async def start(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+        self.source = ClusterSource.from_config(self.config, self._on_state, asyncio.get_running_loop())
+        self.source.start()
+        log.info("following the cluster's Services (class %s%s) as node %s", self.config.load_balancer_class,
+                 " and unclassed" if self.config.serve_unclassed else "", self.config.node_name)
+
+    async def stop(self) -> None:
+        source, self.source = self.source, None
+        self._changed = None
+        if source is not None:
+            await asyncio.to_thread(source.stop)
+
+    def _on_state(self, state: ClusterState) -> None:
+        desired = desired_from_cluster(state, self.config, self.node)
+        if desired != self._state:
+            self._state = desired
+            log.info("cluster: %d Services to announce, %d nodes excluded", len(desired.services),
+                     len(desired.excluded_nodes))
+            if self._changed is not None:
+                self._changed()

@@ -1,0 +1,89 @@
+"""A TCP relay from inside network namespaces to a server on this host's loopback.
+
+The control plane of the tests listens on 127.0.0.1 of the host's namespace;
+speakers run in namespaces of their own and cannot reach it, and the tests may
+not add routes to the host. This process opens, for each namespace given, a
+listening socket on that namespace's 127.0.0.1 (setns(2) into it for the
+socket() and bind(), then back), and forwards every connection to the target
+on the host's loopback. A socket keeps the namespace it was made in.
+
+    python netns_relay.py --target 127.0.0.1:6443 NS:PORT [NS:PORT ...]
+
+Prints "ready" once every listener is up; runs until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import socket
+import sys
+
+CLONE_NEWNET = 0x40000000
+
+
+def setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def listen_in(namespace: str, port: int) -> socket.socket:
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    there = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        setns(there)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(64)
+            sock.setblocking(False)
+        finally:
+            setns(home)
+    finally:
+        os.close(there)
+        os.close(home)
+    return sock
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    parser.add_argument("listen", nargs="+")
+    args = parser.parse_args()
+    host, port = args.target.rsplit(":", 1)
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    servers = []
+    for spec in args.listen:
+        namespace, lport = spec.rsplit(":", 1)
+        servers.append(await asyncio.start_server(relay, sock=listen_in(namespace, int(lport))))
+    print("ready", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
