@@ -28,6 +28,15 @@ from .service import DEFAULT_NAMESPACE, Service
 
 CLUSTER_NAMESPACE = "cluster"
 
+# The options of the modules that read a cluster (cluster_client.py reads it); here, with what hides
+# their secrets, so that a module can mask them without importing the kubernetes library (0.4 s)
+CLUSTER_OPTIONS: dict[str, dict[str, object]] = {
+    # a path, or the kubeconfig itself (what a vault-encrypted file reads as): see kubeconfig_secrets
+    "kubeconfig": {"type": "raw"},
+    "context": {"type": "str"},
+}
+SECRET_FIELDS = ("token", "password", "client-key-data")
+
 Address = tuple[int, int]
 
 
@@ -91,3 +100,17 @@ def reservations(ledger: Iterable[Mapping[str, Any]], this_run: Iterable[Mapping
 
 def _key(allocation: Mapping[str, Any]) -> str:
     return f"{allocation['namespace']}/{allocation['name']}"
+
+
+def kubeconfig_secrets(kubeconfig: object) -> set[str]:
+    """The credentials in a kubeconfig given as a mapping, for the module's ``no_log_values``.
+
+    The option cannot be ``no_log`` as a whole: a path must be shown in its errors.
+    """
+    out: set[str] = set()
+    if isinstance(kubeconfig, dict):
+        for entry in kubeconfig.get("users") or ():
+            user = entry.get("user") if isinstance(entry, dict) else None
+            if isinstance(user, dict):
+                out.update(v for k in SECRET_FIELDS if isinstance(v := user.get(k), str) and v)
+    return out
