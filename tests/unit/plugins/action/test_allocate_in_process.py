@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[4]
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-TOKEN = "lbtest-token-0123456789abcdef"  # noqa: S105 - a made-up credential that must never be printed
+TOKEN = "lbtest-token-0123456789abcdef"
 
 CONNECTION_PLUGIN = '''
 from ansible.plugins.connection.local import Connection as LocalConnection
