@@ -34,9 +34,13 @@ description:
     what Ansible had to parse, copy and hand to callbacks.
   - On ansible-core 2.19 and later, O(services) and O(pools) that hold only plain data (no template inside) are
     copied as they are instead of being rendered value by value; anything template-like is rendered by Ansible as
-    usual. For 10,000 services from a YAML inventory vars file this took the task from 22.5 s to 8.2 s above
-    Ansible's start-up on a busy 2-core machine; most of what is left is Ansible reading the YAML. With the same
-    services in a JSON vars file the task took 4.0 s.
+    usual.
+  - When the task runs on the control node itself (the C(local) connection, as in a play on C(localhost)
+    or with C(delegate_to) V(localhost)) without C(become), C(async) or an C(environment), the collection's action plugin
+    runs this module's code in Ansible's own process instead of starting the module - same argument checks,
+    result, errors, check mode, diff and masking of secrets. Elsewhere, or when the control node's Python lacks a
+    library the options need (C(psycopg), C(kubernetes)), the module runs as usual. See docs/allocation.md,
+    "Scale", for what this saves on large service lists.
 author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
