@@ -36,11 +36,11 @@ description:
     copied as they are instead of being rendered value by value; anything template-like is rendered by Ansible as
     usual.
   - When the task runs on the control node itself (the C(local) connection, as in a play on C(localhost)
-    or with C(delegate_to) V(localhost)) without C(become), C(async) or an C(environment), the collection's action plugin
-    runs this module's code in Ansible's own process instead of starting the module - same argument checks,
-    result, errors, check mode, diff and masking of secrets. Elsewhere, or when the control node's Python lacks a
-    library the options need (C(psycopg), C(kubernetes)), the module runs as usual. See docs/allocation.md,
-    "Scale", for what this saves on large service lists.
+    or with C(delegate_to) V(localhost)) without C(become), C(async) or an C(environment), the collection's
+    action plugin runs this module's code in Ansible's own process instead of starting the module - same
+    argument checks, result, errors, check mode, diff and masking of secrets. Elsewhere, or when the control
+    node's Python lacks a library the options need (C(psycopg), C(kubernetes)), the module runs as usual.
+    See docs/allocation.md, "Scale", for what this saves on large service lists.
 author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
