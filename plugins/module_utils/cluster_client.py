@@ -15,7 +15,6 @@ import os
 import traceback
 from typing import Any
 
-from .cluster import CLUSTER_OPTIONS, kubeconfig_secrets  # noqa: F401 - the modules import them from here
 from .errors import InputError
 
 try:
