@@ -29,28 +29,8 @@ else:
     HAS_KUBERNETES = True
     KUBERNETES_IMPORT_ERROR = None
 
-CLUSTER_OPTIONS: dict[str, dict[str, object]] = {
-    # a path, or the kubeconfig itself (what a vault-encrypted file reads as): see kubeconfig_secrets
-    "kubeconfig": {"type": "raw"},
-    "context": {"type": "str"},
-}
-SECRET_FIELDS = ("token", "password", "client-key-data")
 PAGE = 500  # Services per list call: a big cluster answers in pages, as kubectl reads it
 TIMEOUT_S = 30
-
-
-def kubeconfig_secrets(kubeconfig: object) -> set[str]:
-    """The credentials in a kubeconfig given as a mapping, for the module's ``no_log_values``.
-
-    The option cannot be ``no_log`` as a whole: a path must be shown in its errors.
-    """
-    out: set[str] = set()
-    if isinstance(kubeconfig, dict):
-        for entry in kubeconfig.get("users") or ():
-            user = entry.get("user") if isinstance(entry, dict) else None
-            if isinstance(user, dict):
-                out.update(v for k in SECRET_FIELDS if isinstance(v := user.get(k), str) and v)
-    return out
 
 
 def read_services(kubeconfig: str | dict[str, Any] | None, context: str | None = None) -> list[dict[str, Any]]:

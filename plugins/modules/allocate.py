@@ -34,9 +34,13 @@ description:
     what Ansible had to parse, copy and hand to callbacks.
   - On ansible-core 2.19 and later, O(services) and O(pools) that hold only plain data (no template inside) are
     copied as they are instead of being rendered value by value; anything template-like is rendered by Ansible as
-    usual. For 10,000 services from a YAML inventory vars file this took the task from 22.5 s to 8.2 s above
-    Ansible's start-up on a busy 2-core machine; most of what is left is Ansible reading the YAML. With the same
-    services in a JSON vars file the task took 4.0 s.
+    usual.
+  - When the task runs on the control node itself (the C(local) connection, as in a play on C(localhost)
+    or with C(delegate_to) V(localhost)) without C(become), C(async) or an C(environment), the collection's
+    action plugin runs this module's code in Ansible's own process instead of starting the module - same
+    argument checks, result, errors, check mode, diff and masking of secrets. Elsewhere, or when the control
+    node's Python lacks a library the options need (C(psycopg), C(kubernetes)), the module runs as usual.
+    See docs/allocation.md, "Scale", for what this saves on large service lists.
 author:
   - baremetal.lb developers (@baremetal-lb)
 extends_documentation_fragment:
@@ -373,95 +377,25 @@ failures:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.baremetal.lb.plugins.module_utils.cluster_client import (
-    CLUSTER_OPTIONS,
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    kubeconfig_secrets,
-    read_services,
+from ansible_collections.baremetal.lb.plugins.module_utils.allocate_task import (
+    ALLOCATE_OPTIONS,
+    missing_library,
+    run_allocate,
+    secrets,
 )
-from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
-from ansible_collections.baremetal.lb.plugins.module_utils.ledger import (
-    LEDGER_OPTIONS,
-    is_postgresql,
-    open_ledger,
-    passwords,
-)
-from ansible_collections.baremetal.lb.plugins.module_utils.ledger_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
-from ansible_collections.baremetal.lb.plugins.module_utils.operations import allocate_services, ensure_pools
-
-CHECK_MODE_HINT = (
-    " (check mode: pools that address_pool tasks of this run would save are not in the ledger yet; "
-    "give them to this task's pools option to predict the first run)"
-)
-
-
-def invocation(params: dict[str, object]) -> dict[str, object]:
-    """What the result echoes as C(invocation): every option but the services, which are counted.
-
-    AnsibleModule would echo all of them; for 10,000 services that doubled the result Ansible parses,
-    scrubs, copies and hands to callbacks (docs/allocation.md, "Scale").
-    """
-    services = params["services"]
-    count = len(services) if isinstance(services, list) else 0
-    noun = "service" if count == 1 else "services"
-    return {"module_args": {**params, "services": f"{count} {noun} (not echoed back; see allocations and failures)"}}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            **LEDGER_OPTIONS,
-            **CLUSTER_OPTIONS,
-            # Each service is validated by parse_service, which names the field with its index
-            # (services[3].ports[0].port) and costs a fraction of Ansible's per-item suboption
-            # validation on batches of 100,000 services. The suboptions are documented above.
-            "services": {"type": "list", "elements": "dict", "required": True},
-            # checked by the core like services, with the same messages as address_pool's
-            "pools": {"type": "list", "elements": "dict", "default": []},
-            "fail_on_error": {"type": "bool", "default": True},
-        },
-        supports_check_mode=True,
-    )
-    module.no_log_values.update(passwords(module.params["ledger"]))
-    module.no_log_values.update(kubeconfig_secrets(module.params["kubeconfig"]))
-    if is_postgresql(module.params["ledger"]) and not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    if module.params["kubeconfig"] and not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
-    try:
-        # before the ledger's transaction: its lock is not held while the API answers
-        cluster = read_services(module.params["kubeconfig"], module.params["context"])
-        ledger = open_ledger(module.params["ledger"], module.params["ledger_password"])
-        with ledger.transaction(dry_run=module.check_mode) as txn:
-            pool_changes = ensure_pools(txn, module.params["pools"])
-            outcome = allocate_services(txn, module.params["services"], cluster)
-    except InputError as exc:
-        module.fail_json(msg=str(exc), field=exc.field, invocation=invocation(module.params))
-    except LedgerError as exc:
-        module.fail_json(msg=str(exc), invocation=invocation(module.params))
-
-    result: dict[str, object] = {
-        "invocation": invocation(module.params),
-        "changed": outcome.changed or any(c.changed for c in pool_changes),
-        "pools": [{**(c.after or {}), "changed": c.changed} for c in pool_changes],
-        "allocations": outcome.allocations,
-        "failures": outcome.failures,
-    }
-    if module._diff:
-        # pools under "pool NAME", services under "NAMESPACE/NAME": a space is in neither kind of name
-        before = {f"pool {c.after['name']}": c.before for c in pool_changes if c.changed and c.after}
-        after = {f"pool {c.after['name']}": c.after for c in pool_changes if c.changed and c.after}
-        result["diff"] = {"before": {**before, **outcome.before}, "after": {**after, **outcome.after}}
-    if outcome.failures and module.params["fail_on_error"]:
-        names = ", ".join(f"{f['namespace']}/{f['name']}" for f in outcome.failures)
-        first = outcome.failures[0]
-        hint = CHECK_MODE_HINT if module.check_mode and not module.params["pools"] else ""
-        module.fail_json(
-            msg=f"{len(outcome.failures)} service(s) could not be allocated ({names}); "
-            f"first: {first['namespace']}/{first['name']}: {first['reason']}{hint}",
-            **result,
-        )
+    # The same function runs in-process in the action plugin when the task runs on the control node
+    # (plugins/action/allocate.py); this is the path for every other case.
+    module = AnsibleModule(argument_spec=ALLOCATE_OPTIONS, supports_check_mode=True)
+    module.no_log_values.update(secrets(module.params))
+    missing = missing_library(module.params)
+    if missing is not None:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    result = run_allocate(module.params, module.check_mode, module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

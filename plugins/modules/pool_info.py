@@ -123,11 +123,10 @@ allocations:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.baremetal.lb.plugins.module_utils.cluster import CLUSTER_OPTIONS, kubeconfig_secrets
 from ansible_collections.baremetal.lb.plugins.module_utils.cluster_client import (
-    CLUSTER_OPTIONS,
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
-    kubeconfig_secrets,
     read_services,
 )
 from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError, LedgerError
