@@ -106,6 +106,7 @@ def test_a_service_made_through_the_api_is_answered_for_and_local_follows_its_en
     ns.apply(name, selector=None)  # no selector: the endpoints are this test's own slice
     t0 = time.monotonic()
     api.patch_service_status(ns.name, name, {"status": {"loadBalancer": {"ingress": [{"ip": VIP}]}}})
+
     def exactly_one() -> list[str] | None:
         a = announcers(lab)
         return a if len(a) == 1 else None

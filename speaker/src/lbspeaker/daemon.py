@@ -29,7 +29,7 @@ from .decisions import bgp as bgp_decisions
 from .decisions.bgp import BgpController, BgpDecision
 from .decisions.l2 import HANDOVER_GRACE_S, L2Action, L2Controller
 from .decisions.view import Eligibility, MembershipView, service_eligible
-from .desired import DesiredState, Source, StaticSource, merge
+from .desired import DesiredServices, Source, StaticSource, merge
 from .errors import ConfigError
 from .forwarding import StandaloneForwarding
 from .health import HealthChecker
@@ -62,7 +62,7 @@ class Speaker:
         self.last_reload_ok = True
         self.static = StaticSource(config)
         self.sources: list[Source] = [self.static, *sources]
-        self.desired = DesiredState()
+        self.desired = DesiredServices()
         self._conflicts: tuple[tuple[str, str, str], ...] = ()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
         self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)

@@ -23,7 +23,7 @@ from .config import Config, ServiceConfig
 
 
 @dataclass(frozen=True)
-class DesiredState:
+class DesiredServices:
     """Everything the controllers need to know about services, from all sources.
 
     ``allowed_nodes``: service name -> the only nodes that may announce it; a
@@ -57,7 +57,7 @@ class Source(Protocol):
 
     name: str
 
-    def snapshot(self) -> DesiredState: ...
+    def snapshot(self) -> DesiredServices: ...
 
     async def start(self, changed: Callable[[], None]) -> None: ...
 
@@ -70,10 +70,10 @@ class StaticSource:
     name = "config"
 
     def __init__(self, config: Config) -> None:
-        self._state = DesiredState(config.services)
+        self._state = DesiredServices(config.services)
         self._changed: Callable[[], None] | None = None
 
-    def snapshot(self) -> DesiredState:
+    def snapshot(self) -> DesiredServices:
         return self._state
 
     async def start(self, changed: Callable[[], None]) -> None:
@@ -84,7 +84,7 @@ class StaticSource:
 
     def configure(self, config: Config) -> None:
         """Adopt a reloaded configuration's services."""
-        state = DesiredState(config.services)
+        state = DesiredServices(config.services)
         if state != self._state:
             self._state = state
             if self._changed is not None:
@@ -93,12 +93,12 @@ class StaticSource:
 
 @dataclass(frozen=True)
 class Merged:
-    state: DesiredState
+    state: DesiredServices
     # (service name, the source it was taken from, the source whose copy was ignored)
     conflicts: tuple[tuple[str, str, str], ...] = ()
 
 
-def merge(snapshots: Iterable[tuple[str, DesiredState]]) -> Merged:
+def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
     """One desired state from several sources' ``(name, snapshot)``, in order.
 
     A service name given by more than one source is taken from the first
@@ -121,4 +121,4 @@ def merge(snapshots: Iterable[tuple[str, DesiredState]]) -> Merged:
                 allowed[svc.name] = state.allowed_nodes[svc.name]
         for node, why in state.excluded_nodes.items():
             excluded.setdefault(node, why)
-    return Merged(DesiredState(tuple(services), allowed, excluded), tuple(conflicts))
+    return Merged(DesiredServices(tuple(services), allowed, excluded), tuple(conflicts))

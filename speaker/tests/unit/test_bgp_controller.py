@@ -7,7 +7,7 @@ from lbspeaker.config import ServiceConfig
 from lbspeaker.core.dataplane import HealthCheck
 from lbspeaker.decisions.bgp import BgpController, announcements
 from lbspeaker.decisions.view import Eligibility
-from lbspeaker.desired import DesiredState
+from lbspeaker.desired import DesiredServices
 
 CHECK = HealthCheck("tcp", host="127.0.0.1", port=80)
 A = ipaddress.ip_address("203.0.113.10")
@@ -21,7 +21,7 @@ def bgp_svc(name, *addresses, policy="Cluster"):
 
 def decide(services, established=1, healthy=(), node="node1", allowed=None, excluded=None):
     c = BgpController()
-    c.set_desired(DesiredState(tuple(services), allowed or {}, excluded or {}))
+    c.set_desired(DesiredServices(tuple(services), allowed or {}, excluded or {}))
     return c.decide(Eligibility(node, frozenset(healthy)), established)
 
 

@@ -5,7 +5,7 @@ import ipaddress
 
 from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig, StatusConfig
 from lbspeaker.core.dataplane import HealthCheck
-from lbspeaker.desired import DesiredState, StaticSource, merge
+from lbspeaker.desired import DesiredServices, StaticSource, merge
 
 A = ipaddress.ip_address("198.51.100.100")
 B = ipaddress.ip_address("203.0.113.10")
@@ -41,10 +41,10 @@ def test_merge_keeps_the_first_sources_service_and_reports_the_conflict():
     mine = ServiceConfig("default/web", (A,))
     theirs = ServiceConfig("default/web", (B,), mode="bgp")
     other = ServiceConfig("shop/cart", (B,), mode="bgp", external_traffic_policy="Local", health_check=None)
-    cluster = DesiredState(
+    cluster = DesiredServices(
         (theirs, other), {"default/web": frozenset({"n2"}), "shop/cart": frozenset({"n1"})}, {"n3": "NotReady"}
     )
-    merged = merge([("config", DesiredState((mine,))), ("cluster", cluster)])
+    merged = merge([("config", DesiredServices((mine,))), ("cluster", cluster)])
     assert merged.state.services == (mine, other)
     assert merged.conflicts == (("default/web", "config", "cluster"),)
     # the ignored copy's allow-list does not restrict the kept one
@@ -55,6 +55,6 @@ def test_merge_keeps_the_first_sources_service_and_reports_the_conflict():
 def test_allowed_here_are_the_local_services_whose_allow_list_names_the_node():
     local = ServiceConfig("shop/cart", (B,), external_traffic_policy="Local", health_check=CHECK)
     cluster = ServiceConfig("shop/web", (A,))
-    state = DesiredState((local, cluster), {"shop/cart": frozenset({"n1"}), "shop/web": frozenset({"n1"})})
+    state = DesiredServices((local, cluster), {"shop/cart": frozenset({"n1"}), "shop/web": frozenset({"n1"})})
     assert state.allowed_here("n1") == frozenset({"shop/cart"})
     assert state.allowed_here("n2") == frozenset()

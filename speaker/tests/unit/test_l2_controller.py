@@ -8,7 +8,7 @@ from lbspeaker.config import ServiceConfig
 from lbspeaker.core.dataplane import HealthCheck
 from lbspeaker.decisions.l2 import HANDOVER_GRACE_S, REJOIN_GRACE_S, L2Action, L2Controller
 from lbspeaker.decisions.view import Eligibility, MembershipView
-from lbspeaker.desired import DesiredState
+from lbspeaker.desired import DesiredServices
 
 V4 = ipaddress.ip_address("198.51.100.100")
 V6 = ipaddress.ip_address("2001:db8:1::100")
@@ -29,7 +29,7 @@ def interfaces_for(service):
 
 def controller(node, *services, allowed=None, excluded=None):
     c = L2Controller(node)
-    assert c.set_desired(DesiredState(tuple(services), allowed or {}, excluded or {}), interfaces_for) == ()
+    assert c.set_desired(DesiredServices(tuple(services), allowed or {}, excluded or {}), interfaces_for) == ()
     return c
 
 
@@ -237,14 +237,14 @@ def test_new_desired_state_keeps_unchanged_rows_and_withdraws_moved_or_removed_o
     carry_out(c, c.plan(view(live=("node1",)), here("node1")))
     assert len(c.announced()) == 2
 
-    withdrawals = c.set_desired(DesiredState((web, svc("default/api", V6, interfaces=("eth1",)))), interfaces_for)
+    withdrawals = c.set_desired(DesiredServices((web, svc("default/api", V6, interfaces=("eth1",)))), interfaces_for)
     assert withdrawals == (L2Action("withdraw", V6, ("eth0",), "interfaces changed"),)
     assert [(r.address, r.announcing, r.interfaces) for r in c.rows()] == [
         (V4, True, ("eth0",)),
         (V6, False, ("eth1",)),
     ]
 
-    assert c.set_desired(DesiredState(()), interfaces_for) == (
+    assert c.set_desired(DesiredServices(()), interfaces_for) == (
         L2Action("withdraw", V4, ("eth0",), "no longer configured"),
     )
     assert c.rows() == []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..bgp.manager import Announcement
 from ..config import ServiceConfig
 from ..core.dataplane import IPAddress
-from ..desired import DesiredState
+from ..desired import DesiredServices
 from .view import Eligibility, service_eligible
 
 
@@ -34,7 +34,7 @@ class BgpDecision:
     reason: str
 
 
-def _reason(svc: ServiceConfig, here: Eligibility, desired: DesiredState, eligible: bool, established: int) -> str:
+def _reason(svc: ServiceConfig, here: Eligibility, desired: DesiredServices, eligible: bool, established: int) -> str:
     if not eligible:
         if here.node in desired.excluded_nodes:
             return f"this node may not announce ({desired.excluded_nodes[here.node]}), withdrawn"
@@ -52,9 +52,9 @@ class BgpController:
     """Decides which BGP service IPs this node advertises."""
 
     def __init__(self) -> None:
-        self.desired = DesiredState()
+        self.desired = DesiredServices()
 
-    def set_desired(self, desired: DesiredState) -> None:
+    def set_desired(self, desired: DesiredServices) -> None:
         self.desired = desired
 
     def decide(self, here: Eligibility, established: int) -> tuple[BgpDecision, ...]:

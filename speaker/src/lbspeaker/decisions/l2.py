@@ -17,7 +17,7 @@ from typing import Literal
 from .. import election
 from ..config import ServiceConfig
 from ..core.dataplane import IPAddress
-from ..desired import DesiredState
+from ..desired import DesiredServices
 from .view import Eligibility, MembershipView
 
 # After saying we leave, keep accepting traffic this long, so connections the
@@ -95,7 +95,7 @@ class L2Controller:
         self._excluded: dict[str, str] = {}
 
     def set_desired(
-        self, desired: DesiredState, interfaces_for: Callable[[ServiceConfig], tuple[str, ...]]
+        self, desired: DesiredServices, interfaces_for: Callable[[ServiceConfig], tuple[str, ...]]
     ) -> tuple[L2Action, ...]:
         """Match the table to ``desired``; returns the withdrawals it needs.
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..config import ServiceConfig
-from ..desired import DesiredState
+from ..desired import DesiredServices
 from ..membership import BOTH_FAMILIES
 
 
@@ -48,7 +48,7 @@ class Eligibility:
         return [name for name, missing in sorted(self.unserved.items()) if family in missing]
 
 
-def service_eligible(svc: ServiceConfig, here: Eligibility, desired: DesiredState) -> bool:
+def service_eligible(svc: ServiceConfig, here: Eligibility, desired: DesiredServices) -> bool:
     """Whether this node may announce ``svc``: not excluded, allowed by the source
     (where it restricts the service), and Cluster, or Local with a healthy endpoint here."""
     if here.node in desired.excluded_nodes:

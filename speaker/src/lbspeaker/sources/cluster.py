@@ -35,7 +35,7 @@ from ..controller.kube import ENDPOINT_SLICES, NODES, SERVICES, ApiError, Kube, 
 from ..core.advertisements import pool_announcement
 from ..core.cluster import ClusterState, cluster_state, is_ours, key_of
 from ..core.pools import Pool
-from ..desired import DesiredState
+from ..desired import DesiredServices
 
 log = logging.getLogger("lbspeaker.sources.cluster")
 
@@ -335,7 +335,7 @@ class ClusterSource:
 # -- the cluster as the daemon's source of desired state (lbspeaker.desired.Source) ---------------------
 
 
-def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) -> DesiredState:
+def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) -> DesiredServices:
     """What the cluster asks of the speakers, in the daemon's terms (pure).
 
     Each Service's mode (and, for L2, interfaces; and the nodes that may announce it) follows its
@@ -375,7 +375,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
         if nodes is not None:
             allowed[key] = nodes
     excluded = {speaker_name(n): why for n, why in state.nodes.items() if why}
-    return DesiredState(tuple(services), allowed, excluded)
+    return DesiredServices(tuple(services), allowed, excluded)
 
 
 class ClusterDesiredSource:
@@ -388,10 +388,10 @@ class ClusterDesiredSource:
         self.config = config
         self.node = node
         self.source: ClusterSource | None = None
-        self._state = DesiredState()
+        self._state = DesiredServices()
         self._changed: Callable[[], None] | None = None
 
-    def snapshot(self) -> DesiredState:
+    def snapshot(self) -> DesiredServices:
         return self._state
 
     async def start(self, changed: Callable[[], None]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import yaml
+from ansible_collections.baremetal.lb.plugins.module_utils import ledger_postgresql
 from ansible_collections.baremetal.lb.plugins.modules import allocate, ledger, pool_info
 from ansible_collections.baremetal.lb.tests.unit.plugins.modules.module_runner import run_module
 
@@ -89,8 +90,10 @@ def test_present_creates_the_schema_once(postgresql_url, capsys):
 
 def test_missing_psycopg_fails_with_ansibles_message(monkeypatch, capsys):
     for module in (allocate, ledger, pool_info):
-        monkeypatch.setattr(module, "HAS_PSYCOPG", False)
-        monkeypatch.setattr(module, "PSYCOPG_IMPORT_ERROR", "ModuleNotFoundError: No module named 'psycopg'")
+        # allocate reads them from ledger_postgresql when a PostgreSQL ledger is named (allocate_task)
+        where = ledger_postgresql if module is allocate else module
+        monkeypatch.setattr(where, "HAS_PSYCOPG", False)
+        monkeypatch.setattr(where, "PSYCOPG_IMPORT_ERROR", "ModuleNotFoundError: No module named 'psycopg'")
         args = {"ledger": "postgresql://lb:hunter2@127.0.0.1:1/lb"}
         if module is allocate:
             args["services"] = []
