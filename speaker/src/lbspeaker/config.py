@@ -71,6 +71,9 @@ class ServiceConfig:
     interfaces: tuple[str, ...] = ()
     ports: tuple[ServicePort, ...] = ()
     backends: tuple[Backend, ...] = ()
+    # a cluster Service's pool's BGP advertisements (the core's model; its communities, local-pref, peers and
+    # aggregation): when given they are this service's BGP policy, in place of the bgp section's advertisements
+    advertisements: tuple[Advertisement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,8 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
                     )
 
     cluster = parse_cluster(raw["kubernetes"], node) if raw.get("kubernetes") is not None else None
+    if cluster is not None:
+        _check_cluster_bgp(cluster, bgp)
     return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp, cluster)
 
 
@@ -242,6 +247,19 @@ def parse_cluster(value: Any, node: str) -> ClusterConfig:
             + parse_advertisements(raw.get("bgp_advertisements"), "bgp", "kubernetes.")
         ),
     )
+
+
+def _check_cluster_bgp(cluster: ClusterConfig, bgp: BgpConfig | None) -> None:
+    """The kubernetes section's BGP advertisements need the bgp section, and name only its peers."""
+    peer_keys = {p.key for p in bgp.peers} | {str(p.address) for p in bgp.peers} if bgp is not None else set()
+    for ad in cluster.advertisements:
+        if ad.mode != "bgp":
+            continue
+        if bgp is None:
+            raise ConfigError(ad.field, {"pools": list(ad.pools)}, "needs a top-level bgp section with peers")
+        for j, peer in enumerate(ad.peers):
+            if peer not in peer_keys:
+                raise ConfigError(f"{ad.field}.peers[{j}]", peer, "names no configured peer (use its name or address)")
 
 
 def _nodes(value: Any) -> tuple[NodeConfig, ...]:

@@ -2,8 +2,10 @@
 
 import ipaddress
 
-from lbspeaker.bgp.manager import Announcement
+from lbspeaker.bgp.config import RouteAdvertisement, parse_bgp_config
+from lbspeaker.bgp.manager import Announcement, routes_for_peer
 from lbspeaker.config import ServiceConfig
+from lbspeaker.core.advertisements import parse_advertisement
 from lbspeaker.core.dataplane import HealthCheck
 from lbspeaker.decisions.bgp import BgpController, announcements
 from lbspeaker.decisions.view import Eligibility
@@ -78,3 +80,43 @@ def test_l2_services_are_not_the_bgp_controllers():
     l2 = ServiceConfig("default/l2", (A,))
     assert decide([l2, bgp_svc("default/web", B)])[0].service == "default/web"
     assert len(decide([l2])) == 0
+
+
+def _with_policy(name, address, *raw_ads, policy="Cluster"):
+    ads = tuple(parse_advertisement(ad, "bgp", i, "kubernetes.") for i, ad in enumerate(raw_ads))
+    return ServiceConfig(name, (address,), "bgp", policy, advertisements=ads)
+
+
+def test_a_cluster_services_pool_policy_reaches_the_bgp_speaker_in_place_of_the_sections():
+    svc = _with_policy("apps/web", A, {"pools": ["wan"], "communities": ["64500:100", "no-export"],
+                                       "local_pref": 250, "aggregation_length": 24},
+                       {"pools": ["wan"], "large_communities": ["64500:1:2"], "peers": ["tor"]})
+    plain = bgp_svc("apps/plain", B)
+    (web, other) = announcements(decide([svc, plain]))
+    assert web.advertisements == (
+        RouteAdvertisement(communities=(64500 << 16 | 100, 0xFFFFFF01), local_pref=250, aggregation_length=24),
+        RouteAdvertisement(peers=("tor",), large_communities=((64500, 1, 2),)))
+    assert other.advertisements == ()
+
+    config = parse_bgp_config({"asn": 64500, "router_id": "198.51.100.11", "peers": [
+        {"name": "tor", "address": "198.51.100.1", "asn": 64500},
+        {"name": "edge", "address": "198.51.100.2", "asn": 64999}],
+        # the section's own policy: what every other announcement gets, and not the cluster Service
+        "advertisements": [{"communities": ["65000:1"]}]})
+    tor, edge = config.peers
+    to_tor = {str(net): attrs for net, attrs in routes_for_peer(config, tor, (web, other)).items()}
+    assert to_tor["203.0.113.0/24"].communities == (64500 << 16 | 100, 0xFFFFFF01)
+    assert to_tor["203.0.113.0/24"].local_pref == 250  # iBGP
+    assert to_tor["203.0.113.10/32"].large_communities == ((64500, 1, 2),)  # the second ad: no aggregation
+    assert to_tor["203.0.113.11/32"].communities == (65000 << 16 | 1,)
+    to_edge = {str(net): attrs for net, attrs in routes_for_peer(config, edge, (web, other)).items()}
+    assert set(to_edge) == {"203.0.113.0/24", "203.0.113.11/32"}  # the "tor" advertisement goes to tor alone
+    assert to_edge["203.0.113.0/24"].local_pref is None  # eBGP: no local-pref
+
+
+def test_a_local_cluster_service_is_never_aggregated():
+    svc = _with_policy("apps/api", A, {"communities": ["64500:5"], "aggregation_length": 24}, policy="Local")
+    (ann,) = announcements(decide([svc], healthy={"apps/api"}))
+    config = parse_bgp_config({"asn": 64501, "router_id": "198.51.100.11",
+                               "peers": [{"address": "198.51.100.1", "asn": 64500}]})
+    assert [str(n) for n in routes_for_peer(config, config.peers[0], (ann,))] == ["203.0.113.10/32"]

@@ -234,3 +234,17 @@ def test_bad_advertisements_in_the_kubernetes_section_are_named():
     with pytest.raises(ConfigError) as refused:
         _cluster_config(bgp_advertisements=[{"pools": "wan", "local_pref": "high"}])
     assert refused.value.field.startswith("kubernetes.bgp_advertisements[0]"), refused.value
+
+
+def test_a_bgp_service_carries_its_pools_advertisements_as_its_bgp_policy():
+    cfg = _cluster_config(l2_advertisements=[{"pools": ["lan"]}], bgp_advertisements=[
+        {"pools": ["wan"], "communities": ["64500:100", "no-export"], "local_pref": 250},
+        {"pools": ["wan"], "large_communities": ["64500:1:2"], "peers": ["tor"]},
+        {"pools": ["dark"], "communities": ["64500:999"]},
+    ])
+    services = {s.name: s for s in desired_from_cluster(_state(), cfg, "node1").services}
+    routed = services["apps/routed"]
+    assert [(a.communities, a.large_communities, a.local_pref, a.peers) for a in routed.advertisements] == [
+        (("64500:100", "no-export"), (), 250, ()), ((), ("64500:1:2",), None, ("tor",))]
+    assert services["apps/dark"].advertisements[0].communities == ("64500:999",)
+    assert services["apps/web"].advertisements == ()  # L2: no BGP policy

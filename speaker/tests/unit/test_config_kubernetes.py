@@ -81,3 +81,23 @@ def test_the_controller_reads_the_same_access_rule():
     with pytest.raises(ConfigError) as exc:
         controller_config.parse({"kubernetes": {"kubeconfig": "/k", "node_name": "a"}, "pools": POOLS})
     assert exc.value.field == "kubernetes.node_name"  # a speaker's key, not the controller's
+
+
+BGP = {"asn": 64501, "router_id": "127.0.0.1", "peers": [{"name": "tor", "address": "198.51.100.1", "asn": 64500}]}
+
+
+def test_bgp_advertisements_of_the_cluster_need_the_bgp_section_and_its_peers():
+    section = {"kubeconfig": "/k", "pools": POOLS, "bgp_advertisements": [{"pools": ["lan"]}]}
+    error = bad(section, "kubernetes.bgp_advertisements[0]")
+    assert "needs a top-level bgp section" in str(error)
+
+    with_bgp = {**doc({**section, "bgp_advertisements": [{"pools": ["lan"], "peers": ["tor", "spine"]}]}), "bgp": BGP}
+    with pytest.raises(ConfigError) as exc:
+        config.parse(with_bgp, check_interfaces=False)
+    assert exc.value.field == "kubernetes.bgp_advertisements[0].peers[1]"
+    assert "'spine'" in str(exc.value) and "names no configured peer" in str(exc.value)
+
+    ok = {**doc({**section, "bgp_advertisements": [{"pools": ["lan"], "peers": ["tor", "198.51.100.1"],
+                                                    "communities": ["64500:7"], "local_pref": 250}]}), "bgp": BGP}
+    (ad,) = config.parse(ok, check_interfaces=False).kubernetes.advertisements
+    assert (ad.peers, ad.communities, ad.local_pref) == (("tor", "198.51.100.1"), ("64500:7",), 250)

@@ -5,6 +5,7 @@ Every error is a :class:`~lbspeaker.errors.ConfigError` naming the dotted field.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from typing import Any
 
 from lbspeaker.errors import ConfigError
 
-from ..core.advertisements import parse_community, parse_large_community
+from ..core.advertisements import Advertisement, parse_community, parse_large_community
 from ..core.dataplane import IPAddress
 from ..core.fields import boolean, integer, mapping, sequence
 from ..core.limits import password_problem
@@ -238,6 +239,25 @@ def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdv
         local_pref=local_pref,
         aggregation_length=integer(data.get("aggregation_length"), f"{path}.aggregation_length", 0, 32, 32),
         aggregation_length_v6=integer(data.get("aggregation_length_v6"), f"{path}.aggregation_length_v6", 0, 128, 128),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def route_advertisement(ad: Advertisement) -> RouteAdvertisement:
+    """A pool's BGP advertisement (the core's model, from the ``kubernetes:`` section) as the BGP speaker's policy.
+
+    It applies to the addresses it is attached to (no ``services``/``addresses`` of its own); the text of its
+    communities was checked when the section was parsed, and becomes the values sent here.
+    """
+    field_name = ad.field
+    return RouteAdvertisement(
+        peers=ad.peers,
+        communities=tuple(parse_community(c, f"{field_name}.communities[{i}]") for i, c in enumerate(ad.communities)),
+        large_communities=tuple(parse_large_community(c, f"{field_name}.large_communities[{i}]")
+                                for i, c in enumerate(ad.large_communities)),
+        local_pref=ad.local_pref,
+        aggregation_length=32 if ad.aggregation_length is None else ad.aggregation_length,
+        aggregation_length_v6=128 if ad.aggregation_length_v6 is None else ad.aggregation_length_v6,
     )
 
 

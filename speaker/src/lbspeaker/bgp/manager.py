@@ -45,11 +45,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Announcement:
-    """One service IP this node should announce now (eligibility is the daemon's decision)."""
+    """One service IP this node should announce now (eligibility is the daemon's decision).
+
+    ``advertisements``: the service's own BGP policy (a cluster pool's advertisements); when given, it is
+    applied instead of the bgp section's ``advertisements``.
+    """
 
     service: str
     address: IPAddress
     policy: str = "Cluster"  # Cluster | Local
+    advertisements: tuple[RouteAdvertisement, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.address, str):  # accept "203.0.113.10" as well as an ipaddress object
@@ -75,22 +80,37 @@ def _prefix(addr: IPAddress, length: int) -> IPNetwork:
     return ipaddress.IPv6Network((int(addr) & mask, length))
 
 
+def _for_peer(advertisements: Iterable[RouteAdvertisement], peer: PeerConfig,
+              ibgp: bool) -> list[tuple[RouteAdvertisement, RouteAttributes]]:
+    """The advertisements that apply to ``peer``, each with the attributes it sends (local-pref only over iBGP)."""
+    return [(ad, RouteAttributes(tuple(sorted(set(ad.communities))), tuple(sorted(set(ad.large_communities))),
+                                 ad.local_pref if ibgp else None))
+            for ad in advertisements
+            if not ad.peers or peer.key in ad.peers or str(peer.address) in ad.peers]
+
+
 def routes_for_peer(config: BgpConfig, peer: PeerConfig,
                     announcements: Iterable[Announcement]) -> dict[IPNetwork, RouteAttributes]:
-    """Apply the advertisement policy: the prefixes (with attributes) ``peer`` should get."""
+    """Apply the advertisement policy: the prefixes (with attributes) ``peer`` should get.
+
+    An announcement that carries its own advertisements (a cluster Service's pool) follows those alone;
+    every other one the bgp section's advertisements that match it.
+    """
     ibgp = peer.asn == config.asn
-    ads = [(ad, RouteAttributes(tuple(sorted(set(ad.communities))), tuple(sorted(set(ad.large_communities))),
-                                ad.local_pref if ibgp else None))
-           for ad in config.advertisements
-           if not ad.peers or peer.key in ad.peers or str(peer.address) in ad.peers]
+    ads = _for_peer(config.advertisements, peer, ibgp)
+    own: dict[tuple[RouteAdvertisement, ...], list[tuple[RouteAdvertisement, RouteAttributes]]] = {}
     families = {4 if f == "ipv4" else 6 for f in peer.address_families}
     routes: dict[IPNetwork, RouteAttributes] = {}
     for ann in announcements:
         if ann.address.version not in families:
             continue
-        for ad, attrs in ads:
-            if not _matches(ad, ann):
-                continue
+        if ann.advertisements:
+            if ann.advertisements not in own:
+                own[ann.advertisements] = _for_peer(ann.advertisements, peer, ibgp)
+            applicable = own[ann.advertisements]
+        else:
+            applicable = [(ad, attrs) for ad, attrs in ads if _matches(ad, ann)]
+        for ad, attrs in applicable:
             length = ad.aggregation_length if ann.address.version == 4 else ad.aggregation_length_v6
             if ann.policy == "Local":
                 # An aggregate would attract traffic for IPs whose endpoints are elsewhere.

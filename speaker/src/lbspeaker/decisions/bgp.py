@@ -3,15 +3,18 @@
 Cluster: every node announces (each is one ECMP unit). Local: only while a
 local endpoint is healthy here, so routers send traffic only to nodes that
 keep the client's address and have somewhere to deliver it. To whom and with
-which attributes is the BGP speaker's policy (``bgp.manager.routes_for_peer``).
+which attributes is the BGP speaker's policy (``bgp.manager.routes_for_peer``): the
+bgp section's advertisements, or, for a cluster Service, its pool's own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..bgp.config import route_advertisement
 from ..bgp.manager import Announcement
 from ..config import ServiceConfig
+from ..core.advertisements import Advertisement
 from ..core.dataplane import IPAddress
 from ..desired import DesiredServices
 from .view import Eligibility, service_eligible
@@ -32,6 +35,7 @@ class BgpDecision:
     advertise: bool
     announcing: bool
     reason: str
+    advertisements: tuple[Advertisement, ...] = ()  # the service's own BGP policy (a cluster pool's)
 
 
 def _reason(svc: ServiceConfig, here: Eligibility, desired: DesiredServices, eligible: bool, established: int) -> str:
@@ -66,7 +70,8 @@ class BgpController:
             for addr in svc.addresses:
                 out.append(
                     BgpDecision(
-                        svc.name, addr, svc.external_traffic_policy, eligible, eligible and established > 0, reason
+                        svc.name, addr, svc.external_traffic_policy, eligible, eligible and established > 0, reason,
+                        svc.advertisements,
                     )
                 )
         return tuple(out)
@@ -74,4 +79,8 @@ class BgpController:
 
 def announcements(decisions: tuple[BgpDecision, ...]) -> tuple[Announcement, ...]:
     """What the BGP speaker is told to advertise: the decisions to advertise."""
-    return tuple(Announcement(d.service, d.address, d.policy) for d in decisions if d.advertise)
+    return tuple(
+        Announcement(d.service, d.address, d.policy, tuple(route_advertisement(ad) for ad in d.advertisements))
+        for d in decisions
+        if d.advertise
+    )

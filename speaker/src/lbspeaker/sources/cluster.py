@@ -340,7 +340,9 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
 
     Each Service's mode (and, for L2, interfaces; and the nodes that may announce it) follows its
     pool's advertisements by the core's rule (:func:`pool_announcement`); a pool no advertisement
-    applies to is not announced, and with no advertisements at all every pool is announced over L2.
+    applies to is not announced, and with no advertisements at all every pool is announced over L2. A BGP
+    Service carries its pool's advertisements: their communities, local-pref, peers and aggregation are its
+    BGP policy.
     ``Local`` Services may be announced only from nodes with a serving endpoint. Node names are the
     cluster's, except that this speaker's ``kubernetes.node_name`` is ``node``.
     """
@@ -357,8 +359,9 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
                 continue
             mode, candidates = plan.mode, plan.nodes
             interfaces = tuple(dict.fromkeys(i for ad in plan.advertisements for i in ad.interfaces))
+            policy = plan.advertisements if mode == "bgp" else ()
         else:
-            mode, candidates, interfaces = "l2", None, ()
+            mode, candidates, interfaces, policy = "l2", None, (), ()
         services.append(ServiceConfig(
             name=key,
             addresses=tuple(ipaddress.ip_address(a) for a in svc.addresses),
@@ -366,6 +369,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             external_traffic_policy=svc.external_traffic_policy,
             interfaces=interfaces if mode == "l2" else (),
             ports=svc.ports,
+            advertisements=policy,
         ))
         nodes: frozenset[str] | None = None
         if svc.external_traffic_policy == "Local":
