@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .allocator import Allocation
@@ -33,6 +34,13 @@ DEFAULT_LOAD_BALANCER_CLASS = "baremetal.lb/speaker"
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# Ready=Unknown is silence, not a failure the node reported: the node lifecycle controller has not heard from
+# the kubelet for node-monitor-grace-period. Every node shows it at once after the apiserver (or the
+# controller manager's view of it) was away longer than that, until the kubelets post again; a speaker that
+# withdrew at once would withdraw every route for a control-plane restart. So Unknown excludes a node only
+# once it has lasted this long (from the condition's lastTransitionTime); Ready=False excludes at once. A
+# node that is really gone loses its BGP sessions (hold time, BFD) and its membership heartbeats meanwhile.
+NODE_UNKNOWN_GRACE_S = 30.0
 
 # The options of the modules that read a cluster (cluster_client.py reads it); here, with what hides
 # their secrets, so that a module can mask them without importing the kubernetes library (0.4 s)
@@ -118,7 +126,33 @@ def reservations(ledger: Iterable[Mapping[str, Any]], this_run: Iterable[Mapping
 # -- What a speaker follows: nodes, endpoints, and the Services to announce ------------------------------------
 
 
-def node_exclusion(node: Mapping[str, Any]) -> str:
+def _epoch(timestamp: object) -> float | None:
+    """An RFC 3339 time as the API writes it (``2026-12-03T15:40:00Z``), in seconds since the epoch."""
+    if not isinstance(timestamp, str) or not timestamp:
+        return None
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def unknown_since(node: Mapping[str, Any]) -> float | None:
+    """When the node's Ready condition became Unknown (epoch seconds), or None when it is not Unknown
+    (or the time is missing: then it counts as long ago)."""
+    listed = (node.get("status") or {}).get("conditions") or ()
+    for c in listed:
+        if isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "Unknown":
+            return _epoch(c.get("lastTransitionTime"))
+    return None
+
+
+def _silent_for_a_short_while(node: Mapping[str, Any], now: float | None) -> bool:
+    """Ready=Unknown since less than NODE_UNKNOWN_GRACE_S before ``now`` (never without ``now``)."""
+    since = unknown_since(node) if now is not None else None
+    return now is not None and since is not None and now - since < NODE_UNKNOWN_GRACE_S
+
+
+def node_exclusion(node: Mapping[str, Any], now: float | None = None) -> str:
     """Why a Node must not announce load-balancer addresses, or "" when it may.
 
     In this order: the label ``node.kubernetes.io/exclude-from-external-load-balancers``
@@ -130,6 +164,9 @@ def node_exclusion(node: Mapping[str, Any]) -> str:
     for it: the cordon as the control plane has acted on it. A cordon alone, not
     yet confirmed by the taint, or a taint left over after an uncordon, keeps
     the node eligible.
+
+    ``now`` (epoch seconds): with it, ``Ready`` ``Unknown`` excludes only once it
+    has lasted :data:`NODE_UNKNOWN_GRACE_S` (see there); without it, at once.
     """
     meta = node.get("metadata") or {}
     spec = node.get("spec") or {}
@@ -141,7 +178,7 @@ def node_exclusion(node: Mapping[str, Any]) -> str:
     ready = conditions.get("Ready")
     if ready is None:
         return "NotReady: no Ready condition"
-    if ready.get("status") != "True":
+    if ready.get("status") != "True" and not _silent_for_a_short_while(node, now):
         why = ready.get("reason") or ready.get("message") or ""
         return f"NotReady: Ready is {ready.get('status')}" + (f" ({why})" if why else "")
     network = conditions.get("NetworkUnavailable")
@@ -214,6 +251,8 @@ class ClusterState:
 
     services: Mapping[str, DesiredService] = field(default_factory=dict)
     nodes: Mapping[str, str] = field(default_factory=dict)
+    # when a node verdict changes by time alone (a Ready=Unknown reaching NODE_UNKNOWN_GRACE_S), epoch seconds
+    recheck_at: float | None = field(default=None, compare=False)
 
     @property
     def eligible_nodes(self) -> frozenset[str]:
@@ -256,8 +295,12 @@ def desired_service(obj: Mapping[str, Any], pools: Sequence[Pool],
 
 
 def cluster_state(services: Iterable[Mapping[str, Any]], endpoint_slices: Iterable[Mapping[str, Any]],
-                  nodes: Iterable[Mapping[str, Any]], pools: Sequence[Pool]) -> ClusterState:
-    """The desired state from the cluster's objects (``services``: ours only; slices: any)."""
+                  nodes: Iterable[Mapping[str, Any]], pools: Sequence[Pool], now: float | None = None) -> ClusterState:
+    """The desired state from the cluster's objects (``services``: ours only; slices: any).
+
+    ``now`` (epoch seconds): the time the node verdicts are for (:func:`node_exclusion`); the state's
+    ``recheck_at`` says when one of them changes by time alone.
+    """
     by_service: dict[str, list[Mapping[str, Any]]] = {}
     for s in endpoint_slices:
         key = slice_service_key(s)
@@ -268,9 +311,15 @@ def cluster_state(services: Iterable[Mapping[str, Any]], endpoint_slices: Iterab
         entry = desired_service(obj, pools, by_service.get(key_of(obj), ()))
         if entry is not None:
             wanted[entry.key] = entry
-    states = {(n.get("metadata") or {}).get("name", ""): node_exclusion(n) for n in nodes}
+    states: dict[str, str] = {}
+    recheck: list[float] = []
+    for n in nodes:
+        states[(n.get("metadata") or {}).get("name", "")] = node_exclusion(n, now)
+        since = unknown_since(n) if now is not None else None
+        if since is not None and now is not None and now < since + NODE_UNKNOWN_GRACE_S:
+            recheck.append(since + NODE_UNKNOWN_GRACE_S)
     states.pop("", None)
-    return ClusterState(services=wanted, nodes=states)
+    return ClusterState(services=wanted, nodes=states, recheck_at=min(recheck) if recheck else None)
 
 
 def kubeconfig_secrets(kubeconfig: object) -> set[str]:

@@ -9,11 +9,12 @@ import asyncio
 import queue
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lbspeaker.config import parse_cluster
 from lbspeaker.controller.kube import ENDPOINT_SLICES, NODES, SERVICES
-from lbspeaker.core.cluster import ClusterState, DesiredService
+from lbspeaker.core.cluster import NODE_UNKNOWN_GRACE_S, ClusterState, DesiredService
 from lbspeaker.core.pools import parse_pool_list
 from lbspeaker.errors import ConfigError
 from lbspeaker.sources.cluster import ClusterSource, desired_from_cluster
@@ -248,3 +249,21 @@ def test_a_bgp_service_carries_its_pools_advertisements_as_its_bgp_policy():
         (("64500:100", "no-export"), (), 250, ()), ((), ("64500:1:2",), None, ("tor",))]
     assert services["apps/dark"].advertisements[0].communities == ("64500:999",)
     assert services["apps/web"].advertisements == ()  # L2: no BGP policy
+
+
+def test_a_node_silent_for_less_than_the_grace_keeps_announcing_and_is_left_out_after_it():
+    kube = FakeKube()
+    # Ready=Unknown since just under the grace: eligible now, excluded when the grace ends, by a timer alone
+    since = datetime.now(UTC) - timedelta(seconds=NODE_UNKNOWN_GRACE_S - 0.5)
+    silent = node("n1", ready="Unknown")
+    silent["status"]["conditions"][0].update(reason="NodeStatusUnknown", lastTransitionTime=since.isoformat())
+    kube.items[NODES] = [silent, node("n2")]
+    kube.items[SERVICES] = [service("web", "198.51.100.100")]
+    with Harness(kube) as h:
+        first = h.wait(lambda s: True)
+        assert first.nodes == {"n1": "", "n2": ""}
+        assert first.announcers("apps/web") == {"n1", "n2"}
+        later = h.wait(lambda s: s.nodes["n1"] != "")
+        assert later.nodes["n1"] == "NotReady: Ready is Unknown (NodeStatusUnknown)"
+        assert later.announcers("apps/web") == {"n2"}
+        assert kube.lists[NODES] == 1  # no new list or event: the timer

@@ -12,7 +12,8 @@ decisions read, so heartbeats that touch nothing else wake nobody.
 
 The watchers hand their changes to the asyncio loop with
 ``call_soon_threadsafe``; there, changes arriving within ``debounce_s`` are
-coalesced into one evaluation of the core's :func:`cluster_state`, and
+coalesced into one evaluation of the core's :func:`cluster_state` (again, by a timer, when a node's
+``Ready=Unknown`` reaches the core's grace, ``NODE_UNKNOWN_GRACE_S``), and
 ``on_change`` is called, on the loop, only when the state differs from the
 last one it was given. Nothing is emitted before all three kinds have been
 listed once (a Service seen before the Nodes would look announceable nowhere),
@@ -73,8 +74,10 @@ def trim_slice(obj: Mapping[str, Any]) -> Obj:
 
 def trim_node(obj: Mapping[str, Any]) -> Obj:
     spec = obj.get("spec") or {}
+    # lastTransitionTime changes only with the status, so heartbeats still change nothing here
     conditions = [
-        {k: c.get(k) for k in ("type", "status", "reason")} for c in (obj.get("status") or {}).get("conditions") or ()
+        {k: c.get(k) for k in ("type", "status", "reason", "lastTransitionTime")}
+        for c in (obj.get("status") or {}).get("conditions") or ()
     ]
     return {
         "metadata": _meta(obj, "name", "labels"),
@@ -247,6 +250,7 @@ class ClusterSource:
         self.last: ClusterState | None = None
         self.emitted = 0
         self._pending = threading.Lock()  # held from a change until its evaluation starts: one wake-up at a time
+        self._recheck_handle: asyncio.TimerHandle | None = None
         self.informers = {
             kind: Informer(
                 kube,
@@ -306,8 +310,16 @@ class ClusterSource:
             s for s in self.informers["services"].items() if is_ours(s, self.load_balancer_class, self.serve_unclassed)
         ]
         return cluster_state(
-            ours, self.informers["endpointslices"].items(), self.informers["nodes"].items(), self.pools
+            ours, self.informers["endpointslices"].items(), self.informers["nodes"].items(), self.pools, time.time()
         )
+
+    def _recheck(self, at: float | None) -> None:
+        """Evaluate again when a node verdict changes by time alone (a Ready=Unknown outlasting its grace)."""
+        if self._recheck_handle is not None:
+            self._recheck_handle.cancel()
+            self._recheck_handle = None
+        if at is not None and self.loop is not None:
+            self._recheck_handle = self.loop.call_later(max(0.0, at - time.time()) + 0.05, self._changed)
 
     # -- from the watcher threads to the loop -------------------------------------------
 
@@ -325,6 +337,7 @@ class ClusterSource:
         if self.stopping.is_set() or not self.synced:
             return
         state = self.state()
+        self._recheck(state.recheck_at)
         if state == self.last:
             return
         self.last = state

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from ansible_collections.baremetal.lb.plugins.module_utils.cluster import (
     EXCLUDE_LABEL,
+    NODE_UNKNOWN_GRACE_S,
     UNSCHEDULABLE_TAINT,
     cluster_state,
     desired_service,
@@ -140,3 +143,38 @@ def test_the_class_rule_is_the_controllers():
     assert is_ours(svc(cls="baremetal.lb/speaker"), "baremetal.lb/speaker", False)
     assert not is_ours(svc(cls="other/lb"), "baremetal.lb/speaker", True)
     assert not is_ours(svc(kind="ClusterIP"), "baremetal.lb/speaker", True)
+
+
+def unknown_node(since, name="n1"):
+    obj = node(name, ready="Unknown")
+    obj["status"]["conditions"][0].update(reason="NodeStatusUnknown", lastTransitionTime=since)
+    return obj
+
+
+def test_ready_unknown_excludes_only_once_it_has_lasted_the_grace():
+    since = "2026-12-03T15:40:00Z"
+    at = datetime(2026, 12, 3, 15, 40, tzinfo=UTC).timestamp()
+    assert node_exclusion(unknown_node(since), at + 5) == ""  # silence for 5 s: as after an apiserver restart
+    assert node_exclusion(unknown_node(since), at + NODE_UNKNOWN_GRACE_S) == "NotReady: Ready is Unknown (NodeStatusUnknown)"
+    assert node_exclusion(unknown_node(since)) == "NotReady: Ready is Unknown (NodeStatusUnknown)"  # no time: at once
+    assert node_exclusion(unknown_node(""), at) == "NotReady: Ready is Unknown (NodeStatusUnknown)"  # no transition time
+    # a failure the node reports itself excludes at once, whatever the time
+    failed = node(ready="False")
+    failed["status"]["conditions"][0]["lastTransitionTime"] = since
+    assert node_exclusion(failed, at + 1) == "NotReady: Ready is False (KubeletReady)"
+    # within the grace the other checks still apply
+    draining = unknown_node(since)
+    draining["spec"] = {"unschedulable": True, "taints": [{"key": UNSCHEDULABLE_TAINT}]}
+    assert node_exclusion(draining, at + 1).startswith("draining")
+
+
+def test_the_state_says_when_a_verdict_changes_by_time_alone():
+    at = datetime(2026, 12, 3, 15, 40, tzinfo=UTC).timestamp()
+    nodes = [unknown_node("2026-12-03T15:40:00Z", "n1"), unknown_node("2026-12-03T15:40:10Z", "n2"), node("n3")]
+    state = cluster_state([], [], nodes, POOLS, at + 15)
+    assert state.nodes == {"n1": "", "n2": "", "n3": ""}
+    assert state.recheck_at == at + NODE_UNKNOWN_GRACE_S
+    later = cluster_state([], [], nodes, POOLS, at + NODE_UNKNOWN_GRACE_S + 1)
+    assert later.nodes["n1"].startswith("NotReady") and later.nodes["n2"] == ""
+    assert later.recheck_at == at + 10 + NODE_UNKNOWN_GRACE_S
+    assert cluster_state([], [], nodes, POOLS).recheck_at is None  # no time given: every verdict at once
