@@ -397,3 +397,6 @@ def test_an_apiserver_restart_withdraws_nothing_and_the_watches_resume(
         ns.delete(name)
     for vip in (kept, local, after):
         lab.wait_hops(f"{vip} withdrawn with its Service", vip, [])
+    # the next tests of the session start from Ready nodes
+    wait_for("every node Ready again after the restart", lambda: not watch_node_verdicts(api, seconds=0.1),
+             timeout=60, interval=0.5)
