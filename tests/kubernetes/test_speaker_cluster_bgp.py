@@ -12,8 +12,10 @@ counts is what BIRD shows (``birdc show route all``): the prefix, its next hops,
   follows the endpoint to another node, and is withdrawn when the last endpoint goes.
 - The apiserver stopped and started again (same port, same etcd): while it is away nothing is withdrawn
   and nothing new appears; a Service deleted in etcd behind its back, with etcd compacted, can only be
-  learnt by a relist after a 410 Gone, and is withdrawn then; a Service made after the restart is
-  announced, and Local follows its endpoint again.
+  learnt by a relist after a 410 Gone, and is withdrawn then; the nodes' heartbeats held back over the
+  outage (kwok paused), kube-controller-manager marks every node Ready=Unknown when it is back, and that
+  silence withdraws nothing either; a Service made after the restart is announced, and Local follows its
+  endpoint again.
 
 Root only (namespaces); run by ``make kubernetes-test``. Times are printed, never asserted as figures.
 """
@@ -75,22 +77,22 @@ template bgp lbnodes {{
 
 
 @dataclass
-class Path_:
+class BirdPath:
     protocol: str
     via: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-def bird_routes(bird: Bird) -> dict[str, list[Path_]]:
+def bird_routes(bird: Bird) -> dict[str, list[BirdPath]]:
     """``show route all`` of BIRD's IPv4 table: prefix -> its paths (one per announcing node)."""
     out = bird.cmd("show", "route", "table", "master4", "all")
-    routes: dict[str, list[Path_]] = {}
+    routes: dict[str, list[BirdPath]] = {}
     prefix = ""
     for line in out.splitlines():
         head = re.match(r"^(\S+/\d+)?\s+unicast \[(\S+) ", line)
         if head:
             prefix = head.group(1) or prefix
-            routes.setdefault(prefix, []).append(Path_(head.group(2)))
+            routes.setdefault(prefix, []).append(BirdPath(head.group(2)))
             continue
         if not prefix or not routes.get(prefix):
             continue
@@ -104,13 +106,13 @@ def bird_routes(bird: Bird) -> dict[str, list[Path_]]:
     return routes
 
 
-def hops(routes: dict[str, list[Path_]], address: str) -> list[str]:
+def hops(routes: dict[str, list[BirdPath]], address: str) -> list[str]:
     """The nodes BIRD has as next hops for ``address``/32, by name, sorted."""
     names = {v: k for k, v in NEXT_HOPS.items()}
     return sorted(names.get(p.via, p.via) for p in routes.get(f"{address}/32", ()))
 
 
-def table(routes: dict[str, list[Path_]]) -> dict[str, list[str]]:
+def table(routes: dict[str, list[BirdPath]]) -> dict[str, list[str]]:
     return {prefix.split("/")[0]: hops(routes, prefix.split("/")[0]) for prefix in routes}
 
 
@@ -123,7 +125,7 @@ class BgpCluster:
     bird: Bird
     speakers: dict[str, Daemon]
 
-    def routes(self) -> dict[str, list[Path_]]:
+    def routes(self) -> dict[str, list[BirdPath]]:
         return bird_routes(self.bird)
 
     def hops(self, address: str) -> list[str]:
