@@ -251,6 +251,19 @@ def test_a_bgp_service_carries_its_pools_advertisements_as_its_bgp_policy():
     assert services["apps/web"].advertisements == ()  # L2: no BGP policy
 
 
+def test_an_advertisement_for_other_nodes_is_not_this_nodes_policy():
+    ads = [
+        {"pools": ["wan"], "nodes": ["k8s-node1"], "communities": ["64500:1"]},
+        {"pools": ["wan"], "nodes": ["node3"], "communities": ["64500:3"]},
+    ]
+    here = desired_from_cluster(_state(), _cluster_config(bgp_advertisements=ads), "node1")
+    routed = {s.name: s for s in here.services}["apps/routed"]
+    assert [a.communities for a in routed.advertisements] == [("64500:1",)]  # k8s-node1 is this speaker
+    there = desired_from_cluster(_state(), _cluster_config(node_name="node3", bgp_advertisements=ads), "node3")
+    routed = {s.name: s for s in there.services}["apps/routed"]
+    assert [a.communities for a in routed.advertisements] == [("64500:3",)]
+
+
 def test_a_node_silent_for_less_than_the_grace_keeps_announcing_and_is_left_out_after_it():
     kube = FakeKube()
     # Ready=Unknown since just under the grace: eligible now, excluded when the grace ends, by a timer alone

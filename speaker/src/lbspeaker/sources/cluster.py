@@ -354,8 +354,8 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
     Each Service's mode (and, for L2, interfaces; and the nodes that may announce it) follows its
     pool's advertisements by the core's rule (:func:`pool_announcement`); a pool no advertisement
     applies to is not announced, and with no advertisements at all every pool is announced over L2. A BGP
-    Service carries its pool's advertisements: their communities, local-pref, peers and aggregation are its
-    BGP policy.
+    Service carries its pool's advertisements meant for this node (``nodes`` empty or naming it): their
+    communities, local-pref, peers and aggregation are its BGP policy here.
     ``Local`` Services may be announced only from nodes with a serving endpoint. Node names are the
     cluster's, except that this speaker's ``kubernetes.node_name`` is ``node``.
     """
@@ -372,7 +372,10 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
                 continue
             mode, candidates = plan.mode, plan.nodes
             interfaces = tuple(dict.fromkeys(i for ad in plan.advertisements for i in ad.interfaces))
-            policy = plan.advertisements if mode == "bgp" else ()
+            # this node's: an advertisement with nodes applies to the routes of those nodes only (MetalLB's
+            # nodeSelectors on a BGPAdvertisement)
+            policy = tuple(ad for ad in plan.advertisements if not ad.nodes or config.node_name in ad.nodes)
+            policy = policy if mode == "bgp" else ()
         else:
             mode, candidates, interfaces, policy = "l2", None, (), ()
         services.append(ServiceConfig(
