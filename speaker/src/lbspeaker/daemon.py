@@ -314,7 +314,7 @@ class Speaker:
             if ann is None or not ann.announcing:
                 await self.routes.remove(addr)
             self._pending_route_removals.discard(addr)
-        view = MembershipView(self.membership.settled, self.membership.live(), self.membership.families_of())
+        view = MembershipView(self.membership.settled, *self.membership.snapshot())
         here = self._eligibility()
         reannounce, self._reannounce_all = self._reannounce_all, False
         taken: list[str] = []

@@ -410,8 +410,11 @@ class ClusterDesiredSource:
     def _on_state(self, state: ClusterState) -> None:
         desired = desired_from_cluster(state, self.config, self.node)
         if desired != self._state:
-            self._state = desired
-            log.info("cluster: %d Services to announce, %d nodes excluded", len(desired.services),
-                     len(desired.excluded_nodes))
+            before, self._state = self._state, desired
+            # INFO only when the counts move (a Service or an excluded node came or went); every other
+            # change (an endpoint moved, a port changed) at DEBUG, so a busy cluster does not flood the log
+            counts = (len(desired.services), len(desired.excluded_nodes))
+            level = logging.DEBUG if (len(before.services), len(before.excluded_nodes)) == counts else logging.INFO
+            log.log(level, "cluster: %d Services to announce, %d nodes excluded", *counts)
             if self._changed is not None:
                 self._changed()
