@@ -148,10 +148,8 @@ def resolve(
         if plan.mode == "bgp":
             for applied in plan.advertisements:
                 bgp_names.setdefault(applied.index, []).append(key)
-        else:
-            interfaces = [x for applied in plan.advertisements for x in applied.interfaces]
-            if interfaces:
-                entry["interfaces"] = sorted(set(interfaces), key=interfaces.index)
+        elif plan.interfaces:
+            entry["interfaces"] = list(plan.interfaces)
         out_services.append(entry)
     out_ads: list[dict[str, Any]] = []
     for i, ad in enumerate(bgp_advertisements or []):

@@ -355,8 +355,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             plan = pool_announcement(svc.pool, config.advertisements)
             if plan.mode is None:
                 continue
-            mode, candidates = plan.mode, plan.nodes
-            interfaces = tuple(dict.fromkeys(i for ad in plan.advertisements for i in ad.interfaces))
+            mode, candidates, interfaces = plan.mode, plan.nodes, plan.interfaces
         else:
             mode, candidates, interfaces = "l2", None, ()
         services.append(ServiceConfig(
@@ -364,7 +363,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             addresses=tuple(ipaddress.ip_address(a) for a in svc.addresses),
             mode=mode,
             external_traffic_policy=svc.external_traffic_policy,
-            interfaces=interfaces if mode == "l2" else (),
+            interfaces=interfaces,
             ports=svc.ports,
         ))
         nodes: frozenset[str] | None = None
