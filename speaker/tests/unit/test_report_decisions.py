@@ -14,11 +14,14 @@ import time
 from typing import Any
 
 import pytest
-from lbspeaker.config import ServiceConfig
+from lbspeaker import election
+from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig, StatusConfig
 from lbspeaker.controller.kube import ApiError
+from lbspeaker.daemon import Speaker
 from lbspeaker.decisions.bgp import BgpDecision
 from lbspeaker.decisions.l2 import L2Announcement
 from lbspeaker.decisions.report import BGP_REASONS, ReportCall, apply_call, report_calls, wanted_reports
+from lbspeaker.decisions.view import MembershipView
 from lbspeaker.desired import DesiredServices, merge
 from lbspeaker.sources.announcing import AnnouncementReporter, ReportWorker, annotation_key
 
@@ -210,3 +213,64 @@ def test_a_deleted_service_is_forgotten_without_error(api, worker):
     settle(worker)
     assert worker.failures == 0
     assert worker.reporter.announced("ns/web", "node1") == {}
+
+
+class ClusterSnapshot:
+    """A cluster source that has listed once (the daemon's Source protocol)."""
+
+    name = "cluster"
+
+    def __init__(self, state: DesiredServices) -> None:
+        self.state = state
+
+    def snapshot(self) -> DesiredServices:
+        return self.state
+
+    async def start(self, changed: Any) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.wanted: list[dict[str, Any]] = []
+
+    def start(self) -> None:
+        pass
+
+    def want(self, wanted: Any) -> None:
+        self.wanted.append(json.loads(json.dumps(wanted)))
+
+    def stop(self, flush_s: float = 0.0) -> None:
+        pass
+
+
+def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_change():
+    nodes = tuple(NodeConfig(f"node{i}", ipaddress.ip_address(f"198.51.100.1{i}")) for i in (1, 2))
+    static = ServiceConfig("static-web", (ipaddress.ip_address("198.51.100.101"),))
+    config = Config("node1", nodes, MembershipConfig(b"s" * 32), ("eth0",), StatusConfig(), (static,))
+    cluster = DesiredServices((ServiceConfig("ns/web", (V4,)),), cluster_services={"ns/web": "ns/web"})
+    recorder = Recorder()
+    speaker = Speaker("/etc/baremetal-lb/speaker.yaml", config, sources=[ClusterSnapshot(cluster)], reporter=recorder)
+    speaker._report()
+    assert recorder.wanted == [{"ns/web": {}}]  # known, not announced here yet: nothing about static-web
+
+    plan = speaker.l2_controller.plan(MembershipView(True, {"node1": frozenset()}), speaker._eligibility())
+    for action in plan.actions:
+        speaker.l2_controller.carried_out(action)
+    speaker._report()
+    speaker._report()  # nothing changed: nothing handed over again
+    assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", "only eligible node (Cluster)"]}}]
+
+    live = {"node1": frozenset(), "node2": frozenset()}
+    plan = speaker.l2_controller.plan(MembershipView(True, live), speaker._eligibility())
+    for action in plan.actions:
+        speaker.l2_controller.carried_out(action)
+    speaker._report()
+    if election.rank(live, V4)[0] == "node1":  # kept, with the reason naming both candidates now
+        assert recorder.wanted[-1] == {"ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}}
+    else:  # node2 ranks first: released here, so withdrawn from the record
+        assert [a.kind for a in plan.actions] == ["release"]
+        assert recorder.wanted[-1] == {"ns/web": {}}
