@@ -160,8 +160,13 @@ def test_the_worker_announces_withdraws_and_clears(api, worker):
     reason = "elected among 3 eligible nodes (Cluster) [node1, node2, node3]"
     worker.want({"ns/web": {"198.51.100.100": ("l2", reason)}, "ns/api": {}})
     settle(worker)
-    assert api.record("ns/web", "node1") == {"198.51.100.100": {"mode": "l2", "reason": reason, "since": api.record(
-        "ns/web", "node1")["198.51.100.100"]["since"]}}
+    assert api.record("ns/web", "node1") == {
+        "198.51.100.100": {
+            "mode": "l2",
+            "reason": reason,
+            "since": api.record("ns/web", "node1")["198.51.100.100"]["since"],
+        }
+    }
     assert api.events == [f"announcing 198.51.100.100 from node node1 (l2): {reason}"]
     assert api.record("ns/api", "node1") == {}
     worker.want({"ns/web": {}, "ns/api": {}})  # another node leads now
@@ -186,7 +191,8 @@ def test_an_outage_is_caught_up_when_the_api_answers_again(api, worker):
 
 def test_a_restarted_speaker_withdraws_what_its_last_run_left(api):
     api.services["ns/web"]["metadata"]["annotations"][annotation_key("node1")] = json.dumps(
-        {"node": "node1", "addresses": {"198.51.100.100": {"mode": "l2", "reason": "old", "since": "x"}}})
+        {"node": "node1", "addresses": {"198.51.100.100": {"mode": "l2", "reason": "old", "since": "x"}}}
+    )
     w = ReportWorker(AnnouncementReporter(api), "node1")  # type: ignore[arg-type]
     w.start()
     try:
@@ -270,7 +276,9 @@ def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_c
         speaker.l2_controller.carried_out(action)
     speaker._report()
     if election.rank(live, V4)[0] == "node1":  # kept, with the reason naming both candidates now
-        assert recorder.wanted[-1] == {"ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}}
+        assert recorder.wanted[-1] == {
+            "ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}
+        }
     else:  # node2 ranks first: released here, so withdrawn from the record
         assert [a.kind for a in plan.actions] == ["release"]
         assert recorder.wanted[-1] == {"ns/web": {}}
