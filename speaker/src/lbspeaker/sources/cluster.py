@@ -374,7 +374,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
         if nodes is not None:
             allowed[key] = nodes
     excluded = {speaker_name(n): why for n, why in state.nodes.items() if why}
-    return DesiredServices(tuple(services), allowed, excluded)
+    return DesiredServices(tuple(services), allowed, excluded, {s.name: s.name for s in services})
 
 
 class ClusterDesiredSource:
