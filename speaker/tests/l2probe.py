@@ -5,8 +5,10 @@
     l2probe.py arpfirst IFACE INTERVAL_MS
         long-lived, for benches: for each line "IP TIMEOUT_S" on stdin, a who-has
         IP every INTERVAL_MS until the first ARP frame from IP arrives (a reply to
-        us, or a gratuitous one); prints "IP T KIND MAC" (T: time.monotonic(), the
-        same clock in every namespace; KIND reply|gratuitous) or "IP timeout".
+        us, or a gratuitous one), then on until the first reply to us; prints
+        "IP T KIND MAC T_REPLY" (T: time.monotonic(), the same clock in every
+        namespace; KIND reply|gratuitous; T_REPLY "none" if no reply came within
+        TIMEOUT_S) or "IP timeout".
     l2probe.py tcp IP PORT              -> what the backend said (exit 1 if nothing)
     l2probe.py get URL                  -> body of an HTTP GET (exit 1 on error)
     l2probe.py outage IP PORT SECONDS OUT
@@ -83,11 +85,14 @@ def who_has(kind: str, iface: str, ip: str, wait: float) -> list[str]:
 
 
 def first_arp(s: socket.socket, mac: bytes, own: ipaddress.IPv4Address, target: ipaddress.IPv4Address,
-              interval: float, timeout: float) -> tuple[float, str, str] | None:
-    """Ask who-has ``target`` every ``interval`` s until an ARP frame from it arrives: (time, kind, MAC)."""
+              interval: float, timeout: float) -> tuple[float, str, str, float | None] | None:
+    """Ask who-has ``target`` every ``interval`` s until an ARP frame from it arrives: (time, kind, MAC,
+    time of the first answer to our own request: the same frame's, or a later one's; None if none came
+    before ``timeout``). None when nothing came."""
     frame = arp.request_for(target, own, mac)
     deadline = time.monotonic() + timeout
     next_send = 0.0
+    first: tuple[float, str, str] | None = None
     while (now := time.monotonic()) < deadline:
         if now >= next_send:
             s.send(frame)
@@ -109,8 +114,11 @@ def first_arp(s: socket.socket, mac: bytes, own: ipaddress.IPv4Address, target: 
             kind = "gratuitous"
         else:
             continue
-        return seen, kind, ":".join(f"{b:02x}" for b in p.sender_mac)
-    return None
+        if first is None:
+            first = (seen, kind, ":".join(f"{b:02x}" for b in p.sender_mac))
+        if kind == "reply":
+            return (*first, seen)
+    return None if first is None else (*first, None)
 
 
 def arp_first_loop(iface: str, interval_ms: float) -> None:
@@ -126,7 +134,11 @@ def arp_first_loop(iface: str, interval_ms: float) -> None:
             while s.recv(2048):
                 pass
         found = first_arp(s, mac, own, ipaddress.IPv4Address(ip), interval_ms / 1000, float(timeout))
-        print(f"{ip} timeout" if found is None else f"{ip} {found[0]:.6f} {found[1]} {found[2]}", flush=True)
+        if found is None:
+            print(f"{ip} timeout", flush=True)
+            continue
+        reply = "none" if found[3] is None else f"{found[3]:.6f}"
+        print(f"{ip} {found[0]:.6f} {found[1]} {found[2]} {reply}", flush=True)
 
 
 def tcp_once(ip: str, port: int, timeout: float) -> str | None:
