@@ -436,6 +436,12 @@ class Speaker:
         wanted = bgp_decisions.announcements(self._bgp_decisions())
         if wanted != self._bgp_sent:
             self.bgp.set_announcements(wanted)
+            before = {str(a.address) for a in self._bgp_sent or ()}
+            after = {str(a.address) for a in wanted}
+            if after - before:
+                log.info("BGP: now advertising %d IPs: %s", len(after - before), _summary(sorted(after - before)))
+            if before - after:
+                log.info("BGP: no longer advertising %d IPs: %s", len(before - after), _summary(sorted(before - after)))
             self._bgp_sent = wanted
 
     # --- telling the cluster -----------------------------------------------------------
