@@ -105,7 +105,7 @@ class Speaker:
         if removed:
             log.info("removed %d local routes left by a previous run", removed)
         await self.status_server.start(self.config.status.address, self.config.status.port)
-        self.links.start()
+        await self.links.start()
         self.l2.start()
         for source in self.sources:
             await source.start(self._desired_changed)
