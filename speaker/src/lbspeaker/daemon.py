@@ -128,7 +128,7 @@ class Speaker:
         if removed:
             log.info("removed %d local routes left by a previous run", removed)
         await self.status_server.start(self.config.status.address, self.config.status.port)
-        self.links.start()
+        await self.links.start()
         self.l2.start()
         if self.reporter is not None:
             self.reporter.start()
