@@ -181,7 +181,11 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
 
     ``settings`` carries ``interfaces``, ``membership``, ``status``,
     ``services`` and ``bgp_advertisements`` (as from ``resolve``), ``bgp_asn``,
-    ``bgp_router_id`` and ``bgp_peers``.
+    ``bgp_router_id`` and ``bgp_peers``; on a cluster node also ``kubernetes``,
+    the speaker's ``kubernetes:`` section, put in as it is. The ``bgp`` section
+    is there when this node has peers and something to announce over BGP: a
+    service of its own, or a BGP advertisement of the ``kubernetes`` section
+    meant for it (the speaker then announces the cluster's Services to these peers).
     """
     services = _for_node(settings.get("services") or [], node)
     doc: dict[str, Any] = {
@@ -192,8 +196,12 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
         "status": dict(settings["status"]),
         "services": services,
     }
+    cluster = settings.get("kubernetes")
+    if cluster:
+        doc["kubernetes"] = dict(cluster)
+    cluster_bgp = bool(cluster) and bool(_for_node(cluster.get("bgp_advertisements") or [], node))
     peers = _for_node(settings.get("bgp_peers") or [], node)
-    if any(s["mode"] == "bgp" for s in services) and peers:
+    if (cluster_bgp or any(s["mode"] == "bgp" for s in services)) and peers:
         advertisements = _for_node(settings.get("bgp_advertisements") or [], node)
         doc["bgp"] = {
             "asn": settings["bgp_asn"],
