@@ -196,10 +196,10 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
         "status": dict(settings["status"]),
         "services": services,
     }
-    cluster = settings.get("kubernetes")
+    cluster: Mapping[str, Any] = settings.get("kubernetes") or {}
     if cluster:
         doc["kubernetes"] = dict(cluster)
-    cluster_bgp = bool(cluster) and bool(_for_node(cluster.get("bgp_advertisements") or [], node))
+    cluster_bgp = bool(_for_node(cluster.get("bgp_advertisements") or [], node))
     peers = _for_node(settings.get("bgp_peers") or [], node)
     if (cluster_bgp or any(s["mode"] == "bgp" for s in services)) and peers:
         advertisements = _for_node(settings.get("bgp_advertisements") or [], node)
