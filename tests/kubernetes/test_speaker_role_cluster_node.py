@@ -3,7 +3,7 @@
 ansible-playbook runs the role's ``preflight`` and ``config`` entry points (what site.yml runs on
 every host of lb_speakers, without the package install and the unit) for two local hosts: ``node1``
 in ``lb_cluster_nodes``, ``edge1`` not. Each host's configuration goes to its own directory under
-the test's tmp_path; ``lb-speaker check`` (the role's ``validate``) is this checkout's speaker. The
+the test's tmp_path; ``lb-speaker check`` (the role's ``validate``) is this interpreter's speaker. The
 rendered files are read back with the speaker's own parser. Nothing is installed and no service is
 touched (``lb_speaker_service_state: stopped`` keeps the handlers away from systemd; they are
 still listed in the output when notified, which is how restart-versus-reload is checked).
@@ -25,7 +25,6 @@ from lbspeaker import config as speaker_config
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_BIN = Path(os.environ.get("LB_ANSIBLE_BIN", REPO / ".venv" / "bin"))
-SPEAKER_SRC = REPO / "speaker" / "src"
 
 POOLS = [
     {"name": "lan", "addresses": ["198.51.100.100-198.51.100.109", "2001:db8:1::100-2001:db8:1::109"]},
@@ -72,9 +71,9 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     venv_bin = tmp_path / "install" / "venv" / "bin"
     venv_bin.mkdir(parents=True)
     wrapper = venv_bin / "lb-speaker"
+    # this interpreter's lbspeaker (the speaker venv's; PYTHONPATH, if set, passes through ansible to it)
     wrapper.write_text(
-        f"#!/bin/sh\nPYTHONPATH={SPEAKER_SRC} exec {sys.executable} -c "
-        "'import sys; from lbspeaker.cli import main; sys.exit(main())' \"$@\"\n"
+        f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from lbspeaker.cli import main; sys.exit(main())' \"$@\"\n"
     )
     wrapper.chmod(0o755)
     kubeconfig = tmp_path / "control-node" / "speaker.kubeconfig"
