@@ -79,6 +79,16 @@ class PoolAnnouncement:
     advertisements: tuple[Advertisement, ...]  # the advertisements of ``mode`` that apply to the pool
     nodes: tuple[str, ...] | None  # the candidate nodes; None: every node, and their names were not given
 
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """The L2 interfaces the pool is announced on, in the advertisements' order, each once.
+
+        Empty: every interface the speaker has (and always for BGP, which is not tied to an interface).
+        """
+        if self.mode != "l2":
+            return ()
+        return tuple(dict.fromkeys(i for ad in self.advertisements for i in ad.interfaces))
+
 
 def pool_announcement(
     pool: str, advertisements: Sequence[Advertisement], nodes: Sequence[str] = ()

@@ -21,6 +21,7 @@ from typing import Any
 
 from .advertisements import BGP_POLICY_KEYS, parse_advertisements, pool_announcement
 from .limits import MIN_SECRET_BYTES, password_problem, secret_problem
+from .pools import parse_pool_list
 from .service import parse_service
 
 # a service in one node's speaker configuration (node_config): what the speaker reads
@@ -148,25 +149,49 @@ def resolve(
         if plan.mode == "bgp":
             for applied in plan.advertisements:
                 bgp_names.setdefault(applied.index, []).append(key)
-        else:
-            interfaces = [x for applied in plan.advertisements for x in applied.interfaces]
-            if interfaces:
-                entry["interfaces"] = sorted(set(interfaces), key=interfaces.index)
+        elif plan.interfaces:
+            entry["interfaces"] = list(plan.interfaces)
         out_services.append(entry)
     out_ads: list[dict[str, Any]] = []
     for i, ad in enumerate(bgp_advertisements or []):
         names = bgp_names.get(i)
         if not names:  # an empty list would mean "every service" to the speaker
             continue
-        rendered: dict[str, Any] = {"services": names}
-        if ad.get("peers"):
-            rendered["peers"] = [str(p) for p in _as_list(ad["peers"])]
-        for k in BGP_POLICY_KEYS:
-            if ad.get(k) not in (None, [], ""):
-                rendered[k] = ad[k]
+        rendered: dict[str, Any] = {"services": names, **_route_policy(ad)}
         rendered["nodes"] = _as_list(ad.get("nodes"))
         out_ads.append(rendered)
     return {"services": out_services, "bgp_advertisements": out_ads}
+
+
+def _route_policy(ad: Mapping[str, Any]) -> dict[str, Any]:
+    """An inventory BGP advertisement's peers and route attributes, in the speaker's format."""
+    policy: dict[str, Any] = {}
+    if ad.get("peers"):
+        policy["peers"] = [str(p) for p in _as_list(ad["peers"])]
+    for k in BGP_POLICY_KEYS:
+        if ad.get(k) not in (None, [], ""):
+            policy[k] = ad[k]
+    return policy
+
+
+def _cluster_route_advertisements(cluster: Mapping[str, Any], node: str) -> list[dict[str, Any]]:
+    """The ``kubernetes`` section's BGP advertisements meant for ``node``, as the speaker's route policy.
+
+    A cluster Service is known only at run time, by its ingress: these match by the addresses of the
+    pools they name (none: every pool of the section), so its routes get the advertisement's peers,
+    communities and local-pref. Without them the ``bgp`` section would send the cluster's routes nowhere.
+    """
+    ads = _for_node(cluster.get("bgp_advertisements") or [], node)
+    if not ads:
+        return []
+    pools = {p.name: p for p in parse_pool_list(cluster.get("pools") or [], "kubernetes.pools")}
+    out = []
+    for ad in ads:
+        names = [str(n) for n in _as_list(ad.get("pools"))] or list(pools)
+        addresses = [str(net) for name in names if name in pools for r in pools[name].ranges for net in r.networks()]
+        if addresses:  # an empty list would mean "every announcement" to the speaker
+            out.append({"addresses": addresses, **_route_policy(ad)})
+    return out
 
 
 def _for_node(items: Sequence[Mapping[str, Any]], node: str) -> list[dict[str, Any]]:
@@ -183,7 +208,12 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
 
     ``settings`` carries ``interfaces``, ``membership``, ``status``,
     ``services`` and ``bgp_advertisements`` (as from ``resolve``), ``bgp_asn``,
-    ``bgp_router_id`` and ``bgp_peers``.
+    ``bgp_router_id`` and ``bgp_peers``; on a cluster node also ``kubernetes``,
+    the speaker's ``kubernetes:`` section, put in as it is. The ``bgp`` section
+    is there when this node has peers and something to announce over BGP: a
+    service of its own, or a BGP advertisement of the ``kubernetes`` section
+    meant for it; such advertisements become route policies by their pools'
+    addresses, so the cluster's Services reach the peers with their communities.
     """
     services = _for_node(settings.get("services") or [], node)
     doc: dict[str, Any] = {
@@ -194,9 +224,13 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
         "status": dict(settings["status"]),
         "services": services,
     }
+    cluster: Mapping[str, Any] = settings.get("kubernetes") or {}
+    if cluster:
+        doc["kubernetes"] = dict(cluster)
+    cluster_ads = _cluster_route_advertisements(cluster, node) if cluster else []
     peers = _for_node(settings.get("bgp_peers") or [], node)
-    if any(s["mode"] == "bgp" for s in services) and peers:
-        advertisements = _for_node(settings.get("bgp_advertisements") or [], node)
+    if (cluster_ads or any(s["mode"] == "bgp" for s in services)) and peers:
+        advertisements = _for_node(settings.get("bgp_advertisements") or [], node) + cluster_ads
         doc["bgp"] = {
             "asn": settings["bgp_asn"],
             "router_id": str(settings["bgp_router_id"]),

@@ -2,6 +2,13 @@
 
     l2probe.py arp IFACE IP WAIT        -> JSON list of MACs answering who-has IP
     l2probe.py ndp IFACE IP WAIT        -> JSON list of MACs answering an NS for IP
+    l2probe.py arpfirst IFACE INTERVAL_MS
+        long-lived, for benches: for each line "IP TIMEOUT_S" on stdin, a who-has
+        IP every INTERVAL_MS until the first ARP frame from IP arrives (a reply to
+        us, or a gratuitous one), then on until the first reply to us; prints
+        "IP T KIND MAC T_REPLY" (T: time.monotonic(), the same clock in every
+        namespace; KIND reply|gratuitous; T_REPLY "none" if no reply came within
+        TIMEOUT_S) or "IP timeout".
     l2probe.py tcp IP PORT              -> what the backend said (exit 1 if nothing)
     l2probe.py get URL                  -> body of an HTTP GET (exit 1 on error)
     l2probe.py outage IP PORT SECONDS OUT
@@ -15,6 +22,7 @@ import contextlib
 import errno
 import ipaddress
 import json
+import select
 import socket
 import struct
 import subprocess
@@ -74,6 +82,63 @@ def who_has(kind: str, iface: str, ip: str, wait: float) -> list[str]:
         if text not in seen:
             seen.append(text)
     return seen
+
+
+def first_arp(s: socket.socket, mac: bytes, own: ipaddress.IPv4Address, target: ipaddress.IPv4Address,
+              interval: float, timeout: float) -> tuple[float, str, str, float | None] | None:
+    """Ask who-has ``target`` every ``interval`` s until an ARP frame from it arrives: (time, kind, MAC,
+    time of the first answer to our own request: the same frame's, or a later one's; None if none came
+    before ``timeout``). None when nothing came."""
+    frame = arp.request_for(target, own, mac)
+    deadline = time.monotonic() + timeout
+    next_send = 0.0
+    first: tuple[float, str, str] | None = None
+    while (now := time.monotonic()) < deadline:
+        if now >= next_send:
+            s.send(frame)
+            next_send = now + interval
+        ready, _w, _x = select.select([s], [], [], max(0.0, min(next_send, deadline) - time.monotonic()))
+        if not ready:
+            continue
+        data = s.recv(2048)
+        seen = time.monotonic()
+        try:
+            p = arp.decode(data)
+        except arp.MalformedPacket:
+            continue
+        if p.sender_ip != target or p.sender_mac == mac:
+            continue
+        if p.op == arp.OP_REPLY and p.target_mac == mac:
+            kind = "reply"
+        elif p.target_ip == target:  # gratuitous: the new owner telling everyone
+            kind = "gratuitous"
+        else:
+            continue
+        if first is None:
+            first = (seen, kind, ":".join(f"{b:02x}" for b in p.sender_mac))
+        if kind == "reply":
+            return (*first, seen)
+    return None if first is None else (*first, None)
+
+
+def arp_first_loop(iface: str, interval_ms: float) -> None:
+    mac = hardware_address(iface)
+    own = ipaddress.IPv4Address(_own_address(iface, 4))
+    s = _raw(iface)
+    s.setblocking(False)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        ip, timeout = line.split()
+        # what arrived while idle is old news
+        with contextlib.suppress(BlockingIOError):
+            while s.recv(2048):
+                pass
+        found = first_arp(s, mac, own, ipaddress.IPv4Address(ip), interval_ms / 1000, float(timeout))
+        if found is None:
+            print(f"{ip} timeout", flush=True)
+            continue
+        reply = "none" if found[3] is None else f"{found[3]:.6f}"
+        print(f"{ip} {found[0]:.6f} {found[1]} {found[2]} {reply}", flush=True)
 
 
 def tcp_once(ip: str, port: int, timeout: float) -> str | None:
@@ -209,6 +274,9 @@ def main() -> int:
     cmd = sys.argv[1]
     if cmd in ("arp", "ndp"):
         print(json.dumps(who_has(cmd, sys.argv[2], sys.argv[3], float(sys.argv[4]))))
+        return 0
+    if cmd == "arpfirst":
+        arp_first_loop(sys.argv[2], float(sys.argv[3]))
         return 0
     if cmd == "tcp":
         who = tcp_once(sys.argv[2], int(sys.argv[3]), 1.0)

@@ -17,7 +17,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import config as config_mod
 from .backends import ForwardedService
@@ -28,6 +28,7 @@ from .core.dataplane import IPAddress
 from .decisions import bgp as bgp_decisions
 from .decisions.bgp import BgpController, BgpDecision
 from .decisions.l2 import HANDOVER_GRACE_S, L2Action, L2Controller
+from .decisions.report import Reports, wanted_reports
 from .decisions.view import Eligibility, MembershipView, service_eligible
 from .desired import DesiredServices, Source, StaticSource, merge
 from .errors import ConfigError
@@ -49,12 +50,32 @@ def _summary(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+class Reporter(Protocol):
+    """Tells the cluster which of its Services' addresses this node announces
+    (``sources.announcing.ReportWorker``): ``want`` must return at once."""
+
+    def start(self) -> None: ...
+
+    def want(self, wanted: Reports) -> None: ...
+
+    def stop(self, flush_s: float = 0.0) -> None: ...
+
+
+REPORT_FLUSH_S = 2.0  # on SIGTERM, how long the withdrawals of this node's records may take
+
+
 class Speaker:
     """``sources``: sources of desired state besides the config file's services
-    (which always come first, see ``desired.merge``)."""
+    (which always come first, see ``desired.merge``). ``reporter``: where the
+    announcements of cluster Services are told (none without a cluster)."""
 
     def __init__(
-        self, config_path: str, config: Config, bgp: BgpProvider | None = None, sources: Sequence[Source] = ()
+        self,
+        config_path: str,
+        config: Config,
+        bgp: BgpProvider | None = None,
+        sources: Sequence[Source] = (),
+        reporter: Reporter | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = config
@@ -75,6 +96,8 @@ class Speaker:
         self.l2 = L2Announcer(self.metrics)
         self.l2_controller = L2Controller(config.node)
         self.bgp_controller = BgpController()
+        self.reporter = reporter
+        self._reported: Reports | None = None
         self.links = LinkWatcher(self._link_up, self._addresses_changed)
         self.bgp: BgpSpeaker | None = None
         self._bgp_sent: tuple[BgpAnnouncement, ...] | None = None
@@ -105,8 +128,10 @@ class Speaker:
         if removed:
             log.info("removed %d local routes left by a previous run", removed)
         await self.status_server.start(self.config.status.address, self.config.status.port)
-        self.links.start()
+        await self.links.start()
         self.l2.start()
+        if self.reporter is not None:
+            self.reporter.start()
         for source in self.sources:
             await source.start(self._desired_changed)
         self._apply_desired()
@@ -149,6 +174,10 @@ class Speaker:
                 self._work.cancel()
             for source in self.sources:
                 await source.stop()
+            if self.reporter is not None:
+                # nothing is announced from here any more: take this node's records off its Services
+                self.reporter.want({key: {} for key in self.desired.cluster_services.values()})
+                await asyncio.to_thread(self.reporter.stop, REPORT_FLUSH_S)
             for a in self.l2_controller.announced():
                 await self.routes.remove(a.address)
                 self.l2_controller.carried_out(L2Action("release", a.address, a.interfaces, "stopping"))
@@ -314,7 +343,7 @@ class Speaker:
             if ann is None or not ann.announcing:
                 await self.routes.remove(addr)
             self._pending_route_removals.discard(addr)
-        view = MembershipView(self.membership.settled, self.membership.live(), self.membership.families_of())
+        view = MembershipView(self.membership.settled, *self.membership.snapshot())
         here = self._eligibility()
         reannounce, self._reannounce_all = self._reannounce_all, False
         taken: list[str] = []
@@ -341,6 +370,7 @@ class Speaker:
                     self._release(action)
                     released.append(f"{action.address} ({action.reason})")
         self._update_bgp()
+        self._report()
         if view.settled and not self.membership.ready:
             # Only now, with our gratuitous ARPs sent, may the peers covering
             # for us let go (make before break on rejoin).
@@ -394,6 +424,7 @@ class Speaker:
             self.bgp.apply_config(cfg.bgp)
         self._bgp_sent = None
         self._update_bgp()
+        self._report()
 
     def _bgp_decisions(self) -> tuple[BgpDecision, ...]:
         established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
@@ -405,7 +436,25 @@ class Speaker:
         wanted = bgp_decisions.announcements(self._bgp_decisions())
         if wanted != self._bgp_sent:
             self.bgp.set_announcements(wanted)
+            before = {str(a.address) for a in self._bgp_sent or ()}
+            after = {str(a.address) for a in wanted}
+            if after - before:
+                log.info("BGP: now advertising %d IPs: %s", len(after - before), _summary(sorted(after - before)))
+            if before - after:
+                log.info("BGP: no longer advertising %d IPs: %s", len(before - after), _summary(sorted(before - after)))
             self._bgp_sent = wanted
+
+    # --- telling the cluster -----------------------------------------------------------
+
+    def _report(self) -> None:
+        """Hand the reporter what this node announces of the cluster's Services, when it changed (no I/O here)."""
+        if self.reporter is None or self.stopping:
+            return
+        bgp = self._bgp_decisions() if self.bgp is not None else ()
+        wanted = wanted_reports(self.desired, self.l2_controller.rows(), bgp)
+        if wanted != self._reported:
+            self.reporter.want(wanted)
+            self._reported = wanted
 
     def _bgp_status(self) -> dict[str, Any]:
         return self.bgp.status() if self.bgp is not None else {"peers": []}
@@ -455,11 +504,15 @@ class Speaker:
 async def run(config_path: str, bgp: BgpProvider | None = None) -> int:
     cfg = config_mod.load(config_path)
     sources: list[Source] = []
+    reporter: Reporter | None = None
     if cfg.kubernetes is not None:
-        from .sources.cluster import ClusterDesiredSource  # noqa: PLC0415 - the kubernetes extra, only when asked
+        # the kubernetes extra, only when asked
+        from .sources.announcing import ReportWorker  # noqa: PLC0415
+        from .sources.cluster import ClusterDesiredSource  # noqa: PLC0415
 
         sources.append(ClusterDesiredSource(cfg.kubernetes, cfg.node))
-    speaker = Speaker(config_path, cfg, bgp, sources=sources)
+        reporter = ReportWorker.from_config(cfg.kubernetes)
+    speaker = Speaker(config_path, cfg, bgp, sources=sources, reporter=reporter)
     await speaker.start()
     await speaker.run_until_stopped()
     log.info("stopped")

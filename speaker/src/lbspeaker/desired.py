@@ -29,11 +29,16 @@ class DesiredServices:
     ``allowed_nodes``: service name -> the only nodes that may announce it; a
     service not listed may be announced by any node (its policy and health
     decide). ``excluded_nodes``: node -> why it may announce nothing now.
+    ``cluster_services``: service name -> the Kubernetes Service
+    (``namespace/name``) it was made from, for the services a cluster source
+    gives: those are the ones whose announcements are told to the cluster
+    (``sources.announcing``); the config file's services are not listed.
     """
 
     services: tuple[ServiceConfig, ...] = ()
     allowed_nodes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     excluded_nodes: Mapping[str, str] = field(default_factory=dict)
+    cluster_services: Mapping[str, str] = field(default_factory=dict)
 
     def l2_services(self) -> tuple[ServiceConfig, ...]:
         return tuple(s for s in self.services if s.mode == "l2")
@@ -109,6 +114,7 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
     owner: dict[str, str] = {}
     allowed: dict[str, frozenset[str]] = {}
     excluded: dict[str, str] = {}
+    cluster: dict[str, str] = {}
     conflicts: list[tuple[str, str, str]] = []
     for source, state in snapshots:
         for svc in state.services:
@@ -119,6 +125,8 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
             services.append(svc)
             if svc.name in state.allowed_nodes:
                 allowed[svc.name] = state.allowed_nodes[svc.name]
+            if svc.name in state.cluster_services:
+                cluster[svc.name] = state.cluster_services[svc.name]
         for node, why in state.excluded_nodes.items():
             excluded.setdefault(node, why)
-    return Merged(DesiredServices(tuple(services), allowed, excluded), tuple(conflicts))
+    return Merged(DesiredServices(tuple(services), allowed, excluded, cluster), tuple(conflicts))

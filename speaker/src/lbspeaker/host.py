@@ -9,12 +9,19 @@ the elected node's responder may) and from using them as ARP sources.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
 import os
 import socket
-import struct
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.rtmsg import RT_SCOPE_HOST, rtmsg
 
 from .core.dataplane import IPAddress
 
@@ -22,116 +29,100 @@ log = logging.getLogger(__name__)
 
 RTPROT_LBSPEAKER = 199
 TABLE_LOCAL = 255
-ARP_SYSCTLS = {"arp_ignore": 1, "arp_announce": 2}
-
-# rtnetlink, just what a local route needs (pyroute2 would cost ~20 MB of RSS).
-NETLINK_ROUTE = 0
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x100, 0x400, 0x300
-RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
 RTN_LOCAL = 2
-RT_SCOPE_HOST = 254
-NLMSG_HDR = struct.Struct("=IHHII")
-RTMSG = struct.Struct("=BBBBBBBBI")
-RTA_HDR = struct.Struct("=HH")
+ARP_SYSCTLS = {"arp_ignore": 1, "arp_announce": 2}
+ACK_TIMEOUT_S = 2.0
+
+# rtnetlink through pyroute2's asyncio API (AsyncIPRoute). Importing pyroute2 costs
+# about 10 MB of RSS in the running speaker (docs/reliability.md, "Idle cost").
+# Messages are built as rtmsg objects rather than through AsyncIPRoute.route(): its
+# argument processing costs about twice the CPU per route, and its dump filters only
+# in userspace, after parsing every route of every table.
 
 
 class RouteError(OSError):
     pass
 
 
-def _attr(kind: int, data: bytes) -> bytes:
-    length = RTA_HDR.size + len(data)
-    return RTA_HDR.pack(length, kind) + data + b"\0" * ((4 - length % 4) % 4)
+def route_message(ip: IPAddress, oif: int) -> Any:
+    """The rtmsg for our local route to ``ip`` in table local, out of ``oif`` (lo)."""
+    msg = rtmsg()
+    msg["family"] = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    msg["dst_len"] = ip.max_prefixlen
+    msg["table"] = TABLE_LOCAL
+    msg["proto"] = RTPROT_LBSPEAKER
+    msg["scope"] = RT_SCOPE_HOST
+    msg["type"] = RTN_LOCAL
+    msg["attrs"] = [("RTA_DST", str(ip)), ("RTA_OIF", oif), ("RTA_TABLE", TABLE_LOCAL)]
+    return msg
 
 
-def encode_route(kind: int, flags: int, seq: int, ip: IPAddress, oif: int) -> bytes:
-    """An RTM_NEWROUTE/RTM_DELROUTE message for a local route to ``ip`` in table local."""
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    body = RTMSG.pack(family, ip.max_prefixlen, 0, 0, TABLE_LOCAL, RTPROT_LBSPEAKER, RT_SCOPE_HOST, RTN_LOCAL, 0)
-    body += _attr(RTA_DST, ip.packed) + _attr(RTA_OIF, struct.pack("=I", oif))
-    body += _attr(RTA_TABLE, struct.pack("=I", TABLE_LOCAL))
-    return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), kind, flags, seq, 0) + body
+def dump_request(family: int) -> Any:
+    """An RTM_GETROUTE dump of ``family`` that a strict-checking kernel filters itself:
+    only table local, our protocol number, type local (not every route of every table)."""
+    msg = rtmsg()
+    msg["family"] = family
+    msg["table"] = TABLE_LOCAL
+    msg["proto"] = RTPROT_LBSPEAKER
+    msg["type"] = RTN_LOCAL
+    return msg
 
 
-def decode_messages(data: bytes) -> list[tuple[int, bytes]]:
-    out = []
-    pos = 0
-    while pos + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, pos)
-        if length < NLMSG_HDR.size or pos + length > len(data):
-            break
-        out.append((kind, data[pos + NLMSG_HDR.size : pos + length]))
-        pos += (length + 3) & ~3
-    return out
-
-
-def decode_our_local_route(payload: bytes) -> tuple[int, bytes] | None:
-    """(family, destination) of an RTM_NEWROUTE payload if it is one of our local routes."""
-    if len(payload) < RTMSG.size:
+def our_local_route(msg: Any) -> IPAddress | None:
+    """The destination of a dumped route if it is one of our local routes (checked here
+    too: a kernel without strict checking ignores the dump's filter)."""
+    if msg.get("event") != "RTM_NEWROUTE" or msg.get("proto") != RTPROT_LBSPEAKER or msg.get("type") != RTN_LOCAL:
         return None
-    family, _dlen, _slen, _tos, table, proto, _scope, rtype, _flags = RTMSG.unpack_from(payload)
-    if proto != RTPROT_LBSPEAKER or rtype != RTN_LOCAL:
+    table = msg.get_attr("RTA_TABLE") or msg.get("table")
+    dst = msg.get_attr("RTA_DST")
+    if table != TABLE_LOCAL or not dst:
         return None
-    pos = RTMSG.size
-    dst = b""
-    while pos + RTA_HDR.size <= len(payload):
-        length, kind = RTA_HDR.unpack_from(payload, pos)
-        if length < RTA_HDR.size:
-            break
-        value = payload[pos + RTA_HDR.size : pos + length]
-        if kind == RTA_TABLE and len(value) == 4:
-            table = struct.unpack("=I", value)[0]
-        elif kind == RTA_DST:
-            dst = value
-        pos += (length + 3) & ~3
-    return (family, dst) if table == TABLE_LOCAL and dst else None
+    try:
+        return ipaddress.ip_address(dst)
+    except ValueError:
+        return None
 
 
 class LocalRoutes:
-    """Adds and removes our local routes over a private rtnetlink socket.
-
-    Calls are synchronous: the kernel answers in microseconds, so they do not
-    hold the event loop up in any way that matters.
-    """
+    """Adds and removes our local routes over a private rtnetlink socket (pyroute2's
+    AsyncIPRoute, on the speaker's event loop: the loop runs on while the kernel answers)."""
 
     def __init__(self) -> None:
-        self.sock: socket.socket | None = None
-        self.seq = 0
+        self.ipr: Any = None
         self.lo_index = 1
         self.installed: set[IPAddress] = set()
 
     async def open(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.bind((0, 0))
-        self.sock.settimeout(2.0)
+        self.ipr = AsyncIPRoute(strict_check=True)
         self.lo_index = socket.if_nametoindex("lo")
 
     async def close(self) -> None:
-        if self.sock:
-            self.sock.close()
-            self.sock = None
+        if self.ipr is not None:
+            self.ipr.close()
+            self.ipr = None
 
-    def _request(self, kind: int, flags: int, ip: IPAddress) -> None:
-        assert self.sock is not None
-        self.seq += 1
-        self.sock.send(encode_route(kind, flags | NLM_F_REQUEST | NLM_F_ACK, self.seq, ip, self.lo_index))
-        for _unused in range(16):  # bounded: the ack is the next message for our seq
-            for mkind, payload in decode_messages(self.sock.recv(65536)):
-                if mkind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    seq = struct.unpack_from("=I", payload, 4 + 8)[0]
-                    if seq != self.seq:
-                        continue
-                    if code:
-                        raise RouteError(code, os.strerror(code))
-                    return
-        raise RouteError(errno.ETIMEDOUT, "no rtnetlink acknowledgement")
+    async def _exchange(self, msg: Any, kind: int, flags: int) -> list[Any]:
+        """Send one request and read its answer to the end (bounded in time); an
+        error the kernel answers is raised as RouteError with its errno."""
+        assert self.ipr is not None
+        ipr = self.ipr
+
+        async def answer() -> list[Any]:
+            return [reply async for reply in await ipr.nlm_request(msg, kind, flags | NLM_F_REQUEST)]
+
+        try:
+            return await asyncio.wait_for(answer(), ACK_TIMEOUT_S)
+        except NetlinkError as exc:
+            raise RouteError(exc.code, os.strerror(exc.code)) from None
+        except TimeoutError:
+            raise RouteError(errno.ETIMEDOUT, "no rtnetlink answer") from None
+
+    async def _request(self, kind: int, flags: int, ip: IPAddress) -> None:
+        await self._exchange(route_message(ip, self.lo_index), kind, flags | NLM_F_ACK)
 
     async def add(self, ip: IPAddress) -> None:
         try:
-            self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ip)
+            await self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ip)
         except OSError as exc:
             log.error("cannot add local route for %s: %s", ip, exc)
             raise
@@ -140,31 +131,19 @@ class LocalRoutes:
     async def remove(self, ip: IPAddress) -> None:
         self.installed.discard(ip)
         try:
-            self._request(RTM_DELROUTE, 0, ip)
+            await self._request(RTM_DELROUTE, 0, ip)
         except OSError as exc:
             if exc.errno not in (errno.ESRCH, errno.ENOENT):
                 log.error("cannot remove local route for %s: %s", ip, exc)
 
     async def remove_leftovers(self) -> int:
         """Delete every local route carrying our protocol number (from a killed speaker)."""
-        assert self.sock is not None
         found: list[IPAddress] = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            self.seq += 1
-            body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-            self.sock.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP,
-                                          self.seq, 0) + body)
-            done = False
-            for _unused in range(10000):  # bounded even for huge tables
-                for mkind, payload in decode_messages(self.sock.recv(1 << 20)):
-                    if mkind in (NLMSG_DONE, NLMSG_ERROR):
-                        done = True
-                    elif mkind == RTM_NEWROUTE:
-                        ours = decode_our_local_route(payload)
-                        if ours:
-                            found.append(ipaddress.ip_address(ours[1]))
-                if done:
-                    break
+            for msg in await self._exchange(dump_request(family), RTM_GETROUTE, NLM_F_DUMP):
+                ip = our_local_route(msg)
+                if ip is not None:
+                    found.append(ip)
         for ip in found:
             await self.remove(ip)
         self.installed.clear()

@@ -1,6 +1,6 @@
-"""Link and address state: rtnetlink link and address messages, so the speaker
-re-announces on link-up and knows which address families each interface can
-serve (an interface loses its IPv6 addresses when its link goes down)."""
+"""Link and address state: rtnetlink link and address events (pyroute2's asyncio
+API), so the speaker re-announces on link-up and knows which address families each
+interface can serve (an interface loses its IPv6 addresses when its link goes down)."""
 
 from __future__ import annotations
 
@@ -11,41 +11,35 @@ import logging
 import socket
 import struct
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
 
 log = logging.getLogger(__name__)
 
-NETLINK_ROUTE = 0
-RTMGRP_LINK = 1
-RTMGRP_IPV4_IFADDR = 0x10
-RTMGRP_IPV6_IFADDR = 0x100
-RTM_NEWLINK = 16
-RTM_NEWADDR, RTM_DELADDR = 20, 21
+EVENT_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+REOPEN_DELAY_S = 1.0
 SIOCGIFADDR = 0x8915
 IF_INET6 = "/proc/net/if_inet6"
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
-NLMSG_HDR = struct.Struct("=IHHII")
-IFINFOMSG = struct.Struct("=BxHiII")
-IFF_UP = 0x1
-IFF_LOWER_UP = 0x10000
 
 
-def decode_link_events(data: bytes) -> tuple[list[tuple[int, bool]], bool]:
-    """(ifindex, usable) for each RTM_NEWLINK in a netlink datagram (usable = admin
-    up with carrier), and whether it carried an address change (RTM_NEWADDR/DELADDR)."""
+def link_events(messages: Iterable[Any]) -> tuple[list[tuple[int, bool]], bool]:
+    """(ifindex, usable) for each RTM_NEWLINK among rtnetlink messages (usable = admin
+    up with carrier), and whether any of them was an address change (RTM_NEWADDR/DELADDR)."""
     events = []
     addresses = False
-    pos = 0
-    while pos + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, pos)
-        if length < NLMSG_HDR.size or pos + length > len(data):
-            break
-        if kind == RTM_NEWLINK and length >= NLMSG_HDR.size + IFINFOMSG.size:
-            _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, pos + NLMSG_HDR.size)
-            events.append((index, bool(flags & IFF_UP and flags & IFF_LOWER_UP)))
-        elif kind in (RTM_NEWADDR, RTM_DELADDR):
+    for msg in messages:
+        event = msg.get("event")
+        if event == "RTM_NEWLINK":
+            flags = msg.get("flags") or 0
+            events.append((int(msg["index"]), bool(flags & IFF_UP and flags & IFF_LOWER_UP)))
+        elif event in ("RTM_NEWADDR", "RTM_DELADDR"):
             addresses = True
-        pos += (length + 3) & ~3
     return events, addresses
 
 
@@ -100,13 +94,19 @@ def link_usable(ifname: str) -> bool:
 
 class LinkWatcher:
     """Calls ``on_up(ifname)`` when a watched interface goes from unusable to usable,
-    and ``on_addresses()`` when any interface gains or loses an address."""
+    and ``on_addresses()`` when any interface gains or loses an address.
+
+    Events arrive on a pyroute2 ``AsyncIPRoute`` bound to the link and address groups,
+    read by a task on the speaker's loop (nothing is polled). When the socket
+    overflows (ENOBUFS: events were lost), it is replaced by a new one and the state
+    is read again from sysfs."""
 
     def __init__(self, on_up: Callable[[str], None], on_addresses: Callable[[], None] = lambda: None) -> None:
         self.on_up = on_up
         self.on_addresses = on_addresses
         self.state: dict[int, tuple[str, bool]] = {}
-        self.sock: socket.socket | None = None
+        self.ipr: Any = None
+        self._reader: asyncio.Task[None] | None = None
 
     def watch(self, ifnames: set[str]) -> None:
         state = {}
@@ -119,36 +119,64 @@ class LinkWatcher:
             state[index] = (name, old[1] if old else link_usable(name))
         self.state = state
 
-    def start(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
-        self.sock.setblocking(False)
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+    async def start(self) -> None:
+        """Subscribe before returning: no event after this call is missed."""
+        await self._open()
+        self._reader = asyncio.get_running_loop().create_task(self._read(), name="link-events")
 
     def close(self) -> None:
-        if self.sock:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        self._close_socket()
 
-    def _readable(self) -> None:
-        assert self.sock is not None
-        for _unused in range(64):
+    async def _open(self) -> None:
+        ipr = AsyncIPRoute()
+        try:
+            await ipr.bind(groups=EVENT_GROUPS)
+        except BaseException:
+            ipr.close()
+            raise
+        self.ipr = ipr
+
+    def _close_socket(self) -> None:
+        if self.ipr is not None:
+            self.ipr.close()
+            self.ipr = None
+
+    async def _read(self) -> None:
+        while self.ipr is not None:
             try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
+                # one datagram's messages per get(): one on_addresses() per datagram at most
+                messages = [msg async for msg in self.ipr.get()]
+            except (OSError, NetlinkError) as exc:  # ENOBUFS on overrun
+                log.warning("link events lost (%s): reading link state again", exc)
+                await self._reopen()
+                continue
+            if not messages:  # the socket was closed
                 return
-            except OSError as exc:  # ENOBUFS on overrun: resync from sysfs
-                log.debug("netlink: %s", exc)
-                for index, (name, _up) in list(self.state.items()):
-                    self._update(index, link_usable(name))
-                self.on_addresses()
-                return
-            events, addresses = decode_link_events(data)
-            for index, up in events:
-                self._update(index, up)
-            if addresses:
-                self.on_addresses()
+            try:
+                events, addresses = link_events(messages)
+                for index, up in events:
+                    self._update(index, up)
+                if addresses:
+                    self.on_addresses()
+            except Exception:  # a failing callback must not end the watch
+                log.exception("handling link events failed")
+
+    async def _reopen(self) -> None:
+        """A new socket (pyroute2's cannot be used after an overrun), then the state
+        from sysfs: what changed while events were lost is seen either way."""
+        self._close_socket()
+        while self.ipr is None:
+            try:
+                await self._open()
+            except OSError as exc:
+                log.error("cannot subscribe to link events: %s; retrying", exc)
+                await asyncio.sleep(REOPEN_DELAY_S)
+        for index, (name, _up) in list(self.state.items()):
+            self._update(index, link_usable(name))
+        self.on_addresses()
 
     def _update(self, index: int, up: bool) -> None:
         if index not in self.state:

@@ -250,19 +250,21 @@ class Membership:
     def live(self) -> dict[str, frozenset[str]]:
         """The nodes that may lead (this one included; peers alive and ready) and
         the Local services each has healthy."""
-        view = {self.node: self._refresh()[0]}
-        for p in self.peers.values():
-            if p.alive and p.ready:
-                view[p.name] = p.local_healthy
-        return view
+        return self.snapshot()[0]
 
     def families_of(self) -> dict[str, frozenset[int]]:
         """The address families each node in ``live()`` can serve now."""
-        view = {self.node: self._refresh()[1]}
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[int]]]:
+        """``live()`` and ``families_of()`` from one reading of this node's own state."""
+        healthy, families = self._refresh()
+        live, fams = {self.node: healthy}, {self.node: families}
         for p in self.peers.values():
             if p.alive and p.ready:
-                view[p.name] = p.families
-        return view
+                live[p.name] = p.local_healthy
+                fams[p.name] = p.families
+        return live, fams
 
     def mark_ready(self) -> None:
         """This node now answers for every IP it is elected for: say so at once,

@@ -67,7 +67,11 @@ def test_every_node_agrees_exactly_one_takes_each_ip():
             takers[action.address].append(node)
         for row in c.rows():
             assert row.leader == ranked(row.address)[0]
-            assert row.reason == ("elected leader" if row.leader == node else f"{row.leader} ranks higher")
+            assert row.reason == (
+                "elected among 3 eligible nodes (Cluster) [node1, node2, node3]"
+                if row.leader == node
+                else f"{row.leader} ranks higher"
+            )
     assert all(len(nodes) == 1 and nodes[0] == ranked(ip)[0] for ip, nodes in takers.items())
     assert {nodes[0] for nodes in takers.values()} == set(NODES)  # the IPs spread over the nodes
 
@@ -102,7 +106,7 @@ def test_leader_leaving_the_next_one_takes_over_and_counts_one_change():
     plan = c.plan(view(live=[n for n in NODES if n != first]), here(second))
     assert [(a.kind, a.address) for a in plan.actions] == [("take", V4)]
     assert [(ch.old, ch.new) for ch in plan.leader_changes] == [(first, second)]
-    assert c.rows()[0].reason == "elected leader"
+    assert c.rows()[0].reason == f"elected among 2 eligible nodes (Cluster) [{', '.join(sorted([second, _third]))}]"
 
 
 def test_returning_leader_released_with_the_handover_drain_when_it_says_ready():
@@ -171,7 +175,7 @@ def test_local_eligibility_lost_releases_and_nobody_eligible_leaves_the_ip_silen
     web = svc("default/web", policy="Local")
     c = controller("node1", web)
     carry_out(c, c.plan(view(healthy={"node1": ["default/web"]}), here("node1", ["default/web"])))
-    assert c.rows()[0].announcing and c.rows()[0].reason == "elected leader"
+    assert c.rows()[0].announcing and c.rows()[0].reason == "only node with a serving endpoint (Local)"
 
     plan = c.plan(view(healthy={"node2": ["default/web"]}), here("node1"))
     assert [(a.kind, a.grace_s) for a in plan.actions] == [("release", HANDOVER_GRACE_S)]
@@ -296,3 +300,19 @@ def test_planning_in_slices_decides_as_the_whole_table_does():
         got.extend(sliced.plan(view(), here("node2"), addresses=[*ips[start : start + 7], V6]).actions)
     assert tuple(got) == expected and len(expected) > 0
     assert [(r.leader, r.reason) for r in sliced.rows()] == [(r.leader, r.reason) for r in whole.rows()]
+
+
+def test_the_leaders_reason_names_the_nodes_it_was_elected_among():
+    web = svc("default/web", policy="Local")
+    leader = ranked(V4, ("node1", "node3"))[0]
+    c = controller(leader, web)
+    c.plan(view(healthy={n: ["default/web"] for n in ("node1", "node3")}), here(leader, ["default/web"]))
+    assert c.rows()[0].leader == leader
+    assert c.rows()[0].reason == "elected among 2 nodes with a serving endpoint (Local) [node1, node3]"
+    many = [f"n{i:02d}" for i in range(10)]
+    c = controller(ranked(V4, many)[0], svc("default/big"))
+    c.plan(view(live=many), here(ranked(V4, many)[0]))
+    assert c.rows()[0].reason == "elected among 10 eligible nodes (Cluster) [n00, n01, n02, n03, n04, n05, n06, n07, and 2 more]"
+    c = controller("node2", svc("default/one"))
+    c.plan(view(live=["node2"]), here("node2"))
+    assert c.rows()[0].reason == "only eligible node (Cluster)"

@@ -80,5 +80,5 @@ def test_the_daemons_status_is_what_its_controllers_decided():
     view = MembershipView(True, {"node1": frozenset()}, {"node1": frozenset({4, 6})})
     speaker.l2_controller.plan(view, speaker._eligibility())
     reasons = {r["address"]: (r["leader"], r["reason"]) for r in speaker.status()["announcements"]}
-    assert reasons["198.51.100.100"] == ("node1", "elected leader")
-    assert reasons["2001:db8:1::100"] == ("node1", "elected leader")
+    assert reasons["198.51.100.100"] == ("node1", "only eligible node (Cluster)")
+    assert reasons["2001:db8:1::100"] == ("node1", "only eligible node (Cluster)")

@@ -106,7 +106,9 @@ class Kube:
     def _headers(self, content_type: str = "application/json") -> dict[str, str]:
         # the User-Agent names the field manager of what we write (managedFields)
         headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self._user_agent}
-        token = self._cfg.get_api_key_with_prefix("authorization")  # refreshed in-cluster tokens too
+        # refreshed in-cluster tokens too; the client keeps a token under "BearerToken" (kubernetes >= 30),
+        # older ones under "authorization"
+        token = self._cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         return headers

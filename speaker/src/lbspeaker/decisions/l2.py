@@ -84,6 +84,21 @@ def _no_leader_reason(services: Iterable[ServiceConfig]) -> str:
     return "no eligible node (no live node may announce it)"
 
 
+NAMES_SHOWN = 8  # candidates named in a reason; more are counted
+
+
+def _leader_reason(services: Iterable[ServiceConfig], candidates: tuple[str, ...]) -> str:
+    """Why this node leads: how many nodes could have, and which (an operator's first question)."""
+    local = all(s.external_traffic_policy == "Local" for s in services)
+    if len(candidates) == 1:
+        return "only node with a serving endpoint (Local)" if local else "only eligible node (Cluster)"
+    names = sorted(candidates)
+    more = len(names) - NAMES_SHOWN
+    shown = ", ".join(names[:NAMES_SHOWN]) + (f", and {more} more" if more > 0 else "")
+    what = "nodes with a serving endpoint (Local)" if local else "eligible nodes (Cluster)"
+    return f"elected among {len(names)} {what} [{shown}]"
+
+
 class L2Controller:
     """Decides, per L2 service IP, whether this node announces it."""
 
@@ -219,7 +234,7 @@ class L2Controller:
         if leader is None:
             return _no_leader_reason(svcs)
         if leader == self.node:
-            return "elected leader"
+            return _leader_reason(svcs, result.candidates)
         if self.node not in result.candidates:
             if any(s.external_traffic_policy == "Local" for s in svcs):
                 return f"not eligible here (no healthy local endpoint); leader is {leader}"

@@ -13,8 +13,9 @@ as it is, so no write of one node can undo another's (no read-modify-write of
 a shared value, no conflict to retry). When the node stops announcing the
 last of the Service's addresses its key is removed (the merge patch's null).
 
-Blocking HTTP: call it from a worker thread (``asyncio.to_thread``), not on
-the loop. A restarted speaker reads its own key back from the Service the
+Blocking HTTP: the daemon never calls it on its loop; :class:`ReportWorker`
+(one thread) carries the calls out, from what the daemon wants reported
+(``decisions.report``). A restarted speaker reads its own key back from the Service the
 first time it touches that Service, so it neither repeats the Event of an
 address it already held nor leaves a stale address in the record.
 """
@@ -25,10 +26,13 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..controller.kube import ApiError, Kube, now_rfc3339
+from ..config import ClusterConfig
+from ..controller.kube import ApiError, Kube, backoff, now_rfc3339
+from ..decisions.report import ReportCall, Reports, apply_call, report_calls
 
 log = logging.getLogger("lbspeaker.sources.announcing")
 
@@ -71,6 +75,13 @@ class AnnouncementReporter:
         """What this reporter holds as announced by ``node`` for the Service ``key``."""
         with self._lock:
             return {ip: dict(v) for ip, v in self._records.get((key, node), {}).items()}
+
+    def held(self, key: str, node: str) -> dict[str, dict[str, str]] | None:
+        """What ``node`` announces for the Service ``key`` as the Service says it (read from the API the first
+        time, then as this reporter keeps it); None when the Service does not exist."""
+        with self._lock:
+            record = self._record(key, node)
+            return None if record is None else {ip: dict(v) for ip, v in record.items()}
 
     def announce(self, key: str, ip: str, node: str, mode: str, reason: str) -> bool:
         """``node`` announces ``ip`` of the Service ``key`` (``namespace/name``) by ``mode`` because ``reason``.
@@ -149,3 +160,129 @@ class AnnouncementReporter:
             )
         except ApiError as exc:  # the record is written; a lost Event is logged, not retried
             log.warning("event %s for %s: %s", EVENT_REASON, key, exc)
+
+
+LOG_EVERY_S = 30.0  # a failing API server is logged at most this often (the first failure at once)
+
+
+class ReportWorker:
+    """Carries the reporter's calls out on one thread, so the daemon's loop never waits for the API server.
+
+    The daemon hands over the whole of what it wants reported (:meth:`want`, cheap, from the loop); the
+    thread compares it with what it knows the cluster holds and makes the calls
+    (:func:`~lbspeaker.decisions.report.report_calls`), one at a time: each Service's calls keep their
+    order, and a burst of changes is coalesced into the last state. A Service seen for the first time is
+    read back from the API (its record from an earlier run is the starting point, so stale addresses are
+    withdrawn). A failed call (API server down, a conflict) drops what is known of that Service, so it is
+    read again, and the thread tries again with back-off until the API server answers: then everything
+    wanted is brought in (nothing is lost in an outage). Failures are logged, at most every ``log_every_s``.
+    """
+
+    def __init__(self, reporter: AnnouncementReporter, node: str, *, log_every_s: float = LOG_EVERY_S) -> None:
+        self.reporter = reporter
+        self.node = node
+        self.log_every_s = log_every_s
+        self.calls = 0  # made, failed or not
+        self.failures = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._wanted: dict[str, dict[str, tuple[str, str]]] = {}
+        self._dirty = False
+        self._busy = False
+        self._written: dict[str, dict[str, tuple[str, str]]] = {}  # what the cluster holds, as far as known
+        self._last_logged = 0.0
+        self._unlogged = 0
+        self._thread = threading.Thread(target=self._run, name="report-announcements", daemon=True)
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> ReportWorker:
+        """For the speaker's ``kubernetes:`` section, as the node ``node_name`` (its own API client)."""
+        return cls(AnnouncementReporter(Kube(config.access, user_agent=COMPONENT)), config.node_name)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def want(self, wanted: Reports) -> None:
+        """Report ``wanted`` (Service key -> address -> (mode, reason)) from now on; returns at once."""
+        with self._cond:
+            self._wanted = {key: dict(addresses) for key, addresses in wanted.items()}
+            self._dirty = True
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        """Everything wanted is written (for tests and a clean stop)."""
+        with self._cond:
+            return not self._dirty and not self._busy
+
+    def stop(self, flush_s: float = 0.0) -> None:
+        """Stop the thread, after up to ``flush_s`` seconds for the calls still due (bounded)."""
+        deadline = time.monotonic() + flush_s
+        while flush_s > 0 and not self.idle() and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            with self._cond:
+                while not self._dirty and not self._stop.is_set():
+                    self._cond.wait()
+                if self._stop.is_set():
+                    return
+                wanted, self._dirty, self._busy = self._wanted, False, True
+            try:
+                done = self._sync(wanted)
+                attempt = 0
+            except Exception as exc:  # the API server down or refusing: try again, never give up the thread
+                self._failed(exc)
+                done = False
+                attempt += 1
+            with self._cond:
+                self._busy = False
+                if not done:
+                    self._dirty = True
+            if not done and self._stop.wait(backoff(attempt)):
+                return
+
+    def _sync(self, wanted: Reports) -> bool:
+        """Make the calls from what is written to ``wanted``; False when stopped before the end."""
+        for key in sorted(wanted):
+            if key not in self._written:
+                held = self.reporter.held(key, self.node)
+                self._written[key] = {ip: (e.get("mode", ""), e.get("reason", "")) for ip, e in (held or {}).items()}
+        for call in report_calls(self._written, wanted):
+            if self._stop.is_set():
+                return False
+            self._call(call)
+            apply_call(self._written, call)
+        return True
+
+    def _call(self, call: ReportCall) -> None:
+        self.calls += 1
+        try:
+            if call.kind == "announce":
+                if self.reporter.announce(call.key, call.ip, self.node, call.mode, call.reason):
+                    log.info("%s: announcing %s (%s): %s", call.key, call.ip, call.mode, call.reason)
+            elif call.kind == "withdraw":
+                self.reporter.withdraw(call.key, call.ip, self.node)
+            else:
+                self.reporter.forget(call.key)
+        except Exception:
+            # what the cluster holds for this Service is unknown now: read it again on the next try
+            self._written.pop(call.key, None)
+            self.reporter.forget(call.key)
+            raise
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        if self._last_logged and now - self._last_logged < self.log_every_s:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failures since the last message)" if self._unlogged else ""
+        log.warning("telling the cluster which node announces: %s; retrying%s", exc, more)
+        self._last_logged, self._unlogged = now, 0

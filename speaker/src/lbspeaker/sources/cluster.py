@@ -370,8 +370,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             plan = pool_announcement(svc.pool, config.advertisements)
             if plan.mode is None:
                 continue
-            mode, candidates = plan.mode, plan.nodes
-            interfaces = tuple(dict.fromkeys(i for ad in plan.advertisements for i in ad.interfaces))
+            mode, candidates, interfaces = plan.mode, plan.nodes, plan.interfaces
             # this node's: an advertisement with nodes applies to the routes of those nodes only (MetalLB's
             # nodeSelectors on a BGPAdvertisement)
             policy = tuple(ad for ad in plan.advertisements if not ad.nodes or config.node_name in ad.nodes)
@@ -383,7 +382,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             addresses=tuple(ipaddress.ip_address(a) for a in svc.addresses),
             mode=mode,
             external_traffic_policy=svc.external_traffic_policy,
-            interfaces=interfaces if mode == "l2" else (),
+            interfaces=interfaces,
             ports=svc.ports,
             advertisements=policy,
         ))
@@ -395,7 +394,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
         if nodes is not None:
             allowed[key] = nodes
     excluded = {speaker_name(n): why for n, why in state.nodes.items() if why}
-    return DesiredServices(tuple(services), allowed, excluded)
+    return DesiredServices(tuple(services), allowed, excluded, {s.name: s.name for s in services})
 
 
 class ClusterDesiredSource:
@@ -430,8 +429,11 @@ class ClusterDesiredSource:
     def _on_state(self, state: ClusterState) -> None:
         desired = desired_from_cluster(state, self.config, self.node)
         if desired != self._state:
-            self._state = desired
-            log.info("cluster: %d Services to announce, %d nodes excluded", len(desired.services),
-                     len(desired.excluded_nodes))
+            before, self._state = self._state, desired
+            # INFO only when the counts move (a Service or an excluded node came or went); every other
+            # change (an endpoint moved, a port changed) at DEBUG, so a busy cluster does not flood the log
+            counts = (len(desired.services), len(desired.excluded_nodes))
+            level = logging.DEBUG if (len(before.services), len(before.excluded_nodes)) == counts else logging.INFO
+            log.log(level, "cluster: %d Services to announce, %d nodes excluded", *counts)
             if self._changed is not None:
                 self._changed()

@@ -118,3 +118,37 @@ def test_a_service_without_namespace_keeps_its_policy_and_data_plane_keys():
     assert entry["health_check"] == {"type": "tcp", "host": "127.0.0.1", "port": 8080, "interval_ms": 1000, "timeout_ms": 500}
     assert [(b["node"], b["address"], b["port"]) for b in entry["backends"]] == [("node1", "198.51.100.11", 8080)]
     assert entry["ports"] == [{"port": 80, "protocol": "TCP"}]
+
+
+def test_node_config_carries_the_kubernetes_section_and_brings_bgp_for_it():
+    settings = {
+        "interfaces": ["eth0"],
+        "membership": {"secret_file": "/etc/baremetal-lb/membership.secret"},
+        "status": {"address": "127.0.0.1", "port": 7473},
+        "services": [],
+        "bgp_advertisements": [],
+        "bgp_asn": 64501,
+        "bgp_router_id": "198.51.100.11",
+        "bgp_peers": PEERS,
+    }
+    nodes = [{"name": f"node{i}", "address": f"198.51.100.1{i}"} for i in (1, 2)]
+    cluster = {"kubeconfig": "/etc/baremetal-lb/speaker.kubeconfig", "node_name": "node1",
+               "pools": [{"name": "lan", "addresses": ["198.51.100.100-198.51.100.109"]},
+                         {"name": "routed", "addresses": ["203.0.113.0/24", "2001:db8:2::10-2001:db8:2::1f"]}],
+               "bgp_advertisements": [{"pools": ["routed"], "nodes": ["node1"], "peers": ["tor"],
+                                       "communities": ["64500:100"], "local_pref": 200}]}
+    node1 = node_config("node1", nodes, {**settings, "kubernetes": cluster})
+    assert node1["kubernetes"] == cluster  # as given: the speaker reads the advertisements' nodes itself
+    assert node1["bgp"]["peers"] == PEERS
+    # the cluster's routes (known by their ingress only) are matched by the pool's addresses, with the policy
+    assert node1["bgp"]["advertisements"] == [
+        {"addresses": ["203.0.113.0/24", "2001:db8:2::10/124"], "peers": ["tor"], "communities": ["64500:100"],
+         "local_pref": 200}]
+    every_pool = {**cluster, "bgp_advertisements": [{}]}
+    assert node_config("node2", nodes, {**settings, "kubernetes": every_pool})["bgp"]["advertisements"] == [
+        {"addresses": ["198.51.100.100/30", "198.51.100.104/30", "198.51.100.108/31",
+                       "203.0.113.0/24", "2001:db8:2::10/124"]}]
+    node2 = node_config("node2", nodes, {**settings, "kubernetes": cluster})
+    assert "bgp" not in node2  # the advertisement is node1's only
+    assert "kubernetes" not in node_config("node1", nodes, settings)  # not a cluster node: no section, no bgp
+    assert "bgp" not in node_config("node1", nodes, settings)
