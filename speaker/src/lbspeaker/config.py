@@ -250,13 +250,17 @@ def parse_cluster(value: Any, node: str) -> ClusterConfig:
 
 
 def _check_cluster_bgp(cluster: ClusterConfig, bgp: BgpConfig | None) -> None:
-    """The kubernetes section's BGP advertisements need the bgp section, and name only its peers."""
-    peer_keys = {p.key for p in bgp.peers} | {str(p.address) for p in bgp.peers} if bgp is not None else set()
+    """The kubernetes section's BGP advertisements meant for this node name only peers of the bgp section.
+
+    Without a bgp section (a node with no peer of its own, as the role renders it) they announce nothing
+    here, which the status says (no BGP session); an advertisement for other nodes is theirs to check.
+    """
+    if bgp is None:
+        return
+    peer_keys = {p.key for p in bgp.peers} | {str(p.address) for p in bgp.peers}
     for ad in cluster.advertisements:
-        if ad.mode != "bgp":
+        if ad.mode != "bgp" or (ad.nodes and cluster.node_name not in ad.nodes):
             continue
-        if bgp is None:
-            raise ConfigError(ad.field, {"pools": list(ad.pools)}, "needs a top-level bgp section with peers")
         for j, peer in enumerate(ad.peers):
             if peer not in peer_keys:
                 raise ConfigError(f"{ad.field}.peers[{j}]", peer, "names no configured peer (use its name or address)")
