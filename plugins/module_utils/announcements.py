@@ -21,7 +21,6 @@ from typing import Any
 
 from .advertisements import BGP_POLICY_KEYS, parse_advertisements, pool_announcement
 from .limits import MIN_SECRET_BYTES, password_problem, secret_problem
-from .pools import parse_pool_list
 from .service import parse_service
 
 # a service in one node's speaker configuration (node_config): what the speaker reads
@@ -174,26 +173,6 @@ def _route_policy(ad: Mapping[str, Any]) -> dict[str, Any]:
     return policy
 
 
-def _cluster_route_advertisements(cluster: Mapping[str, Any], node: str) -> list[dict[str, Any]]:
-    """The ``kubernetes`` section's BGP advertisements meant for ``node``, as the speaker's route policy.
-
-    A cluster Service is known only at run time, by its ingress: these match by the addresses of the
-    pools they name (none: every pool of the section), so its routes get the advertisement's peers,
-    communities and local-pref. Without them the ``bgp`` section would send the cluster's routes nowhere.
-    """
-    ads = _for_node(cluster.get("bgp_advertisements") or [], node)
-    if not ads:
-        return []
-    pools = {p.name: p for p in parse_pool_list(cluster.get("pools") or [], "kubernetes.pools")}
-    out = []
-    for ad in ads:
-        names = [str(n) for n in _as_list(ad.get("pools"))] or list(pools)
-        addresses = [str(net) for name in names if name in pools for r in pools[name].ranges for net in r.networks()]
-        if addresses:  # an empty list would mean "every announcement" to the speaker
-            out.append({"addresses": addresses, **_route_policy(ad)})
-    return out
-
-
 def _for_node(items: Sequence[Mapping[str, Any]], node: str) -> list[dict[str, Any]]:
     """The items whose ``nodes`` is empty or names ``node``, without that key."""
     return [
@@ -212,8 +191,8 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
     the speaker's ``kubernetes:`` section, put in as it is. The ``bgp`` section
     is there when this node has peers and something to announce over BGP: a
     service of its own, or a BGP advertisement of the ``kubernetes`` section
-    meant for it; such advertisements become route policies by their pools'
-    addresses, so the cluster's Services reach the peers with their communities.
+    meant for it (the speaker applies those to the cluster's Services by their
+    pool, with their peers, communities and local-pref).
     """
     services = _for_node(settings.get("services") or [], node)
     doc: dict[str, Any] = {
@@ -227,14 +206,15 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
     cluster: Mapping[str, Any] = settings.get("kubernetes") or {}
     if cluster:
         doc["kubernetes"] = dict(cluster)
-    cluster_ads = _cluster_route_advertisements(cluster, node) if cluster else []
+    # the cluster's BGP advertisements meant for this node: the speaker applies them to the cluster's
+    # Services itself (by their pool), and needs the bgp section's peers and session settings for them
+    cluster_bgp = _for_node(cluster.get("bgp_advertisements") or [], node) if cluster else []
     peers = _for_node(settings.get("bgp_peers") or [], node)
-    if (cluster_ads or any(s["mode"] == "bgp" for s in services)) and peers:
-        advertisements = _for_node(settings.get("bgp_advertisements") or [], node) + cluster_ads
+    if (cluster_bgp or any(s["mode"] == "bgp" for s in services)) and peers:
         doc["bgp"] = {
             "asn": settings["bgp_asn"],
             "router_id": str(settings["bgp_router_id"]),
             "peers": peers,
-            "advertisements": advertisements,
+            "advertisements": _for_node(settings.get("bgp_advertisements") or [], node),
         }
     return doc

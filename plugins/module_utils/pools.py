@@ -84,11 +84,6 @@ class AddressRange:
     def overlaps(self, other: AddressRange) -> bool:
         return self.family == other.family and self.first <= other.last and other.first <= self.last
 
-    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """The fewest CIDRs that cover exactly this entry (route policies match addresses by prefix)."""
-        address = ipaddress.IPv4Address if self.family == 4 else ipaddress.IPv6Address
-        return list(ipaddress.summarize_address_range(address(self.first), address(self.last)))
-
 
 def parse_range(text: object, field: str) -> AddressRange:
     """A CIDR (``198.51.100.0/24``), a range (``a-b``) or a single address."""

@@ -140,14 +140,11 @@ def test_node_config_carries_the_kubernetes_section_and_brings_bgp_for_it():
     node1 = node_config("node1", nodes, {**settings, "kubernetes": cluster})
     assert node1["kubernetes"] == cluster  # as given: the speaker reads the advertisements' nodes itself
     assert node1["bgp"]["peers"] == PEERS
-    # the cluster's routes (known by their ingress only) are matched by the pool's addresses, with the policy
-    assert node1["bgp"]["advertisements"] == [
-        {"addresses": ["203.0.113.0/24", "2001:db8:2::10/124"], "peers": ["tor"], "communities": ["64500:100"],
-         "local_pref": 200}]
+    # no route policy for them in the bgp section: the speaker applies the pool's advertisement to the
+    # cluster's Services itself (by their pool), so the section carries only the static advertisements
+    assert node1["bgp"]["advertisements"] == []
     every_pool = {**cluster, "bgp_advertisements": [{}]}
-    assert node_config("node2", nodes, {**settings, "kubernetes": every_pool})["bgp"]["advertisements"] == [
-        {"addresses": ["198.51.100.100/30", "198.51.100.104/30", "198.51.100.108/31",
-                       "203.0.113.0/24", "2001:db8:2::10/124"]}]
+    assert node_config("node2", nodes, {**settings, "kubernetes": every_pool})["bgp"]["peers"] == PEERS
     node2 = node_config("node2", nodes, {**settings, "kubernetes": cluster})
     assert "bgp" not in node2  # the advertisement is node1's only
     assert "kubernetes" not in node_config("node1", nodes, settings)  # not a cluster node: no section, no bgp
