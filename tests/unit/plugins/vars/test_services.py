@@ -95,3 +95,11 @@ def test_a_yaml_error_gives_the_line(tmp_path: Path) -> None:
     write(tmp_path, "host_vars/ctl1.lb_services.yml", "lb_services:\n  - {name: web}\n  - {name: api\n")
     with pytest.raises(AnsibleParserError, match=r"line [34]"):
         get_vars(tmp_path, Host("ctl1"))
+
+
+def test_a_json_file_is_read_as_json(tmp_path: Path) -> None:
+    write(tmp_path, "host_vars/ctl1.lb_services.json", '{"lb_services": [{"name": "web", "labels": {"tier": "edge"}}]}')
+    assert get_vars(tmp_path, Host("ctl1")) == {"lb_services": [{"name": "web", "labels": {"tier": "edge"}}]}
+    write(tmp_path, "host_vars/ctl2.lb_services.json", '{"lb_services": [{"name": "web", "prots": [80]}]}')
+    with pytest.raises(AnsibleParserError, match=r"ctl2\.lb_services\.json: lb_services\[0\]\.prots: unknown key"):
+        get_vars(tmp_path, Host("ctl2"))
