@@ -26,8 +26,9 @@ description:
     holding only strings, numbers, booleans, nulls, lists and mappings. M(baremetal.lb.allocate) and
     M(baremetal.lb.validate) check the services themselves (C(services[3].ports[0].port) is
     C(lb_services[3]) of the file, when the task is given C({{ lb_services }})).
-  - A file for a group sets C(lb_services) for every host in it; a host's own file, or an
-    C(lb_services) in an ordinary vars file of higher precedence, replaces it (lists are not merged).
+  - A file for a group sets C(lb_services) for every host in it; a host's own file replaces it (lists
+    are not merged). For the same host or group, the plugin listed later in C(vars_plugins_enabled)
+    wins over the other's C(lb_services).
   - Enable it beside the built-in plugin, in C(ansible.cfg)
     C(vars_plugins_enabled = host_group_vars,baremetal.lb.services), or with C(ANSIBLE_VARS_ENABLED).
 options:
