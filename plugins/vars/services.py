@@ -35,7 +35,7 @@ options:
   stage:
     ini:
       - key: stage
-        section: baremetal.lb.services
+        section: vars_baremetal_lb_services
     env:
       - name: BAREMETAL_LB_SERVICES_VARS_STAGE
 extends_documentation_fragment:
