@@ -30,7 +30,7 @@ from typing import Protocol
 from .allocator import Allocation
 from .batching import cyclic_gc_paused
 from .errors import InputError, LedgerError
-from .pools import FAMILIES_BY_NAME, Pool, parse_address, parse_pool
+from .pools import FAMILIES_BY_NAME, Pool, parse_pool, parse_stored_address
 from .service import Service, ServicePort
 
 DEFAULT_LEDGER = "~/.local/state/baremetal-lb/ledger.sqlite3"
@@ -87,7 +87,7 @@ class Ledger(Protocol):
 def _stored_service(data: dict[str, object]) -> Service:
     """A service as stored; it was validated when it was first saved."""
     ports = tuple(ServicePort(str(p["protocol"]), int(p["port"])) for p in data["ports"])  # type: ignore[attr-defined]
-    ips = tuple(parse_address(ip, "load_balancer_ips") for ip in data["load_balancer_ips"])  # type: ignore[attr-defined]
+    ips = tuple(parse_stored_address(ip, "load_balancer_ips") for ip in data["load_balancer_ips"])  # type: ignore[attr-defined]
     return Service(
         namespace=str(data["namespace"]),
         name=str(data["name"]),
@@ -124,11 +124,15 @@ def state_from_rows(pool_rows: Iterable[PoolRow], allocation_rows: Iterable[Allo
             Allocation(
                 _stored_service(json.loads(service)),
                 pool,
-                tuple(parse_address(a, "address") for a in json.loads(addresses)),
+                tuple(parse_stored_address(a, "address") for a in json.loads(addresses)),
             )
             for _namespace, _name, pool, addresses, service in allocation_rows
         ]
         return LedgerState(pools, allocations)
+
+
+# json.dumps(..., sort_keys=True) builds a new encoder on every call: one, kept, writes the same text
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode
 
 
 def allocation_row(allocation: Allocation) -> AllocationRow:
@@ -137,7 +141,7 @@ def allocation_row(allocation: Allocation) -> AllocationRow:
         allocation.service.name,
         allocation.pool,
         json.dumps(allocation.address_strings),
-        json.dumps(allocation.service.to_dict(), sort_keys=True),
+        _SORTED_JSON(allocation.service.to_dict()),
     )
 
 

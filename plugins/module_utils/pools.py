@@ -37,6 +37,20 @@ def parse_address(text: object, field: str) -> tuple[int, int]:
     return ip.version, int(ip)
 
 
+def parse_stored_address(text: str, field: str) -> tuple[int, int]:
+    """:func:`parse_address` for text :func:`format_address` wrote (a ledger's rows), several times faster.
+
+    ``inet_pton`` reads the canonical forms; anything else it refuses is left to :func:`parse_address`
+    and its error. Not for user input: the two parsers do not agree on every odd spelling.
+    """
+    try:
+        if ":" in text:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except (OSError, TypeError):
+        return parse_address(text, field)
+
+
 def format_address(family: int, value: int) -> str:
     # inet_ntop gives the same canonical (RFC 5952) text as ipaddress, several times faster
     if family == 4:

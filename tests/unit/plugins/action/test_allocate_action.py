@@ -40,6 +40,8 @@ def test_plain_data_copies_json_types():
         ["#jinja2: variable_start_string:'[[' \n[[ x ]]"],
         [{"ports": ({"port": 1},)}],  # a tuple is not plain JSON data
         [{"name": object()}],
+        [{"labels": {1: "a"}}],  # JSON would write the key as "1"
+        [{"ports": [{"port": float("nan")}]}],
     ],
 )
 def test_plain_data_refuses_anything_template_like(value):
@@ -133,6 +135,29 @@ def test_in_process_argument_errors_are_ansibles(tmp_path):
     assert result["msg"].startswith("Unsupported parameters for (baremetal.lb.allocate) module: servics.")
     result = plugin(args={"ledger": str(tmp_path / "l.sqlite3")}).run_in_process()
     assert result is not None and result["msg"] == "missing required arguments: services"
+    # services that are not a list of mappings are Ansible's to convert or refuse, as for the module
+    result = plugin(args={"services": "shop/web"}).run_in_process()
+    assert result is not None and result["failed"] is True
+    refused = "Elements value for option 'services' is of type str and we were unable to convert to dict"
+    assert result["msg"].startswith(refused)
+    result = plugin(args={"services": [{"name": "web"}, "shop/api"]}).run_in_process()
+    assert result is not None and result["failed"] is True
+    assert result["msg"].startswith(refused)
+
+
+def test_in_process_services_reach_the_core_as_given(tmp_path, monkeypatch):
+    seen = {}
+
+    def run_allocate(params, check_mode, diff):
+        seen["services"] = params["services"]
+        return {"changed": False}
+
+    monkeypatch.setattr(allocate_action, "run_allocate", run_allocate)
+    services = [{"namespace": "shop", "name": "web"}]
+    assert plugin(args={"ledger": str(tmp_path / "l.sqlite3"), "services": services}).run_in_process() == {
+        "changed": False
+    }
+    assert seen["services"] == [{"namespace": "shop", "name": "web"}]
 
 
 def test_in_process_masks_secrets(tmp_path):

@@ -10,8 +10,10 @@ from ansible_collections.baremetal.lb.plugins.module_utils.pools import (
     check_no_overlaps,
     format_address,
     is_buggy,
+    parse_address,
     parse_pool,
     parse_range,
+    parse_stored_address,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,6 +27,26 @@ def test_ipv6_text_matches_ipaddress(value):
 @given(st.integers(0, 2**32 - 1))
 def test_ipv4_text_matches_ipaddress(value):
     assert format_address(4, value) == str(ipaddress.IPv4Address(value))
+
+
+@given(st.integers(0, 2**128 - 1), st.integers(0, 2**32 - 1))
+def test_stored_addresses_read_back_as_parse_address_reads_them(v6, v4):
+    for family, value in ((6, v6), (4, v4)):
+        text = format_address(family, value)
+        assert parse_stored_address(text, "address") == parse_address(text, "address") == (family, value)
+
+
+@pytest.mark.parametrize("text", ["not-an-ip", "198.51.100.300", "2001:db8::g", "", "198.51.100.07"])
+def test_a_bad_stored_address_gets_parse_addresss_error(text):
+    with pytest.raises(InputError) as error:
+        parse_stored_address(text, "ledger address")
+    assert error.value.field == "ledger address" and error.value.value == text
+
+
+def test_a_stored_address_in_another_spelling_is_still_read():
+    # inet_pton refuses these; parse_address reads them
+    assert parse_stored_address(" 198.51.100.7 ", "a") == (4, int(ipaddress.IPv4Address("198.51.100.7")))
+    assert parse_stored_address("fe80::1%eth0", "a") == (6, int(ipaddress.IPv6Address("fe80::1")))
 
 
 @given(st.integers(0, 2**32 - 600), st.integers(0, 600))
