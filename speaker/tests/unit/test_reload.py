@@ -66,6 +66,7 @@ def test_a_broken_file_is_refused_and_a_good_one_after_it_taken(tmp_path):
     assert speaker.last_reload_ok is False
     # the same kubernetes section with a service changed reloads (the refusal is of the section only);
     # _reload schedules the BGP reconfiguration on the running loop, so run it inside one
+
     async def reload_in_loop():
         reload_with(speaker, path, document(cluster(LAN), services=[("web", "203.0.113.20")]))
         await asyncio.sleep(0)

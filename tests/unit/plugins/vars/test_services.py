@@ -33,7 +33,7 @@ def test_a_hosts_file_sets_its_lb_services_as_plain_data(tmp_path: Path) -> None
     found = get_vars(tmp_path, Host("ctl1"))
     assert found == {"lb_services": [{"namespace": "shop", "name": "web", "ports": [{"port": 443, "protocol": "TCP"}]}]}
     service = found["lb_services"][0]  # type: ignore[index]
-    assert type(service["name"]) is str and type(service["ports"][0]["port"]) is int  # no data tags
+    assert service["name"].__class__ is str and service["ports"][0]["port"].__class__ is int  # no data tags
     assert get_vars(tmp_path, Host("other")) == {}
 
 
