@@ -10,6 +10,7 @@ on the host's loopback. A socket keeps the namespace it was made in.
     python netns_relay.py --target 127.0.0.1:6443 NS:PORT [NS:PORT ...]
 
 Prints "ready" once every listener is up; runs until killed.
+:func:`start` runs it for a test or a bench and writes the kubeconfig the speakers in the namespaces use.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import asyncio
 import ctypes
 import os
 import socket
+import subprocess
 import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
 
 CLONE_NEWNET = 0x40000000
 
@@ -83,6 +89,25 @@ async def main() -> int:
     print("ready", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
     return 0
+
+
+def start(apiserver_port: int, namespaces: Iterable[str], port: int, kubeconfig: Path,
+          out: Path) -> subprocess.Popen[str]:
+    """The relay from 127.0.0.1:``port`` of each namespace to the apiserver on the host's loopback (stop it by its
+    PID: it runs in a session of its own), and at ``out`` the ``kubeconfig`` pointed at it."""
+    relay = subprocess.Popen(
+        [sys.executable, __file__, "--target", f"127.0.0.1:{apiserver_port}", *(f"{ns}:{port}" for ns in namespaces)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert relay.stdout is not None
+    if relay.stdout.readline().strip() != "ready":
+        relay.kill()
+        relay.wait(timeout=10)
+        raise RuntimeError("netns_relay.py did not start")
+    config = yaml.safe_load(kubeconfig.read_text())
+    for c in config["clusters"]:
+        c["cluster"]["server"] = f"https://127.0.0.1:{port}"  # the relay, inside each namespace
+    out.write_text(yaml.safe_dump(config))
+    return relay
 
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "speaker" / "tests"))
 
+import netns_relay
 from bgp.bgplab import ROUTER_ASN, ROUTER_V4, Bird, Lab, node_v4
 from bgp.helpers import need
 from bgp.test_daemon_bgp import Daemon
@@ -175,17 +175,9 @@ def bgp_cluster(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
         lab.create()
         bird = lab.start_bird("".join(f"protocol bgp {n} from lbnodes {{ neighbor {node_v4(i)} as {ROUTER_ASN}; }}\n"
                                       for i, n in enumerate(NODES, 1)), extra=IBGP_TEMPLATE)
-        port = free_port()
-        relay = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("netns_relay.py")),
-             "--target", f"127.0.0.1:{cluster.ports['apiserver']}", *(f"{n.name}:{port}" for n in lab.nodes)],
-            stdout=subprocess.PIPE, text=True, start_new_session=True)
-        assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
-        kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
-        for c in kubeconfig["clusters"]:
-            c["cluster"]["server"] = f"https://127.0.0.1:{port}"  # the relay, inside each namespace
         path = tmp_path_factory.mktemp("bgp-cluster") / "speaker.kubeconfig"
-        path.write_text(yaml.safe_dump(kubeconfig))
+        relay = netns_relay.start(cluster.ports["apiserver"], (n.name for n in lab.nodes), free_port(),
+                                  cluster.kubeconfig, path)
         speakers = {n: Daemon(lab, i, speaker_config(i, path)) for i, n in enumerate(NODES, 1)}
         for n in NODES:
             wait_for(f"BIRD's session with {n} Established", lambda n=n: bird.established(n), timeout=30)  # type: ignore[misc]

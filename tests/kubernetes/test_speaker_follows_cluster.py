@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -31,6 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "speaker" / "tests"))
 
+import netns_relay
 from conftest import Namespace, wait_for
 from controlplane import KWOK_NODE_ANNOTATION, ControlPlane, free_port, stop_pid
 from l2lab import Lab
@@ -50,17 +50,9 @@ def lab(cluster: ControlPlane, tmp_path: Path) -> Iterator[Lab]:
     relay = None
     try:
         lab.create()
-        port = free_port()
-        relay = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("netns_relay.py")),
-             "--target", f"127.0.0.1:{cluster.ports['apiserver']}", *(f"{n.ns}:{port}" for n in lab.nodes)],
-            stdout=subprocess.PIPE, text=True, start_new_session=True)
-        assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
-        kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
-        for c in kubeconfig["clusters"]:
-            c["cluster"]["server"] = f"https://127.0.0.1:{port}"  # the relay, inside each namespace
         path = tmp_path / "speaker.kubeconfig"
-        path.write_text(yaml.safe_dump(kubeconfig))
+        relay = netns_relay.start(cluster.ports["apiserver"], (n.ns for n in lab.nodes), free_port(),
+                                  cluster.kubeconfig, path)
         for n in lab.nodes:
             cfg: dict[str, Any] = lab.speaker_config(n, [])
             cfg["kubernetes"] = {"kubeconfig": str(path), "pools": POOLS}
