@@ -110,6 +110,23 @@ class Namespace:
         }
         return self.api.request("POST", f"/api/v1/namespaces/{self.name}/services", body)
 
+    def endpoints(self, service: str, *nodes: str, serving: bool = True) -> None:
+        """The Service's one EndpointSlice (this test's own: the Service has no selector), one endpoint on each
+        of ``nodes`` (none: no endpoint), serving or not (terminating), created or replaced."""
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.name}/endpointslices"
+        conditions = {"ready": serving, "serving": serving, "terminating": not serving}
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                "metadata": {"name": f"{service}-1", "labels": {"kubernetes.io/service-name": service}},
+                "endpoints": [{"addresses": [f"198.51.100.{200 + i}"], "nodeName": node, "conditions": conditions}
+                              for i, node in enumerate(nodes)],
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+        try:
+            self.api.request("PUT", f"{path}/{service}-1", body)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            self.api.request("POST", path, body)
+
     def get(self, name: str) -> dict[str, Any]:
         return self.api.get_service(self.name, name)
 

@@ -46,7 +46,7 @@ from bgp.helpers import need
 from bgp.test_daemon_bgp import Daemon
 from conftest import NODES, Namespace, wait_for
 from controlplane import ControlPlane, free_port, stop_pid
-from lbspeaker.controller.kube import ApiError, Kube
+from lbspeaker.controller.kube import Kube
 
 POOL = {"name": "routed", "addresses": ["203.0.113.10-203.0.113.29"]}
 COMMUNITY, LARGE_COMMUNITY, LOCAL_PREF = "64500:100", "64500:1:2", 250
@@ -214,21 +214,9 @@ def announce(api: Kube, ns: Namespace, name: str, address: str, policy: str = "C
 
 
 def endpoints_on(api: Kube, ns: Namespace, service: str, *nodes: str, serving: bool = True) -> float:
-    """The Service's one EndpointSlice, one endpoint on each of ``nodes`` (none: no endpoint), serving or
-    not (terminating); the monotonic time of the write."""
-    path = f"/apis/discovery.k8s.io/v1/namespaces/{ns.name}/endpointslices"
-    body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-            "metadata": {"name": f"{service}-1", "labels": {"kubernetes.io/service-name": service}},
-            "endpoints": [{"addresses": [f"198.51.100.{200 + i}"], "nodeName": node,
-                           "conditions": {"ready": serving, "serving": serving, "terminating": not serving}} for i, node in enumerate(nodes)],
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+    """:meth:`Namespace.endpoints`; the monotonic time of the write."""
     t0 = time.monotonic()
-    try:
-        api.request("PUT", f"{path}/{service}-1", body)
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        api.request("POST", path, body)
+    ns.endpoints(service, *nodes, serving=serving)
     return t0
 
 

@@ -34,7 +34,7 @@ import netns_relay
 from conftest import Namespace, wait_for
 from controlplane import KWOK_NODE_ANNOTATION, ControlPlane, free_port, stop_pid
 from l2lab import Lab
-from lbspeaker.controller.kube import ApiError, Kube
+from lbspeaker.controller.kube import Kube
 from lbspeaker.sources.announcing import ANNOTATION_PREFIX, EVENT_REASON
 
 VIP = "198.51.100.100"
@@ -79,18 +79,7 @@ def answered_by(lab: Lab) -> list[str]:
 
 def slice_on(api: Kube, ns: Namespace, service: str, node: str | None, serving: bool = True) -> None:
     """The Service's one EndpointSlice, with one endpoint on ``node`` (none: no endpoint)."""
-    path = f"/apis/discovery.k8s.io/v1/namespaces/{ns.name}/endpointslices"
-    endpoints = [] if node is None else [{"addresses": ["198.51.100.200"], "nodeName": node,
-                                          "conditions": {"ready": serving, "serving": serving}}]
-    body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-            "metadata": {"name": f"{service}-1", "labels": {"kubernetes.io/service-name": service}},
-            "endpoints": endpoints, "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
-    try:
-        api.request("PUT", f"{path}/{service}-1", body)
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        api.request("POST", path, body)
+    ns.endpoints(service, *([node] if node else []), serving=serving)
 
 
 def records(ns: Namespace, service: str) -> dict[str, dict[str, Any]]:
