@@ -1,5 +1,7 @@
 """The API client sends the credentials a kubeconfig gives: a ServiceAccount's token must reach the apiserver.
 
+Here and not in the speaker's unit tests: it needs the kubernetes client (make kubernetes-test installs it).
+
 The ``kubernetes`` client (>= 30) keeps a kubeconfig's or the in-cluster token under ``BearerToken``;
 asking it for ``authorization`` only gave nothing, and every request went out anonymous.
 """
