@@ -369,8 +369,7 @@ class Speaker:
                 elif action.kind == "release":
                     self._release(action)
                     released.append(f"{action.address} ({action.reason})")
-        self._update_bgp()
-        self._report()
+        self._report(self._update_bgp())
         if view.settled and not self.membership.ready:
             # Only now, with our gratuitous ARPs sent, may the peers covering
             # for us let go (make before break on rejoin).
@@ -423,17 +422,18 @@ class Speaker:
         else:
             self.bgp.apply_config(cfg.bgp)
         self._bgp_sent = None
-        self._update_bgp()
-        self._report()
+        self._report(self._update_bgp())
 
     def _bgp_decisions(self) -> tuple[BgpDecision, ...]:
         established = sum(p.get("state") == "Established" for p in self._bgp_status().get("peers", []))
         return self.bgp_controller.decide(self._eligibility(), established)
 
-    def _update_bgp(self) -> None:
+    def _update_bgp(self) -> tuple[BgpDecision, ...]:
+        """Tell the BGP speaker what to advertise, when it changed; the decisions, for the reporter."""
         if self.bgp is None or self.stopping:
-            return
-        wanted = bgp_decisions.announcements(self._bgp_decisions())
+            return ()
+        decisions = self._bgp_decisions()
+        wanted = bgp_decisions.announcements(decisions)
         if wanted != self._bgp_sent:
             self.bgp.set_announcements(wanted)
             before = {str(a.address) for a in self._bgp_sent or ()}
@@ -443,14 +443,15 @@ class Speaker:
             if before - after:
                 log.info("BGP: no longer advertising %d IPs: %s", len(before - after), _summary(sorted(before - after)))
             self._bgp_sent = wanted
+        return decisions
 
     # --- telling the cluster -----------------------------------------------------------
 
-    def _report(self) -> None:
-        """Hand the reporter what this node announces of the cluster's Services, when it changed (no I/O here)."""
+    def _report(self, bgp: tuple[BgpDecision, ...]) -> None:
+        """Hand the reporter what this node announces of the cluster's Services (``bgp``: this
+        reconcile's BGP decisions), when it changed (no I/O here)."""
         if self.reporter is None or self.stopping:
             return
-        bgp = self._bgp_decisions() if self.bgp is not None else ()
         wanted = wanted_reports(self.desired, self.l2_controller.rows(), bgp)
         if wanted != self._reported:
             self.reporter.want(wanted)
