@@ -76,6 +76,8 @@ def inventory(tmp_path: Path, namespace: str, kubeconfig: Path) -> Path:
             {"namespace": namespace, "name": "web", "ports": [{"port": 80}]},
             {"namespace": namespace, "name": "dual", "ports": [{"port": 443}],
              "ip_family_policy": "RequireDualStack"},
+            # a namespace that does not exist yet: site.yml makes it (helm --create-namespace's way)
+            {"namespace": f"{namespace}-made", "name": "api", "ports": [{"port": 8443}]},
         ],
     }}}))
     return path
@@ -85,19 +87,29 @@ def test_site_applies_waits_for_ingress_and_a_second_run_changes_nothing(
         ns: Namespace, start_controller: Any, cluster: Any, tmp_path: Path) -> None:
     start_controller()
     inv = inventory(tmp_path, ns.name, cluster.kubeconfig)
+    made = f"{ns.name}-made"
+    try:
+        check_apply_and_rerun(ns, cluster, tmp_path, inv, made)
+    finally:
+        cluster.kubectl("delete", "namespace", made, "--ignore-not-found", "--wait=false", check=False)
 
+
+def check_apply_and_rerun(ns: Namespace, cluster: Any, tmp_path: Path, inv: Path, made: str) -> None:
     predicted, out = site(inv, "--check", "--diff")
     assert predicted > 0
     assert "198.51.100.100" in out  # the diff shows the address the first run gives
     assert not (tmp_path / "ledger.sqlite3").exists()  # check mode wrote nothing
     services, _version = ns.api.list_services()
     assert [o["metadata"]["name"] for o in services if o["metadata"]["namespace"] == ns.name] == []  # nor applied
+    assert cluster.kubectl("get", "namespace", made, check=False).returncode != 0  # nor a namespace made
 
     first, _out = site(inv)
     assert first > 0
     assert ns.ingress("web") == ["198.51.100.100"]
     assert ns.ingress("dual") == ["198.51.100.101", "2001:db8:1::100"]
     assert ns.pool("web") == "default"
+    made_api = yaml.safe_load(cluster.kubectl("-n", made, "get", "service", "api", "-o", "yaml").stdout)
+    assert [i["ip"] for i in made_api["status"]["loadBalancer"]["ingress"]] == ["198.51.100.102"]
 
     second, out = site(inv)
     assert second == 0, re.findall(r"^(?:TASK \[.*|changed: .*)$", out, re.M)
