@@ -13,7 +13,7 @@ COLLECTIONS := $(abspath build/collections)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: kubernetes-core cluster-bins cluster cluster-destroy lab-deps postgresql-deps prometheus-deps rules-test collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench fuzz collection clean
+.PHONY: kubernetes-core cluster-bins lab-cluster-bins cluster cluster-destroy lab-deps postgresql-deps prometheus-deps rules-test collection-check ansible-test-tree test demo demo-destroy molecule venv lint sanity units integration speaker-test kubernetes-test bench fuzz collection clean
 
 test: lint rules-test sanity units integration collection-check speaker-test kubernetes-test molecule
 	@echo "make test: all stages passed"
@@ -43,7 +43,8 @@ LAB := ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_FORKS=10 $(BIN)/ansible-playb
 lab-deps:
 	sh scripts/install-lab-deps.sh
 
-demo: lab-deps prometheus-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb
+# The lab's cluster (docs/lab.md) needs the control plane's binaries and helm, and kubernetes.core.
+demo: lab-deps prometheus-deps $(STAMP) $(COLLECTIONS)/ansible_collections/baremetal/lb lab-cluster-bins kubernetes-core
 	$(LAB) playbooks/lab.yml
 
 # Molecule scenarios (extensions/molecule): the same podman hosts, named lbmol-*
@@ -59,6 +60,11 @@ SPEAKER_VENV := $(abspath speaker/.venv)
 cluster-bins:
 	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; \
 	else sh scripts/build-cluster.sh; fi
+
+# the same and helm, for the lab (the tests do not need helm)
+lab-cluster-bins:
+	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; \
+	else sh scripts/build-cluster.sh helm; fi
 
 # with the controller, serving the pools in CLUSTER_POOLS (edit it: lb_pools as in an inventory)
 CLUSTER_POOLS ?= tests/kubernetes/cluster-pools.yml

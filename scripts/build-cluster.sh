@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=$ROOT/build/cluster/bin
-HELM_VERSION=v3.22.0
+HELM_VERSION=v4.3.2
 export GOCACHE="${GOCACHE:-$ROOT/build/cluster/go-build}"
 export GOMODCACHE="${GOMODCACHE:-$ROOT/build/cluster/go-mod}"
 export GOFLAGS="-trimpath -buildvcs=false"
@@ -26,5 +26,5 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
 done
 if need etcd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/etcd" ./cmd/etcd); fi
 if need kwok; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok); fi
-if [ "${1:-}" = helm ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v3/cmd/helm@$HELM_VERSION; fi
+if [ "${1:-}" = helm ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v4/cmd/helm@$HELM_VERSION; fi
 "$BIN/kube-apiserver" --version

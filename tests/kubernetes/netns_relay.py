@@ -9,6 +9,8 @@ on the host's loopback. A socket keeps the namespace it was made in.
 
     python netns_relay.py --target 127.0.0.1:6443 NS:PORT [NS:PORT ...]
 
+NS is a namespace's name (``ip netns``) or a path to it (``/proc/PID/ns/net``: the lab's containers).
+
 Prints "ready" once every listener is up; runs until killed.
 :func:`start` runs it for a test or a bench and writes the kubeconfig the speakers in the namespaces use.
 """
@@ -39,7 +41,8 @@ def setns(fd: int) -> None:
 
 def listen_in(namespace: str, port: int) -> socket.socket:
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    there = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    # a name made by `ip netns add`, or a path such as /proc/PID/ns/net (a podman container's)
+    there = os.open(namespace if namespace.startswith("/") else f"/var/run/netns/{namespace}", os.O_RDONLY)
     try:
         setns(there)
         try:
