@@ -61,10 +61,10 @@ cluster-bins:
 	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; \
 	else sh scripts/build-cluster.sh; fi
 
-# the same and helm, for the lab (the tests do not need helm)
+# the same, kube-proxy and helm, for the lab (the tests need neither)
 lab-cluster-bins:
 	@if [ -n "$(LB_CLUSTER_BIN)" ]; then echo "cluster binaries from LB_CLUSTER_BIN=$(LB_CLUSTER_BIN)"; \
-	else sh scripts/build-cluster.sh helm; fi
+	else sh scripts/build-cluster.sh lab; fi
 
 # with the controller, serving the pools in CLUSTER_POOLS (edit it: lb_pools as in an inventory)
 CLUSTER_POOLS ?= tests/kubernetes/cluster-pools.yml

@@ -3,8 +3,8 @@
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the
 # k8s.io/kubernetes release pinned in tests/kubernetes/go/go.mod (and its
 # go.sum), kwok from the same module graph (tools.go; it then shares the
-# compiled client libraries); with the argument `helm`, helm too at the
-# version below (the lab needs it, the tests do not). Go and its module proxy come
+# compiled client libraries); with the argument `lab`, kube-proxy (same
+# release) and helm at the version below too (the lab needs them, the tests do not). Go and its module proxy come
 # with the machine (docs/kubernetes.md); the caches live under build/cluster.
 set -eu
 cd "$(dirname "$0")/.."
@@ -26,5 +26,8 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
 done
 if need etcd; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/etcd" ./cmd/etcd); fi
 if need kwok; then (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok); fi
-if [ "${1:-}" = helm ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v4/cmd/helm@$HELM_VERSION; fi
+if [ "${1:-}" = lab ] && need kube-proxy; then
+  (cd tests/kubernetes/go && go build -ldflags="-s -w" -o "$BIN/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy)
+fi
+if [ "${1:-}" = lab ] && need helm; then GOBIN=$BIN go install -ldflags="-s -w" helm.sh/helm/v4/cmd/helm@$HELM_VERSION; fi
 "$BIN/kube-apiserver" --version

@@ -31,6 +31,16 @@ from dataclasses import dataclass, field
 NAMESPACE = "shop"
 RELEASE = "shop"
 WAIT_S = 60.0
+MOVE_WATCH_S = 12  # the watch across the move
+SPREAD = 30  # requests to a Cluster Service, each on a new connection
+
+
+def _event_time(event: dict) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass
@@ -98,12 +108,17 @@ class Lab:
         by_address = {a: n for n, a in self.nodes.items()}
         return sorted(by_address.get(h, h) for h in hops)
 
-    def describe(self, name: str) -> list[str]:
-        """What ``kubectl describe service`` says about who announces: the record's keys and the Events."""
+    def describe(self, name: str, since: str) -> list[str]:
+        """Who announces, as ``kubectl describe service`` tells it: the record's keys (one per announcing node), and
+        the ``nodeAssigned`` Events of this step (``since``: RFC 3339; earlier runs' Events are left out)."""
         text = self.kubectl("describe", "service", name)
-        keep = [ln.strip() for ln in text.splitlines()
-                if ln.strip().startswith("announcing.baremetal.lb/") or "nodeAssigned" in ln]
-        return [ln if len(ln) < 150 else ln[:147] + "..." for ln in keep]
+        keys = [ln.split("Annotations:")[-1].strip() for ln in text.splitlines()
+                if ln.split("Annotations:")[-1].strip().startswith("announcing.baremetal.lb/")]
+        events = json.loads(self.kubectl("get", "events", "-o", "json",
+                                         f"--field-selector=involvedObject.name={name},reason=nodeAssigned"))
+        messages = [e.get("message", "") for e in sorted(events["items"], key=_event_time)
+                    if _event_time(e) >= since]
+        return [f"record {k.rstrip(':')}" for k in keys] + [f"Event nodeAssigned: {m}" for m in messages]
 
     def settle(self, name: str, done: Callable[[list[str]], bool]) -> list[str]:
         """Wait (bounded) until the nodes the record names are ``done``; the nodes it names then."""
@@ -113,7 +128,7 @@ class Lab:
         return got
 
 
-def show(lab: Lab, name: str, mode: str, policy: str, local_node: str) -> None:
+def show(lab: Lab, name: str, mode: str, policy: str, local_node: str, *, since: str) -> None:
     ip = lab.ingress(name)
     client = lab.client if mode == "l2" else lab.remote
     # L2: one node, the pod's under Local; BGP: the pod's node under Local, every node under Cluster
@@ -121,7 +136,7 @@ def show(lab: Lab, name: str, mode: str, policy: str, local_node: str) -> None:
     names = lab.settle(name, (lambda got: got == want) if want else (lambda got: len(got) == 1))
     node, saw = lab.ask(client, ip)
     lab.say(f"{NAMESPACE}/{name}  {ip}  {mode}, {policy}")
-    for line in lab.describe(name):
+    for line in lab.describe(name, since):
         lab.say(f"  kubectl describe: {line}")
     if mode == "bgp":
         hops = lab.route(ip)
@@ -138,7 +153,17 @@ def show(lab: Lab, name: str, mode: str, policy: str, local_node: str) -> None:
         lab.expect(saw == lab.client_address[client], f"{name}: Local, yet the backend saw {saw}, not the client "
                                                       f"({lab.client_address[client]})")
     else:
-        lab.expect(saw in lab.nodes.values(), f"{name}: Cluster, yet the backend saw {saw}, not a node's address")
+        # kube-proxy masquerades what it sends on to another node; a pod on the node that took the packet gets it
+        # with the client's address (no postrouting on local delivery)
+        lab.expect(saw in (*lab.nodes.values(), lab.client_address[client]),
+                   f"{name}: Cluster, yet the backend saw {saw}: neither a node nor the client")
+        spread = lab.run(["podman", "exec", client, "python3", "/usr/local/bin/lab-probe", "spread",
+                          f"http://{ip}/", str(SPREAD)]).strip()
+        lab.say(f"  {SPREAD} requests: {spread.split(': ', 1)[-1]}")
+        lab.expect(spread.endswith("; 0 failed"), f"{name}: {spread}")
+        answered = spread.split(": ", 1)[-1].split(";")[0]
+        lab.expect(all(n in answered for n in lab.nodes),
+                   f"{name}: Cluster, yet not every node's pod answered ({answered})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     services = [("web", "l2", "Cluster"), ("web-local", "l2", "Local"),
                 ("web-bgp", "bgp", "Cluster"), ("web-bgp-local", "bgp", "Local")]
 
+    step = now_rfc3339()
     helm = [args.helm, f"--kubeconfig={args.kubeconfig}", "-n", NAMESPACE]
     lab.run([*helm, "upgrade", "--install", "--create-namespace", "--wait", "--timeout", "60s", RELEASE, args.chart,
              "--set", f"localNode={args.start}"])
@@ -165,16 +191,28 @@ def main(argv: list[str] | None = None) -> int:
     lab.run(["kubectl", f"--kubeconfig={args.kubeconfig}", "apply", "-f", args.services])
     lab.say()
     for name, mode, policy in services:
-        show(lab, name, mode, policy, args.start)
+        show(lab, name, mode, policy, args.start, since=step)
 
     lab.say()
     lab.say(f"$ helm upgrade -n {NAMESPACE} {RELEASE} files/lab-chart --set localNode={args.to}   "
             f"(the Local Services' pod leaves {args.start})")
+    step = now_rfc3339()
+    local_ip = lab.ingress("web-local")
+    # the LAN client asks every 10 ms across the move (lab-probe watch): who answered, and the longest gap
+    watch = subprocess.Popen(["podman", "exec", lab.client, "python3", "/usr/local/bin/lab-probe", "watch",
+                              f"http://{local_ip}/", str(MOVE_WATCH_S)], stdout=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # asking before the move
     lab.run([*helm, "upgrade", "--wait", "--timeout", "60s", RELEASE, args.chart, "--set", f"localNode={args.to}"])
+    out, _err = watch.communicate(timeout=MOVE_WATCH_S + 60)
+    seen = json.loads(out or "{}")
+    order = " -> ".join(seen.get("answered_by", [])) or "nobody"
+    lab.say(f"  the LAN client, a request every 10 ms to {local_ip} across the move: answered by {order}, "
+            f"longest gap {seen.get('outage_s', 0) * 1000:.0f} ms, {seen.get('failed_requests', '-')} failed "
+            "(Recreate: the old pod goes before the new one runs)")
+    lab.expect(seen.get("answered_by", [])[-1:] == [args.to], f"web-local: across the move answered by {seen}")
     for name, mode, policy in services:
         if policy == "Local":
-            show(lab, name, mode, policy, args.to)
-
+            show(lab, name, mode, policy, args.to, since=step)
     lab.say()
     lab.say(f"cluster outcomes wrong: {len(lab.problems)}" + (f": {'; '.join(lab.problems)}" if lab.problems else ""))
     return 1 if lab.problems else 0
