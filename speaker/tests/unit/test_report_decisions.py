@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -158,15 +159,14 @@ def worker(api):
 
 def test_the_worker_announces_withdraws_and_clears(api, worker):
     reason = "elected among 3 eligible nodes (Cluster) [node1, node2, node3]"
+    before = datetime.now(UTC).replace(microsecond=0)  # "since" is written to the second
     worker.want({"ns/web": {"198.51.100.100": ("l2", reason)}, "ns/api": {}})
     settle(worker)
-    assert api.record("ns/web", "node1") == {
-        "198.51.100.100": {
-            "mode": "l2",
-            "reason": reason,
-            "since": api.record("ns/web", "node1")["198.51.100.100"]["since"],
-        }
-    }
+    record = api.record("ns/web", "node1")
+    since = record["198.51.100.100"].pop("since")
+    assert record == {"198.51.100.100": {"mode": "l2", "reason": reason}}
+    assert before <= datetime.strptime(since, "%Y-%m-%dT%H:%M:%S%z") <= datetime.now(UTC)  # RFC 3339, UTC, now
+    assert since.endswith("Z")
     assert api.events == [f"announcing 198.51.100.100 from node node1 (l2): {reason}"]
     assert api.record("ns/api", "node1") == {}
     worker.want({"ns/web": {}, "ns/api": {}})  # another node leads now
@@ -260,25 +260,21 @@ def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_c
     cluster = DesiredServices((ServiceConfig("ns/web", (V4,)),), cluster_services={"ns/web": "ns/web"})
     recorder = Recorder()
     speaker = Speaker("/etc/baremetal-lb/speaker.yaml", config, sources=[ClusterSnapshot(cluster)], reporter=recorder)
-    speaker._report()
+    speaker._report(())
     assert recorder.wanted == [{"ns/web": {}}]  # known, not announced here yet: nothing about static-web
 
     plan = speaker.l2_controller.plan(MembershipView(True, {"node1": frozenset()}), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
-    speaker._report()
-    speaker._report()  # nothing changed: nothing handed over again
+    speaker._report(())
+    speaker._report(())  # nothing changed: nothing handed over again
     assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", "only eligible node (Cluster)"]}}]
 
     live = {"node1": frozenset(), "node2": frozenset()}
     plan = speaker.l2_controller.plan(MembershipView(True, live), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
-    speaker._report()
-    if election.rank(live, V4)[0] == "node1":  # kept, with the reason naming both candidates now
-        assert recorder.wanted[-1] == {
-            "ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}
-        }
-    else:  # node2 ranks first: released here, so withdrawn from the record
-        assert [a.kind for a in plan.actions] == ["release"]
-        assert recorder.wanted[-1] == {"ns/web": {}}
+    speaker._report(())
+    assert election.rank(live, V4) == ["node2", "node1"]  # fixed by the hash: node2 takes V4 over
+    assert [a.kind for a in plan.actions] == ["release"]
+    assert recorder.wanted[-1] == {"ns/web": {}}  # released here, so withdrawn from the record
