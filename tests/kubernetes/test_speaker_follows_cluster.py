@@ -198,10 +198,11 @@ def test_a_service_made_through_the_api_is_answered_for_and_local_follows_its_en
     ns.delete(name)
     wait_for("the Service deleted: nobody announces", lambda: announcers(lab) == [], timeout=20)
     ns.apply(name, selector=None)
-    assert records(ns, name) == {}
+    created = ns.get(name)["metadata"]["creationTimestamp"]  # RFC 3339 to the second, UTC, as "since"
     api.patch_service_status(ns.name, name, {"status": {"loadBalancer": {"ingress": [{"ip": VIP}]}}})
     anew = wait_for("the new Service announced by one node", exactly_one, timeout=20)
-    wait_recorded(ns, name, anew, "the new Service: one node, nothing left from the old one")
+    rec = wait_recorded(ns, name, anew, "the new Service: one node, nothing left from the old one")
+    assert rec[anew[0]][VIP]["since"] >= created, "the record is the new Service's, not carried over from the old"
     assert len(assigned_to(ns, name)) >= 1
     ns.delete(name)
     wait_for("deleted again: nobody announces", lambda: announcers(lab) == [], timeout=20)
