@@ -44,6 +44,12 @@ MAX_U16 = 0xFFFF
 MAX_U32 = 0xFFFFFFFF
 
 
+def applies_to_node(nodes: Sequence[str] | None, node: str) -> bool:
+    """The rule of a ``nodes`` list (an advertisement's, and a service's or a peer's in the inventory): empty or
+    None means every node, else only the nodes it names."""
+    return not nodes or node in nodes
+
+
 @dataclass(frozen=True)
 class Advertisement:
     """One L2 or BGP advertisement, as the inventory and ``validate`` give it."""
@@ -68,6 +74,10 @@ class Advertisement:
 
     def announces(self, pool: str) -> bool:
         return not self.pools or pool in self.pools
+
+    def applies_to(self, node: str) -> bool:
+        """Whether this advertisement is meant for ``node`` (:func:`applies_to_node`)."""
+        return applies_to_node(self.nodes, node)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .advertisements import BGP_POLICY_KEYS, parse_advertisements, pool_announcement
+from .advertisements import BGP_POLICY_KEYS, applies_to_node, parse_advertisements, pool_announcement
 from .limits import MIN_SECRET_BYTES, password_problem, secret_problem
 from .service import parse_service
 
@@ -178,7 +178,7 @@ def _for_node(items: Sequence[Mapping[str, Any]], node: str) -> list[dict[str, A
     return [
         {k: v for k, v in item.items() if k not in PEER_SELECTION_KEYS}
         for item in items
-        if not _as_list(item.get("nodes")) or node in _as_list(item.get("nodes"))
+        if applies_to_node(_as_list(item.get("nodes")), node)
     ]
 
 

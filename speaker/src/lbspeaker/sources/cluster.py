@@ -373,7 +373,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             mode, candidates, interfaces = plan.mode, plan.nodes, plan.interfaces
             # this node's: an advertisement with nodes applies to the routes of those nodes only (MetalLB's
             # nodeSelectors on a BGPAdvertisement)
-            policy = tuple(ad for ad in plan.advertisements if not ad.nodes or config.node_name in ad.nodes)
+            policy = tuple(ad for ad in plan.advertisements if ad.applies_to(config.node_name))
             policy = policy if mode == "bgp" else ()
         else:
             mode, candidates, interfaces, policy = "l2", None, (), ()
