@@ -33,6 +33,9 @@ L2_KEYS = COMMON_KEYS | {"interfaces"}
 BGP_POLICY_KEYS = ("communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6")
 BGP_KEYS = COMMON_KEYS | {"peers", *BGP_POLICY_KEYS}
 KEYS = {"l2": L2_KEYS, "bgp": BGP_KEYS}
+# aggregation_length and aggregation_length_v6 when unset, and their largest values: a route for the address alone
+AGGREGATION_LENGTH = 32
+AGGREGATION_LENGTH_V6 = 128
 # well-known communities by name (RFC 1997, RFC 7999), taken in any case; the speaker sends these values
 WELL_KNOWN_COMMUNITIES = {
     "no-export": 0xFFFFFF01,
@@ -215,8 +218,10 @@ def parse_advertisement(data: object, mode: str, index: int, prefix: str = "") -
         communities=_checked(data.get("communities"), f"{field}.communities", check_community),
         large_communities=_checked(data.get("large_communities"), f"{field}.large_communities", check_large_community),
         local_pref=_integer(data.get("local_pref"), f"{field}.local_pref", MAX_U32),
-        aggregation_length=_integer(data.get("aggregation_length"), f"{field}.aggregation_length", 32),
-        aggregation_length_v6=_integer(data.get("aggregation_length_v6"), f"{field}.aggregation_length_v6", 128),
+        aggregation_length=_integer(data.get("aggregation_length"), f"{field}.aggregation_length", AGGREGATION_LENGTH),
+        aggregation_length_v6=_integer(
+            data.get("aggregation_length_v6"), f"{field}.aggregation_length_v6", AGGREGATION_LENGTH_V6
+        ),
         prefix=prefix,
     )
 
