@@ -44,6 +44,7 @@ from .status import BgpProvider, StatusServer, address_samples, announcement_row
 log = logging.getLogger(__name__)
 
 RECONCILE_CHUNK = 64
+STOP_WORK_S = 5.0  # on stop, how long the cancelled reconcile may take to end
 
 
 def _summary(items: list[str], limit: int = 5) -> str:
@@ -172,6 +173,9 @@ class Speaker:
         try:
             if self._work:
                 self._work.cancel()
+                # A take may be waiting for the kernel's answer to its route add: let the
+                # reconcile end before undoing what it asked for (remove_requested below).
+                await asyncio.wait({self._work}, timeout=STOP_WORK_S)
             for source in self.sources:
                 await source.stop()
             if self.reporter is not None:
@@ -181,8 +185,8 @@ class Speaker:
             for a in self.l2_controller.announced():
                 await self.routes.remove(a.address)
                 self.l2_controller.carried_out(L2Action("release", a.address, a.interfaces, "stopping"))
-            for addr in self._draining | self._pending_route_removals:
-                await self.routes.remove(addr)
+            # the draining and pending removals, and any route whose add was cancelled in flight
+            await self.routes.remove_requested()
             self.membership.close()
             self.health.close()
             await self.forwarding.close()

@@ -280,3 +280,21 @@ def test_a_node_silent_for_less_than_the_grace_keeps_announcing_and_is_left_out_
         assert later.nodes["n1"] == "NotReady: Ready is Unknown (NodeStatusUnknown)"
         assert later.announcers("apps/web") == {"n2"}
         assert kube.lists[NODES] == 1  # no new list or event: the timer
+
+
+def test_a_control_plane_clock_ahead_does_not_keep_a_silent_node_announcing(monkeypatch):
+    # the control plane's clock is an hour ahead: the Unknown's lastTransitionTime is in our future. The
+    # grace must still end NODE_UNKNOWN_GRACE_S after this source first saw it (shortened here)
+    monkeypatch.setattr("lbspeaker.core.cluster.NODE_UNKNOWN_GRACE_S", 0.5)
+    kube = FakeKube()
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    silent = node("n1", ready="Unknown")
+    silent["status"]["conditions"][0].update(reason="NodeStatusUnknown", lastTransitionTime=ahead.isoformat())
+    kube.items[NODES] = [silent, node("n2")]
+    kube.items[SERVICES] = [service("web", "198.51.100.100")]
+    with Harness(kube) as h:
+        first = h.wait(lambda s: True)
+        assert first.nodes == {"n1": "", "n2": ""}
+        later = h.wait(lambda s: s.nodes["n1"] != "")
+        assert later.nodes["n1"] == "NotReady: Ready is Unknown (NodeStatusUnknown)"
+        assert kube.lists[NODES] == 1  # no new list or event: the timer

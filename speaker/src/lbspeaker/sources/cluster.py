@@ -34,7 +34,7 @@ from typing import Any
 from ..config import ClusterConfig, ServiceConfig
 from ..controller.kube import ENDPOINT_SLICES, NODES, SERVICES, ApiError, Kube, WatchStream, backoff
 from ..core.advertisements import pool_announcement
-from ..core.cluster import ClusterState, cluster_state, is_ours, key_of
+from ..core.cluster import ClusterState, UnknownSeen, cluster_state, is_ours, key_of
 from ..core.pools import Pool
 from ..desired import DesiredServices
 
@@ -251,6 +251,8 @@ class ClusterSource:
         self.emitted = 0
         self._pending = threading.Lock()  # held from a change until its evaluation starts: one wake-up at a time
         self._recheck_handle: asyncio.TimerHandle | None = None
+        # the nodes' Ready=Unknown graces as the last evaluation saw them (ClusterState.unknown)
+        self._unknown: Mapping[str, UnknownSeen] = {}
         self.informers = {
             kind: Informer(
                 kube,
@@ -309,9 +311,16 @@ class ClusterSource:
         ours = [
             s for s in self.informers["services"].items() if is_ours(s, self.load_balancer_class, self.serve_unclassed)
         ]
-        return cluster_state(
-            ours, self.informers["endpointslices"].items(), self.informers["nodes"].items(), self.pools, time.time()
+        state = cluster_state(
+            ours,
+            self.informers["endpointslices"].items(),
+            self.informers["nodes"].items(),
+            self.pools,
+            time.time(),
+            unknown=self._unknown,
         )
+        self._unknown = state.unknown  # every evaluation, even one whose state is unchanged
+        return state
 
     def _recheck(self, at: float | None) -> None:
         """Evaluate again when a node verdict changes by time alone (a Ready=Unknown outlasting its grace)."""
