@@ -103,11 +103,15 @@ class MemoryApi:
         self.events: list[str] = []
         self.requests: list[str] = []
         self.down = False
+        self.refuse: dict[str, int] = {}  # Service key -> the HTTP status every request about it gets
 
     def _check(self, what: str) -> None:
         self.requests.append(what)
         if self.down:
             raise ConnectionRefusedError(f"{what}: connection refused")
+        key = what.split(" ", 1)[1]
+        if key in self.refuse:
+            raise ApiError(self.refuse[key], "refused", what)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any]:
         self._check(f"GET {namespace}/{name}")
@@ -196,7 +200,7 @@ def test_a_restarted_speaker_withdraws_what_its_last_run_left(api):
     w = ReportWorker(AnnouncementReporter(api), "node1")  # type: ignore[arg-type]
     w.start()
     try:
-        w.want({"ns/web": {}})  # this run does not announce it
+        w.want({"ns/web": {}}, recorded={"ns/web"})  # this run does not announce it; the source saw the record
         settle(w)
     finally:
         w.stop()
@@ -246,7 +250,7 @@ class Recorder:
     def start(self) -> None:
         pass
 
-    def want(self, wanted: Any) -> None:
+    def want(self, wanted: Any, recorded: Any = ()) -> None:
         self.wanted.append(json.loads(json.dumps(wanted)))
 
     def stop(self, flush_s: float = 0.0) -> None:
@@ -260,21 +264,21 @@ def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_c
     cluster = DesiredServices((ServiceConfig("ns/web", (V4,)),), cluster_services={"ns/web": "ns/web"})
     recorder = Recorder()
     speaker = Speaker("/etc/baremetal-lb/speaker.yaml", config, sources=[ClusterSnapshot(cluster)], reporter=recorder)
-    speaker._report()
+    speaker._report(())
     assert recorder.wanted == [{"ns/web": {}}]  # known, not announced here yet: nothing about static-web
 
     plan = speaker.l2_controller.plan(MembershipView(True, {"node1": frozenset()}), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
-    speaker._report()
-    speaker._report()  # nothing changed: nothing handed over again
+    speaker._report(())
+    speaker._report(())  # nothing changed: nothing handed over again
     assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", "only eligible node (Cluster)"]}}]
 
     live = {"node1": frozenset(), "node2": frozenset()}
     plan = speaker.l2_controller.plan(MembershipView(True, live), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
-    speaker._report()
+    speaker._report(())
     if election.rank(live, V4)[0] == "node1":  # kept, with the reason naming both candidates now
         assert recorder.wanted[-1] == {
             "ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}
@@ -282,3 +286,78 @@ def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_c
     else:  # node2 ranks first: released here, so withdrawn from the record
         assert [a.kind for a in plan.actions] == ["release"]
         assert recorder.wanted[-1] == {"ns/web": {}}
+
+
+def wait_for(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_services_with_nothing_to_report_cost_no_call():
+    keys = [f"ns/s{i:03}" for i in range(200)]
+    api = MemoryApi(*keys)
+    w = ReportWorker(AnnouncementReporter(api), "node1")  # type: ignore[arg-type]
+    w.start()
+    try:
+        w.want({k: {} for k in keys})  # nothing announced here, no record seen by the source
+        settle(w)
+        assert api.requests == []
+        w.want({**{k: {} for k in keys}, "ns/s150": {"198.51.100.100": ("l2", "elected among the eligible nodes")}})
+        settle(w)
+        assert api.requests == ["GET ns/s150", "PATCH ns/s150", "POST event"]  # the takeover, and only it
+        api.requests.clear()
+        w.want({k: {} for k in keys})  # released: withdrawn without reading anything again
+        settle(w)
+        assert api.requests == ["PATCH ns/s150"]
+    finally:
+        w.stop()
+    assert annotation_key("node1") not in api.services["ns/s150"]["metadata"]["annotations"]
+
+
+def test_a_service_that_keeps_failing_does_not_hold_up_the_others():
+    api = MemoryApi("ns/a", "ns/b", "ns/c", "ns/d")
+    api.refuse["ns/b"] = 403  # say, no RBAC in that namespace
+    api.refuse["ns/c"] = 422
+    w = ReportWorker(AnnouncementReporter(api), "node1", log_every_s=60)  # type: ignore[arg-type]
+    w.start()
+    try:
+        w.want({k: {f"198.51.100.10{i}": ("l2", "r")} for i, k in enumerate(sorted(api.services))})
+        wait_for(lambda: api.record("ns/a", "node1") and api.record("ns/d", "node1"))
+        wait_for(lambda: api.requests.count("GET ns/b") >= 2)  # retried
+        assert not w.idle()
+        assert w.failures >= 3
+        api.refuse.clear()
+        settle(w, timeout=20)  # the back-off is bounded
+    finally:
+        w.stop()
+    assert {k: list(api.record(k, "node1")) for k in sorted(api.services)} == {
+        "ns/a": ["198.51.100.100"], "ns/b": ["198.51.100.101"], "ns/c": ["198.51.100.102"], "ns/d": ["198.51.100.103"]}
+    assert len(api.events) == 4
+
+
+def test_a_service_deleted_and_created_again_gets_its_record(api, worker):
+    worker.want({"ns/web": {"198.51.100.100": ("l2", "r1")}})
+    settle(worker)
+    fresh = json.loads(json.dumps(api.services["ns/web"]))
+    fresh["metadata"]["annotations"] = {}
+    del api.services["ns/web"]  # deleted; the source has not seen it yet, and this node's reason changes
+    api.requests.clear()
+    worker.want({"ns/web": {"198.51.100.100": ("l2", "r2")}})
+    wait_for(lambda: "PATCH ns/web" in api.requests)  # refused: 404
+    api.services["ns/web"] = fresh  # created again within the source's debounce: the same want stands
+    settle(worker, timeout=15)
+    assert api.record("ns/web", "node1")["198.51.100.100"]["reason"] == "r2"
+    assert api.events[-1] == "announcing 198.51.100.100 from node node1 (l2): r2"  # a takeover on the new Service
+    assert worker.failures == 0  # a Service gone is no failure
+
+
+def test_the_reporters_failures_are_a_metric():
+    nodes = (NodeConfig("node1", ipaddress.ip_address("198.51.100.11")),)
+    config = Config("node1", nodes, MembershipConfig(b"s" * 32), ("eth0",), StatusConfig(), ())
+    recorder = Recorder()
+    speaker = Speaker("/etc/baremetal-lb/speaker.yaml", config, reporter=recorder)
+    recorder.failures = 3  # type: ignore[attr-defined]
+    body = speaker.status_server.body_for("/metrics")[2].decode()
+    assert "\nlbspeaker_cluster_report_errors_total 3.0\n" in body
