@@ -19,9 +19,9 @@ from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig
 from lbspeaker.controller.kube import ApiError
 from lbspeaker.daemon import Speaker
 from lbspeaker.decisions.bgp import BgpDecision
-from lbspeaker.decisions.l2 import L2Announcement
+from lbspeaker.decisions.l2 import RECORD_REASONS, L2Announcement
 from lbspeaker.decisions.report import BGP_REASONS, ReportCall, apply_call, report_calls, wanted_reports
-from lbspeaker.decisions.view import MembershipView
+from lbspeaker.decisions.view import Eligibility, MembershipView
 from lbspeaker.desired import DesiredServices, merge
 from lbspeaker.sources.announcing import AnnouncementReporter, ReportWorker, annotation_key
 
@@ -52,7 +52,7 @@ def test_only_cluster_services_are_reported_and_only_what_this_node_announces():
     )
     assert wanted == {
         "ns/web": {
-            str(V4): ("l2", "elected among 3 eligible nodes (Cluster) [a, b, c]"),
+            str(V4): ("l2", RECORD_REASONS["Cluster"]),  # not the row's reason, which names the candidates
             str(B4): ("bgp", BGP_REASONS["Local"]),
         },
         "ns/dns": {},  # still wanted, nothing announced here: stale records get withdrawn, not forgotten
@@ -272,17 +272,15 @@ def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_c
         speaker.l2_controller.carried_out(action)
     speaker._report(())
     speaker._report(())  # nothing changed: nothing handed over again
-    assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", "only eligible node (Cluster)"]}}]
+    assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", RECORD_REASONS["Cluster"]]}}]
 
     live = {"node1": frozenset(), "node2": frozenset()}
     plan = speaker.l2_controller.plan(MembershipView(True, live), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
     speaker._report(())
-    if election.rank(live, V4)[0] == "node1":  # kept, with the reason naming both candidates now
-        assert recorder.wanted[-1] == {
-            "ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}
-        }
+    if election.rank(live, V4)[0] == "node1":  # kept: the record's reason does not name the candidates
+        assert len(recorder.wanted) == 2
     else:  # node2 ranks first: released here, so withdrawn from the record
         assert [a.kind for a in plan.actions] == ["release"]
         assert recorder.wanted[-1] == {"ns/web": {}}
@@ -351,6 +349,32 @@ def test_a_service_deleted_and_created_again_gets_its_record(api, worker):
     assert api.record("ns/web", "node1")["198.51.100.100"]["reason"] == "r2"
     assert api.events[-1] == "announcing 198.51.100.100 from node node1 (l2): r2"  # a takeover on the new Service
     assert worker.failures == 0  # a Service gone is no failure
+
+
+def test_a_candidate_joining_or_leaving_rewrites_no_record():
+    from lbspeaker.decisions.l2 import L2Controller  # noqa: PLC0415
+
+    for policy in ("Cluster", "Local"):
+        c = L2Controller("node1")
+        svc = ServiceConfig("ns/web", (V4,), external_traffic_policy=policy)
+        d = DesiredServices((svc,), cluster_services={"ns/web": "ns/web"})
+        others = [n for n in (f"node{i}" for i in range(2, 40)) if election.rank(["node1", n], V4)[0] == "node1"][:3]
+        wanted = []
+        reasons = []
+        for live in (["node1"], ["node1", others[0]], ["node1", *others], ["node1", others[1]]):
+            view = {n: frozenset({"ns/web"}) for n in live}
+            if policy == "Local":
+                d = DesiredServices((svc,), {"ns/web": frozenset(live)}, cluster_services={"ns/web": "ns/web"})
+            c.set_desired(d, lambda s: ("eth0",))
+            for action in c.plan(MembershipView(True, view), Eligibility("node1", frozenset({"ns/web"}))).actions:
+                c.carried_out(action)
+            row = c.rows()[0]
+            assert row.leader == "node1" and row.announcing
+            reasons.append(row.reason)
+            wanted.append(wanted_reports(d, c.rows(), ()))
+        assert len(set(reasons)) == 4  # /status names the candidates
+        assert all(w == wanted[0] for w in wanted), wanted  # the record does not
+        assert wanted[0]["ns/web"][str(V4)][0] == "l2"
 
 
 def test_the_reporters_failures_are_a_metric():
