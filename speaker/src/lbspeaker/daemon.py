@@ -16,7 +16,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from . import config as config_mod
@@ -57,7 +57,7 @@ class Reporter(Protocol):
 
     def start(self) -> None: ...
 
-    def want(self, wanted: Reports) -> None: ...
+    def want(self, wanted: Reports, recorded: Collection[str] = ()) -> None: ...
 
     def stop(self, flush_s: float = 0.0) -> None: ...
 
@@ -116,6 +116,7 @@ class Speaker:
         self._wake = asyncio.Event()
         self.metrics.gauge("announced_ips", lambda: len(self.l2_controller.announced()))
         self.metrics.gauge("members", lambda: len(self.membership.live()))
+        self.metrics.counter("cluster_report_errors_total", lambda: float(getattr(self.reporter, "failures", 0)))
         self._decide_desired()  # the tables exist (not announced) before start: status and metrics read them
 
     # --- lifecycle ---------------------------------------------------------------
@@ -180,7 +181,7 @@ class Speaker:
                 await source.stop()
             if self.reporter is not None:
                 # nothing is announced from here any more: take this node's records off its Services
-                self.reporter.want({key: {} for key in self.desired.cluster_services.values()})
+                self.reporter.want({key: {} for key in self.desired.cluster_services.values()}, self.desired.recorded)
                 await asyncio.to_thread(self.reporter.stop, REPORT_FLUSH_S)
             for a in self.l2_controller.announced():
                 await self.routes.remove(a.address)
@@ -458,7 +459,7 @@ class Speaker:
             return
         wanted = wanted_reports(self.desired, self.l2_controller.rows(), bgp)
         if wanted != self._reported:
-            self.reporter.want(wanted)
+            self.reporter.want(wanted, self.desired.recorded)
             self._reported = wanted
 
     def _bgp_status(self) -> dict[str, Any]:

@@ -33,12 +33,17 @@ class DesiredServices:
     (``namespace/name``) it was made from, for the services a cluster source
     gives: those are the ones whose announcements are told to the cluster
     (``sources.announcing``); the config file's services are not listed.
+    ``recorded``: the Kubernetes Services (``namespace/name``) that carried this
+    node's record when the source last looked (one of this node's earlier runs
+    announced there): the reporter reads only those, and the ones this node
+    announces, back from the API.
     """
 
     services: tuple[ServiceConfig, ...] = ()
     allowed_nodes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     excluded_nodes: Mapping[str, str] = field(default_factory=dict)
     cluster_services: Mapping[str, str] = field(default_factory=dict)
+    recorded: frozenset[str] = frozenset()
 
     def l2_services(self) -> tuple[ServiceConfig, ...]:
         return tuple(s for s in self.services if s.mode == "l2")
@@ -115,6 +120,7 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
     allowed: dict[str, frozenset[str]] = {}
     excluded: dict[str, str] = {}
     cluster: dict[str, str] = {}
+    recorded: set[str] = set()
     conflicts: list[tuple[str, str, str]] = []
     for source, state in snapshots:
         for svc in state.services:
@@ -127,6 +133,8 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
                 allowed[svc.name] = state.allowed_nodes[svc.name]
             if svc.name in state.cluster_services:
                 cluster[svc.name] = state.cluster_services[svc.name]
+                if cluster[svc.name] in state.recorded:
+                    recorded.add(cluster[svc.name])
         for node, why in state.excluded_nodes.items():
             excluded.setdefault(node, why)
-    return Merged(DesiredServices(tuple(services), allowed, excluded, cluster), tuple(conflicts))
+    return Merged(DesiredServices(tuple(services), allowed, excluded, cluster, frozenset(recorded)), tuple(conflicts))
