@@ -30,7 +30,7 @@ from .decisions.bgp import BgpController, BgpDecision
 from .decisions.l2 import HANDOVER_GRACE_S, L2Action, L2Controller
 from .decisions.report import Reports, wanted_reports
 from .decisions.view import Eligibility, MembershipView, service_eligible
-from .desired import DesiredServices, Source, StaticSource, merge
+from .desired import Conflict, DesiredServices, Source, StaticSource, merge
 from .errors import ConfigError
 from .forwarding import StandaloneForwarding
 from .health import HealthChecker
@@ -85,7 +85,7 @@ class Speaker:
         self.static = StaticSource(config)
         self.sources: list[Source] = [self.static, *sources]
         self.desired = DesiredServices()
-        self._conflicts: tuple[tuple[str, str, str], ...] = ()
+        self._conflicts: tuple[Conflict, ...] = ()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
         self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
         # interface -> address families it has no address of (cannot serve); see link.py
@@ -243,8 +243,15 @@ class Speaker:
         returns the L2 withdrawals the change needs."""
         merged = merge((s.name, s.snapshot()) for s in self.sources)
         if merged.conflicts != self._conflicts:
-            for name, kept, ignored in merged.conflicts:
-                log.warning("service %s is given by %s and by %s: %s's is ignored", name, kept, ignored, ignored)
+            for c in merged.conflicts:
+                if c in self._conflicts:
+                    continue  # said once
+                if c.same_addresses:  # site.yml applied the inventory's service to the cluster too
+                    log.info("service %s is given by %s and by %s with the same addresses: %s's copy is used",
+                             c.name, c.kept, c.ignored, c.kept)
+                else:
+                    log.warning("service %s is given by %s and by %s with other addresses: %s's is ignored",
+                                c.name, c.kept, c.ignored, c.ignored)
             self._conflicts = merged.conflicts
         self.desired = merged.state
         withdrawals = self.l2_controller.set_desired(self.desired, self.config.interfaces_for)

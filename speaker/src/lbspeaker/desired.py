@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .config import Config, ServiceConfig
 
@@ -101,11 +101,21 @@ class StaticSource:
                 self._changed()
 
 
+class Conflict(NamedTuple):
+    """A service name two sources give: the copy of ``kept`` is used, the one of ``ignored`` is not.
+    ``same_addresses``: both copies hold the same addresses (site.yml applied the inventory's service to the
+    cluster: the usual case, nothing to fix), or not (two different services under one name)."""
+
+    name: str
+    kept: str
+    ignored: str
+    same_addresses: bool
+
+
 @dataclass(frozen=True)
 class Merged:
     state: DesiredServices
-    # (service name, the source it was taken from, the source whose copy was ignored)
-    conflicts: tuple[tuple[str, str, str], ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
 
 
 def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
@@ -121,13 +131,16 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
     excluded: dict[str, str] = {}
     cluster: dict[str, str] = {}
     recorded: set[str] = set()
-    conflicts: list[tuple[str, str, str]] = []
+    conflicts: list[Conflict] = []
+    by_name: dict[str, ServiceConfig] = {}
     for source, state in snapshots:
         for svc in state.services:
             if svc.name in owner:
-                conflicts.append((svc.name, owner[svc.name], source))
+                same = sorted(map(str, svc.addresses)) == sorted(map(str, by_name[svc.name].addresses))
+                conflicts.append(Conflict(svc.name, owner[svc.name], source, same))
                 continue
             owner[svc.name] = source
+            by_name[svc.name] = svc
             services.append(svc)
             if svc.name in state.allowed_nodes:
                 allowed[svc.name] = state.allowed_nodes[svc.name]
