@@ -316,3 +316,25 @@ def test_a_peer_that_is_nobodys_is_named_with_its_variable(tmp_path: Path) -> No
     _changed, out = play(tmp_path, "-e", json.dumps({"lb_bgp_advertisements": ads}), ok=False)
     assert "lb_bgp_advertisements[0].peers[1]: is not a peer in lb_bgp_peers (by name or address) (got 'spine')" in (
         re.sub(r"\s+", " ", out))
+
+
+def test_a_cluster_node_covered_by_a_bgp_advertisement_needs_lb_bgp_asn_at_preflight(tmp_path: Path) -> None:
+    """No static BGP service, but the cluster's BGP advertisement brings node1 a bgp section: its AS number is
+    checked before anything is installed, naming the variable (not bgp.asn at "Render the configuration")."""
+    setup(tmp_path)
+    path = tmp_path / "inventory.yml"
+    inventory = yaml.safe_load(path.read_text())
+    del inventory["all"]["vars"]["lb_bgp_asn"]  # the role's default, 0
+    path.write_text(yaml.safe_dump(inventory))
+    _changed, out = play(tmp_path, ok=False)
+    check = re.search(r"^TASK \[baremetal\.lb\.speaker : Check the BGP settings.*?(?=^TASK )", out, re.M | re.S)
+    assert check is not None, out[-3000:]
+    # edge1 follows no cluster and announces nothing over BGP: no AS number needed there
+    assert "fatal: [node1]" in check.group(0) and "skipping: [edge1]" in check.group(0), check.group(0)
+    assert (
+        "lb_bgp_asn / lb_bgp_router_id: needed on node1 because a BGP advertisement of the cluster "
+        "(lb_bgp_advertisements) covers it, with its peers (lb_bgp_peers) (got lb_bgp_asn=0, "
+        "lb_bgp_router_id=198.51.100.11)"
+    ) in re.sub(r"\s+", " ", check.group(0))
+    assert "bgp.asn" not in out
+    assert not (tmp_path / "node1" / "etc").exists()  # preflight stopped it before anything was written
