@@ -33,6 +33,9 @@ L2_KEYS = COMMON_KEYS | {"interfaces"}
 BGP_POLICY_KEYS = ("communities", "large_communities", "local_pref", "aggregation_length", "aggregation_length_v6")
 BGP_KEYS = COMMON_KEYS | {"peers", *BGP_POLICY_KEYS}
 KEYS = {"l2": L2_KEYS, "bgp": BGP_KEYS}
+# aggregation_length and aggregation_length_v6 when unset, and their largest values: a route for the address alone
+AGGREGATION_LENGTH = 32
+AGGREGATION_LENGTH_V6 = 128
 # well-known communities by name (RFC 1997, RFC 7999), taken in any case; the speaker sends these values
 WELL_KNOWN_COMMUNITIES = {
     "no-export": 0xFFFFFF01,
@@ -42,6 +45,12 @@ WELL_KNOWN_COMMUNITIES = {
 }
 MAX_U16 = 0xFFFF
 MAX_U32 = 0xFFFFFFFF
+
+
+def applies_to_node(nodes: Sequence[str] | None, node: str) -> bool:
+    """The rule of a ``nodes`` list (an advertisement's, and a service's or a peer's in the inventory): empty or
+    None means every node, else only the nodes it names."""
+    return not nodes or node in nodes
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,10 @@ class Advertisement:
 
     def announces(self, pool: str) -> bool:
         return not self.pools or pool in self.pools
+
+    def applies_to(self, node: str) -> bool:
+        """Whether this advertisement is meant for ``node`` (:func:`applies_to_node`)."""
+        return applies_to_node(self.nodes, node)
 
 
 @dataclass(frozen=True)
@@ -205,8 +218,10 @@ def parse_advertisement(data: object, mode: str, index: int, prefix: str = "") -
         communities=_checked(data.get("communities"), f"{field}.communities", check_community),
         large_communities=_checked(data.get("large_communities"), f"{field}.large_communities", check_large_community),
         local_pref=_integer(data.get("local_pref"), f"{field}.local_pref", MAX_U32),
-        aggregation_length=_integer(data.get("aggregation_length"), f"{field}.aggregation_length", 32),
-        aggregation_length_v6=_integer(data.get("aggregation_length_v6"), f"{field}.aggregation_length_v6", 128),
+        aggregation_length=_integer(data.get("aggregation_length"), f"{field}.aggregation_length", AGGREGATION_LENGTH),
+        aggregation_length_v6=_integer(
+            data.get("aggregation_length_v6"), f"{field}.aggregation_length_v6", AGGREGATION_LENGTH_V6
+        ),
         prefix=prefix,
     )
 

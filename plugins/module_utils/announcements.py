@@ -15,11 +15,13 @@ the unit tests call these functions directly.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .advertisements import BGP_POLICY_KEYS, parse_advertisements, pool_announcement
+from .advertisements import BGP_POLICY_KEYS, applies_to_node, parse_advertisements, pool_announcement
+from .errors import InputError
 from .limits import MIN_SECRET_BYTES, password_problem, secret_problem
 from .service import parse_service
 
@@ -74,7 +76,7 @@ def data_model_errors(
             errors.append(f"{where}: must be a mapping")
             continue
         try:
-            address = ipaddress.ip_address(str(peer.get("address", "")))
+            ipaddress.ip_address(str(peer.get("address", "")))
         except ValueError:
             errors.append(f"{where}.address: must be an IP address (got {peer.get('address')!r})")
             continue
@@ -83,7 +85,7 @@ def data_model_errors(
         password = peer.get("password")
         if password is not None and (problem := password_problem(password)):
             errors.append(f"{where}.password: {problem}")
-        peer_keys.update({str(address), str(peer.get("address")), str(peer.get("name") or address)})
+        peer_keys.update(_peer_keys(peer))
     for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
         for i, ad in enumerate(ads or []):
             if not isinstance(ad, Mapping):
@@ -95,10 +97,20 @@ def data_model_errors(
             if var == "lb_bgp_advertisements":
                 for j, peer_name in enumerate(_as_list(ad.get("peers"))):
                     if str(peer_name) not in peer_keys:
-                        errors.append(
-                            f"{var}[{i}].peers[{j}]: {peer_name!r} is not a peer in lb_bgp_peers (by name or address)"
-                        )
+                        errors.append(f"{var}[{i}].peers[{j}]: {peer_name!r} {UNKNOWN_PEER}")
     return errors
+
+
+UNKNOWN_PEER = "is not a peer in lb_bgp_peers (by name or address)"
+
+
+def _peer_keys(peer: Mapping[str, Any]) -> set[str]:
+    """The names an advertisement's ``peers`` may give ``peer`` by: its name, its address as written and parsed."""
+    address = peer.get("address")
+    keys = {str(n) for n in (peer.get("name"), address) if n not in (None, "")}
+    with contextlib.suppress(ValueError):
+        keys.add(str(ipaddress.ip_address(str(address))))
+    return keys
 
 
 def resolve(
@@ -173,13 +185,64 @@ def _route_policy(ad: Mapping[str, Any]) -> dict[str, Any]:
     return policy
 
 
+def _selects(item: Mapping[str, Any], node: str) -> bool:
+    """Whether an item with an optional ``nodes`` list is meant for ``node`` (none: every node)."""
+    return applies_to_node(_as_list(item.get("nodes")), node)
+
+
 def _for_node(items: Sequence[Mapping[str, Any]], node: str) -> list[dict[str, Any]]:
     """The items whose ``nodes`` is empty or names ``node``, without that key."""
+    return [{k: v for k, v in item.items() if k not in PEER_SELECTION_KEYS} for item in items if _selects(item, node)]
+
+
+class _NodePeers:
+    """One node's view of ``lb_bgp_peers``: the names of its own peers and of the other nodes' only.
+
+    An advertisement names peers of the whole inventory (``inventory_errors`` checks them against all
+    of ``lb_bgp_peers``), but a peer with ``nodes`` goes to those nodes' configurations alone: on the
+    other nodes its name stands for a peer that is not theirs, and is not used there.
+    """
+
+    def __init__(self, peers: Sequence[Mapping[str, Any]], node: str) -> None:
+        self.own: set[str] = set()
+        elsewhere: set[str] = set()
+        for peer in peers:
+            (self.own if _selects(peer, node) else elsewhere).update(_peer_keys(peer))
+        self.elsewhere = elsewhere - self.own
+        self.known = self.own | elsewhere
+
+    def used_here(self, names: list[Any]) -> list[str]:
+        """The names of ``names`` not other nodes' peers only: this node's, and any unknown one (left for the
+        speaker's check to name)."""
+        return [str(n) for n in names if str(n) not in self.elsewhere]
+
+    def reaches(self, ad: Mapping[str, Any]) -> bool:
+        """Whether an advertisement meant for this node can announce anything from it: it names no peers
+        (every peer) or at least one that is not another node's."""
+        names = _as_list(ad.get("peers"))
+        return not names or bool(self.used_here(names))
+
+
+def _bgp_advertisements_here(ads: list[dict[str, Any]], peers: _NodePeers) -> list[dict[str, Any]]:
+    """The bgp section's advertisements (``resolve``'s, already this node's), each with the peers this node
+    has; one that names other nodes' peers only is left out (without ``peers`` it would mean every peer)."""
     return [
-        {k: v for k, v in item.items() if k not in PEER_SELECTION_KEYS}
-        for item in items
-        if not _as_list(item.get("nodes")) or node in _as_list(item.get("nodes"))
+        {**ad, "peers": peers.used_here(_as_list(ad["peers"]))} if ad.get("peers") else ad
+        for ad in ads
+        if peers.reaches(ad)
     ]
+
+
+def _check_cluster_peers(ads: Any, peers: _NodePeers) -> None:
+    """The kubernetes section's BGP advertisements name peers of ``lb_bgp_peers`` (of any node): they go to
+    the speaker as the inventory gives them, and its configuration holds this node's peers only, so a name
+    that is nobody's peer can be told from another node's here and not there."""
+    for i, ad in enumerate(ads if isinstance(ads, list) else []):
+        if not isinstance(ad, Mapping):
+            continue
+        for j, name in enumerate(_as_list(ad.get("peers"))):
+            if str(name) not in peers.known:
+                raise InputError(f"lb_bgp_advertisements[{i}].peers[{j}]", name, UNKNOWN_PEER)
 
 
 def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,6 +256,16 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
     service of its own, or a BGP advertisement of the ``kubernetes`` section
     meant for it (the speaker applies those to the cluster's Services by their
     pool, with their peers, communities and local-pref).
+
+    A peer with ``nodes`` is in those nodes' configurations only, so an
+    advertisement's ``peers`` name it on those nodes only: the ``bgp``
+    section's advertisements keep this node's peers (and any name that is
+    nobody's, which the speaker refuses), and one naming other nodes' peers
+    only is left out; the ``kubernetes`` section's stay as given (the speaker
+    sends them to the peers they name that it has), and a name there that is
+    no peer of ``bgp_peers`` raises InputError naming
+    ``lb_bgp_advertisements[i].peers[j]``. The cluster's advertisements that
+    name other nodes' peers only bring no ``bgp`` section.
     """
     services = _for_node(settings.get("services") or [], node)
     doc: dict[str, Any] = {
@@ -206,15 +279,22 @@ def node_config(node: str, nodes: Sequence[Mapping[str, Any]], settings: Mapping
     cluster: Mapping[str, Any] = settings.get("kubernetes") or {}
     if cluster:
         doc["kubernetes"] = dict(cluster)
-    # the cluster's BGP advertisements meant for this node: the speaker applies them to the cluster's
-    # Services itself (by their pool), and needs the bgp section's peers and session settings for them
-    cluster_bgp = _for_node(cluster.get("bgp_advertisements") or [], node) if cluster else []
-    peers = _for_node(settings.get("bgp_peers") or [], node)
+    all_peers = settings.get("bgp_peers") or []
+    node_peers = _NodePeers(all_peers, node)
+    # the cluster's BGP advertisements meant for this node (and for one of its peers): the speaker applies
+    # them to the cluster's Services itself (by their pool), and needs the bgp section's peers and session
+    # settings for them
+    cluster_bgp = []
+    if cluster:
+        _check_cluster_peers(cluster.get("bgp_advertisements"), node_peers)
+        cluster_bgp = [ad for ad in _for_node(cluster.get("bgp_advertisements") or [], node) if node_peers.reaches(ad)]
+    peers = _for_node(all_peers, node)
     if (cluster_bgp or any(s["mode"] == "bgp" for s in services)) and peers:
         doc["bgp"] = {
             "asn": settings["bgp_asn"],
             "router_id": str(settings["bgp_router_id"]),
             "peers": peers,
-            "advertisements": _for_node(settings.get("bgp_advertisements") or [], node),
+            "advertisements": _bgp_advertisements_here(_for_node(settings.get("bgp_advertisements") or [], node),
+                                                       node_peers),
         }
     return doc

@@ -136,23 +136,52 @@ def _epoch(timestamp: object) -> float | None:
         return None
 
 
-def unknown_since(node: Mapping[str, Any]) -> float | None:
-    """When the node's Ready condition became Unknown (epoch seconds), or None when it is not Unknown
-    (or the time is missing: then it counts as long ago)."""
+def _unknown_stamp(node: Mapping[str, Any]) -> str | None:
+    """The lastTransitionTime of the node's Ready condition when it is Unknown, else None."""
     listed = (node.get("status") or {}).get("conditions") or ()
     for c in listed:
         if isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "Unknown":
-            return _epoch(c.get("lastTransitionTime"))
+            stamp = c.get("lastTransitionTime")
+            return stamp if isinstance(stamp, str) else ""
     return None
 
 
-def _silent_for_a_short_while(node: Mapping[str, Any], now: float | None) -> bool:
-    """Ready=Unknown since less than NODE_UNKNOWN_GRACE_S before ``now`` (never without ``now``)."""
-    since = unknown_since(node) if now is not None else None
-    return now is not None and since is not None and now - since < NODE_UNKNOWN_GRACE_S
+def unknown_since(node: Mapping[str, Any]) -> float | None:
+    """When the node's Ready condition became Unknown (epoch seconds, the control plane's clock), or None
+    when it is not Unknown (or the time is missing: then it counts as long ago)."""
+    return _epoch(_unknown_stamp(node))
 
 
-def node_exclusion(node: Mapping[str, Any], now: float | None = None) -> str:
+# A node's Ready=Unknown grace as one evaluation saw it: (the condition's lastTransitionTime as the API wrote
+# it, when the grace began on this clock), for the next evaluation (ClusterState.unknown)
+UnknownSeen = tuple[str, float]
+
+
+def unknown_grace(node: Mapping[str, Any], now: float | None,
+                  seen: UnknownSeen | None = None) -> UnknownSeen | None:
+    """When the node's Ready=Unknown grace began on this clock (``now``'s), or None when it has none (not
+    Unknown, no time given, no transition time).
+
+    The lastTransitionTime is the control plane's clock: one ahead of ours would put it in our future and
+    lengthen the grace by the difference. So the grace begins no later than ``now``, nor later than when
+    an earlier evaluation (``seen``, its :attr:`ClusterState.unknown` entry) saw the same transition.
+    """
+    stamp = _unknown_stamp(node) if now is not None else None
+    since = _epoch(stamp)
+    if stamp is None or since is None or now is None:
+        return None
+    since = min(since, now)
+    if seen is not None and seen[0] == stamp:
+        since = min(since, seen[1])
+    return stamp, since
+
+
+def _in_grace(grace: UnknownSeen | None, now: float | None) -> bool:
+    """Ready=Unknown since less than NODE_UNKNOWN_GRACE_S before ``now``."""
+    return now is not None and grace is not None and now - grace[1] < NODE_UNKNOWN_GRACE_S
+
+
+def node_exclusion(node: Mapping[str, Any], now: float | None = None, seen: UnknownSeen | None = None) -> str:
     """Why a Node must not announce load-balancer addresses, or "" when it may.
 
     In this order: the label ``node.kubernetes.io/exclude-from-external-load-balancers``
@@ -166,8 +195,14 @@ def node_exclusion(node: Mapping[str, Any], now: float | None = None) -> str:
     the node eligible.
 
     ``now`` (epoch seconds): with it, ``Ready`` ``Unknown`` excludes only once it
-    has lasted :data:`NODE_UNKNOWN_GRACE_S` (see there); without it, at once.
+    has lasted :data:`NODE_UNKNOWN_GRACE_S` (see there, and :func:`unknown_grace`
+    for ``seen``); without it, at once.
     """
+    return _exclusion(node, now, unknown_grace(node, now, seen))
+
+
+def _exclusion(node: Mapping[str, Any], now: float | None, grace: UnknownSeen | None) -> str:
+    """:func:`node_exclusion` with the node's Ready=Unknown grace already known."""
     meta = node.get("metadata") or {}
     spec = node.get("spec") or {}
     labels = meta.get("labels") or {}
@@ -178,7 +213,7 @@ def node_exclusion(node: Mapping[str, Any], now: float | None = None) -> str:
     ready = conditions.get("Ready")
     if ready is None:
         return "NotReady: no Ready condition"
-    if ready.get("status") != "True" and not _silent_for_a_short_while(node, now):
+    if ready.get("status") != "True" and not _in_grace(grace, now):
         why = ready.get("reason") or ready.get("message") or ""
         return f"NotReady: Ready is {ready.get('status')}" + (f" ({why})" if why else "")
     network = conditions.get("NetworkUnavailable")
@@ -253,6 +288,8 @@ class ClusterState:
     nodes: Mapping[str, str] = field(default_factory=dict)
     # when a node verdict changes by time alone (a Ready=Unknown reaching NODE_UNKNOWN_GRACE_S), epoch seconds
     recheck_at: float | None = field(default=None, compare=False)
+    # per node with Ready=Unknown, its grace as this evaluation saw it (unknown_grace): give it to the next one
+    unknown: Mapping[str, UnknownSeen] = field(default_factory=dict, compare=False)
 
     @property
     def eligible_nodes(self) -> frozenset[str]:
@@ -295,11 +332,14 @@ def desired_service(obj: Mapping[str, Any], pools: Sequence[Pool],
 
 
 def cluster_state(services: Iterable[Mapping[str, Any]], endpoint_slices: Iterable[Mapping[str, Any]],
-                  nodes: Iterable[Mapping[str, Any]], pools: Sequence[Pool], now: float | None = None) -> ClusterState:
+                  nodes: Iterable[Mapping[str, Any]], pools: Sequence[Pool], now: float | None = None,
+                  *, unknown: Mapping[str, UnknownSeen] | None = None) -> ClusterState:
     """The desired state from the cluster's objects (``services``: ours only; slices: any).
 
     ``now`` (epoch seconds): the time the node verdicts are for (:func:`node_exclusion`); the state's
-    ``recheck_at`` says when one of them changes by time alone.
+    ``recheck_at`` says when one of them changes by time alone. ``unknown``: the previous evaluation's
+    :attr:`ClusterState.unknown`, so that a control plane's clock ahead of ours does not lengthen the
+    Ready=Unknown grace (:func:`unknown_grace`).
     """
     by_service: dict[str, list[Mapping[str, Any]]] = {}
     for s in endpoint_slices:
@@ -312,14 +352,19 @@ def cluster_state(services: Iterable[Mapping[str, Any]], endpoint_slices: Iterab
         if entry is not None:
             wanted[entry.key] = entry
     states: dict[str, str] = {}
+    graces: dict[str, UnknownSeen] = {}
     recheck: list[float] = []
     for n in nodes:
-        states[(n.get("metadata") or {}).get("name", "")] = node_exclusion(n, now)
-        since = unknown_since(n) if now is not None else None
-        if since is not None and now is not None and now < since + NODE_UNKNOWN_GRACE_S:
-            recheck.append(since + NODE_UNKNOWN_GRACE_S)
+        name = (n.get("metadata") or {}).get("name", "")
+        grace = unknown_grace(n, now, (unknown or {}).get(name))
+        states[name] = _exclusion(n, now, grace)
+        if grace is not None:
+            graces[name] = grace  # kept after the grace too: a later evaluation must not start it again
+            if _in_grace(grace, now):
+                recheck.append(grace[1] + NODE_UNKNOWN_GRACE_S)
     states.pop("", None)
-    return ClusterState(services=wanted, nodes=states, recheck_at=min(recheck) if recheck else None)
+    graces.pop("", None)
+    return ClusterState(services=wanted, nodes=states, recheck_at=min(recheck) if recheck else None, unknown=graces)
 
 
 def kubeconfig_secrets(kubeconfig: object) -> set[str]:

@@ -11,7 +11,8 @@ version_added: 0.1.0
 description:
   - Sets the inventory variable C(lb_services) of a host or group from the file
     C(host_vars/HOST.lb_services.yml) or C(group_vars/GROUP.lb_services.yml) (or C(.yaml), C(.json)) beside the
-    inventory (and the playbook), the directories ansible.builtin.host_group_vars reads.
+    inventory (and the playbook), the directories ansible.builtin.host_group_vars reads. Only one of the
+    three may exist for a host or group; two are refused, naming both.
   - The file is a YAML mapping with the one key C(lb_services), a list of services as
     M(baremetal.lb.allocate) takes them.
   - It is read as plain data, as JSON if it is JSON (Python's C parser), else with PyYAML's safe C
@@ -135,7 +136,10 @@ def check_services_file(data: t.Any) -> list[dict[str, t.Any]]:
 
 def read_services_file(path: str) -> list[dict[str, t.Any]]:
     """The services of one file, parsed once while it is unchanged; AnsibleParserError naming the file."""
-    stat = os.stat(path)
+    try:
+        stat = os.stat(path)  # the file may have gone since it was found
+    except OSError as exc:
+        raise AnsibleParserError(f"{path}: cannot read it: {exc}") from None
     stamp = (stat.st_size, stat.st_mtime_ns)
     cached = _PARSED.get(path)
     if cached is not None and cached[0] == stamp:
@@ -176,9 +180,17 @@ class VarsModule(BaseVarsPlugin):
                 raise AnsibleParserError(f"Supplied entity must be Host or Group, got {type(entity)} instead")
             if entity.name.startswith(os.path.sep):  # as host_group_vars: a chroot-style host name
                 continue
-            for suffix in SUFFIXES:
-                candidate = os.path.join(directory, subdir, entity.name + suffix)
-                if os.path.isfile(candidate):
-                    # entities come in precedence order (groups, then the host): a later one replaces
-                    data[VARIABLE] = read_services_file(candidate)
+            found = [
+                candidate
+                for candidate in (os.path.join(directory, subdir, entity.name + suffix) for suffix in SUFFIXES)
+                if os.path.isfile(candidate)
+            ]
+            if len(found) > 1:
+                raise AnsibleParserError(
+                    f"{' and '.join(found)}: only one lb_services file may be given for {entity.name}; "
+                    "remove all but one"
+                )
+            if found:
+                # entities come in precedence order (groups, then the host): a later one replaces
+                data[VARIABLE] = read_services_file(found[0])
         return data

@@ -121,6 +121,18 @@ def first_arp(s: socket.socket, mac: bytes, own: ipaddress.IPv4Address, target: 
     return None if first is None else (*first, None)
 
 
+def drain(s: socket.socket, limit: int = 10_000) -> int:
+    """Read and drop what is queued on the non-blocking ``s``; how many frames. At most ``limit``: a link
+    flooded faster than this reads is an error, not an endless loop."""
+    for count in range(limit + 1):
+        try:
+            if not s.recv(2048):
+                return count
+        except BlockingIOError:
+            return count
+    raise RuntimeError(f"more than {limit} frames queued while idle and still coming: the link is flooded")
+
+
 def arp_first_loop(iface: str, interval_ms: float) -> None:
     mac = hardware_address(iface)
     own = ipaddress.IPv4Address(_own_address(iface, 4))
@@ -129,10 +141,7 @@ def arp_first_loop(iface: str, interval_ms: float) -> None:
     print("ready", flush=True)
     for line in sys.stdin:
         ip, timeout = line.split()
-        # what arrived while idle is old news
-        with contextlib.suppress(BlockingIOError):
-            while s.recv(2048):
-                pass
+        drain(s)  # what arrived while idle is old news
         found = first_arp(s, mac, own, ipaddress.IPv4Address(ip), interval_ms / 1000, float(timeout))
         if found is None:
             print(f"{ip} timeout", flush=True)

@@ -21,11 +21,14 @@ import argparse
 import asyncio
 import ctypes
 import os
+import select
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -94,18 +97,46 @@ async def main() -> int:
     return 0
 
 
+def read_line(stream: IO[str], timeout: float, what: str, limit: int = 65536) -> str:
+    """The next line a child process writes to the pipe ``stream`` (with its newline; "" at end of file), within
+    ``timeout`` seconds and ``limit`` bytes, else an error naming ``what``. Reads the pipe a byte at a time, so
+    nothing past the line is taken (read the pipe only this way). UTF-8."""
+    deadline = time.monotonic() + timeout
+    fd = stream.fileno()
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        if len(line) >= limit:
+            raise RuntimeError(f"{what}: a line longer than {limit} bytes: {bytes(line[:80])!r}...")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what}: no line within {timeout:g} s (got {line.decode(errors='replace')!r})")
+        readable, _, _ = select.select([fd], [], [], left)
+        if readable:
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+    return line.decode(errors="replace")
+
+
 def start(apiserver_port: int, namespaces: Iterable[str], port: int, kubeconfig: Path,
-          out: Path) -> subprocess.Popen[str]:
+          out: Path, ready_timeout: float = 30.0) -> subprocess.Popen[str]:
     """The relay from 127.0.0.1:``port`` of each namespace to the apiserver on the host's loopback (stop it by its
-    PID: it runs in a session of its own), and at ``out`` the ``kubeconfig`` pointed at it."""
+    PID: it runs in a session of its own), and at ``out`` the ``kubeconfig`` pointed at it. An error if it does
+    not say "ready" within ``ready_timeout`` seconds."""
     relay = subprocess.Popen(
         [sys.executable, __file__, "--target", f"127.0.0.1:{apiserver_port}", *(f"{ns}:{port}" for ns in namespaces)],
         stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert relay.stdout is not None
-    if relay.stdout.readline().strip() != "ready":
+    try:
+        line = read_line(relay.stdout, ready_timeout, "the relay")
+    except (TimeoutError, RuntimeError) as exc:
+        line = str(exc)
+    if line.strip() != "ready":
         relay.kill()
         relay.wait(timeout=10)
-        raise RuntimeError("netns_relay.py did not start")
+        relay.stdout.close()
+        raise RuntimeError(f"netns_relay.py did not start: {line.strip() or 'it exited'}")
     config = yaml.safe_load(kubeconfig.read_text())
     for c in config["clusters"]:
         c["cluster"]["server"] = f"https://127.0.0.1:{port}"  # the relay, inside each namespace

@@ -11,6 +11,7 @@ still listed in the output when notified, which is how restart-versus-reload is 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pwd
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import yaml
 from lbspeaker import config as speaker_config
+from lbspeaker.bgp.config import route_advertisement
+from lbspeaker.bgp.manager import Announcement, routes_for_peer
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_BIN = Path(os.environ.get("LB_ANSIBLE_BIN", REPO / ".venv" / "bin"))
@@ -263,4 +266,75 @@ def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
         f"lb_speaker_kubeconfig: lb-speaker on node1 needs a kubeconfig file on the control node "
         f"(plain or ansible-vault encrypted; got {missing})"
     ) in re.sub(r"\s+", " ", out)
+    assert not (tmp_path / "node1" / "etc").exists()  # preflight stopped it before anything was written
+
+
+def two_racks(tmp_path: Path) -> None:
+    """Both hosts cluster nodes, each in its rack with its own router (a peer with ``nodes``), and one BGP
+    advertisement without ``nodes`` naming both routers; a static BGP service as site.yml resolves it, too."""
+    setup(tmp_path)
+    path = tmp_path / "inventory.yml"
+    inventory = yaml.safe_load(path.read_text())
+    inventory["all"]["vars"].update({
+        "lb_bgp_peers": [
+            {"name": "tor-a", "address": "198.51.100.1", "asn": 64500, "nodes": ["node1"]},
+            {"name": "tor-b", "address": "198.51.100.2", "asn": 64500, "nodes": ["edge1"]},
+        ],
+        "lb_bgp_advertisements": [{"pools": ["routed"], "peers": ["tor-a", "tor-b"], "communities": ["64500:100"]}],
+        # what lb_announcements gives for a static service of pool routed under that advertisement
+        "lb_speaker_services": [{"name": "demo/web", "addresses": ["203.0.113.161"], "mode": "bgp",
+                                 "external_traffic_policy": "Cluster", "nodes": []}],
+        "lb_speaker_bgp_advertisements": [{"services": ["demo/web"], "peers": ["tor-a", "tor-b"],
+                                           "communities": ["64500:100"], "nodes": []}],
+    })
+    inventory["all"]["children"]["lb_cluster_nodes"]["hosts"]["edge1"] = {}
+    path.write_text(yaml.safe_dump(inventory))
+
+
+def test_an_advertisement_naming_each_racks_peer_goes_to_each_nodes_own(tmp_path: Path) -> None:
+    """MetalLB's peers with node selectors: each node announces to its own rack's router, and passes the check."""
+    two_racks(tmp_path)
+    play(tmp_path)  # edge1's lb-speaker check refused tor-a ("names no configured peer")
+    route = ipaddress.ip_address("203.0.113.161")
+    for host, own in (("node1", "tor-a"), ("edge1", "tor-b")):
+        cfg = rendered(tmp_path, host)
+        assert cfg.bgp is not None and [p.key for p in cfg.bgp.peers] == [own]
+        (static,) = cfg.bgp.advertisements
+        assert static.peers == (own,)
+        assert cfg.kubernetes is not None
+        (cluster_ad,) = [a for a in cfg.kubernetes.advertisements if a.mode == "bgp"]
+        assert cluster_ad.peers == ("tor-a", "tor-b")  # the cluster's, the same on every node
+        for announcement in (Announcement("demo/web", route),
+                             Announcement("demo/svc", route, advertisements=(route_advertisement(cluster_ad),))):
+            sent = {p.key: list(routes_for_peer(cfg.bgp, p, [announcement])) for p in cfg.bgp.peers}
+            assert {k: [str(n) for n in v] for k, v in sent.items()} == {own: ["203.0.113.161/32"]}
+
+
+def test_a_peer_that_is_nobodys_is_named_with_its_variable(tmp_path: Path) -> None:
+    two_racks(tmp_path)
+    ads = [{"pools": ["routed"], "peers": ["tor-a", "spine"]}]
+    _changed, out = play(tmp_path, "-e", json.dumps({"lb_bgp_advertisements": ads}), ok=False)
+    assert "lb_bgp_advertisements[0].peers[1]: is not a peer in lb_bgp_peers (by name or address) (got 'spine')" in (
+        re.sub(r"\s+", " ", out))
+
+
+def test_a_cluster_node_covered_by_a_bgp_advertisement_needs_lb_bgp_asn_at_preflight(tmp_path: Path) -> None:
+    """No static BGP service, but the cluster's BGP advertisement brings node1 a bgp section: its AS number is
+    checked before anything is installed, naming the variable (not bgp.asn at "Render the configuration")."""
+    setup(tmp_path)
+    path = tmp_path / "inventory.yml"
+    inventory = yaml.safe_load(path.read_text())
+    del inventory["all"]["vars"]["lb_bgp_asn"]  # the role's default, 0
+    path.write_text(yaml.safe_dump(inventory))
+    _changed, out = play(tmp_path, ok=False)
+    check = re.search(r"^TASK \[baremetal\.lb\.speaker : Check the BGP settings.*?(?=^TASK )", out, re.M | re.S)
+    assert check is not None, out[-3000:]
+    # edge1 follows no cluster and announces nothing over BGP: no AS number needed there
+    assert "fatal: [node1]" in check.group(0) and "skipping: [edge1]" in check.group(0), check.group(0)
+    assert (
+        "lb_bgp_asn / lb_bgp_router_id: needed on node1 because a BGP advertisement of the cluster "
+        "(lb_bgp_advertisements) covers it, with its peers (lb_bgp_peers) (got lb_bgp_asn=0, "
+        "lb_bgp_router_id=198.51.100.11)"
+    ) in re.sub(r"\s+", " ", check.group(0))
+    assert "bgp.asn" not in out
     assert not (tmp_path / "node1" / "etc").exists()  # preflight stopped it before anything was written

@@ -204,9 +204,13 @@ def parse(raw: Any, *, check_interfaces: bool = True) -> Config:
                         f"bgp.advertisements[{i}].services[{j}]", name, "is not a service with mode bgp in this config"
                     )
 
+    # The kubernetes section's BGP advertisements are the cluster's (lb_bgp_advertisements, the same on every
+    # node: they decide each pool's mode and nodes alike everywhere), the bgp section holds this node's peers
+    # only: a peer they name that is not here is another node's (a rack's router), and not used here
+    # (bgp.manager.routes_for_peer sends an advertisement only to the peers it names). Nobody's peer cannot
+    # be told from that with this file alone; the core (announcements.node_config, the role's filter, and
+    # inventory_errors), which sees every peer, refuses it.
     cluster = parse_cluster(raw["kubernetes"], node) if raw.get("kubernetes") is not None else None
-    if cluster is not None:
-        _check_cluster_bgp(cluster, bgp)
     return Config(node, nodes, membership, interfaces, status, services, bgp_raw, bgp, cluster)
 
 
@@ -247,23 +251,6 @@ def parse_cluster(value: Any, node: str) -> ClusterConfig:
             + parse_advertisements(raw.get("bgp_advertisements"), "bgp", "kubernetes.")
         ),
     )
-
-
-def _check_cluster_bgp(cluster: ClusterConfig, bgp: BgpConfig | None) -> None:
-    """The kubernetes section's BGP advertisements meant for this node name only peers of the bgp section.
-
-    Without a bgp section (a node with no peer of its own, as the role renders it) they announce nothing
-    here, which the status says (no BGP session); an advertisement for other nodes is theirs to check.
-    """
-    if bgp is None:
-        return
-    peer_keys = {p.key for p in bgp.peers} | {str(p.address) for p in bgp.peers}
-    for ad in cluster.advertisements:
-        if ad.mode != "bgp" or (ad.nodes and cluster.node_name not in ad.nodes):
-            continue
-        for j, peer in enumerate(ad.peers):
-            if peer not in peer_keys:
-                raise ConfigError(f"{ad.field}.peers[{j}]", peer, "names no configured peer (use its name or address)")
 
 
 def _nodes(value: Any) -> tuple[NodeConfig, ...]:

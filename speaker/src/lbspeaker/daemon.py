@@ -16,7 +16,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from . import config as config_mod
@@ -30,7 +30,7 @@ from .decisions.bgp import BgpController, BgpDecision
 from .decisions.l2 import HANDOVER_GRACE_S, L2Action, L2Controller
 from .decisions.report import Reports, wanted_reports
 from .decisions.view import Eligibility, MembershipView, service_eligible
-from .desired import DesiredServices, Source, StaticSource, merge
+from .desired import Conflict, DesiredServices, Source, StaticSource, merge
 from .errors import ConfigError
 from .forwarding import StandaloneForwarding
 from .health import HealthChecker
@@ -44,6 +44,7 @@ from .status import BgpProvider, StatusServer, address_samples, announcement_row
 log = logging.getLogger(__name__)
 
 RECONCILE_CHUNK = 64
+STOP_WORK_S = 5.0  # on stop, how long the cancelled reconcile may take to end
 
 
 def _summary(items: list[str], limit: int = 5) -> str:
@@ -56,7 +57,7 @@ class Reporter(Protocol):
 
     def start(self) -> None: ...
 
-    def want(self, wanted: Reports) -> None: ...
+    def want(self, wanted: Reports, recorded: Collection[str] = ()) -> None: ...
 
     def stop(self, flush_s: float = 0.0) -> None: ...
 
@@ -84,7 +85,7 @@ class Speaker:
         self.static = StaticSource(config)
         self.sources: list[Source] = [self.static, *sources]
         self.desired = DesiredServices()
-        self._conflicts: tuple[tuple[str, str, str], ...] = ()
+        self._conflicts: tuple[Conflict, ...] = ()
         self.health = HealthChecker(self._eligibility_changed, self.metrics)
         self.forwarding = StandaloneForwarding(config.node, self._eligibility_changed, metrics=self.metrics)
         # interface -> address families it has no address of (cannot serve); see link.py
@@ -115,6 +116,7 @@ class Speaker:
         self._wake = asyncio.Event()
         self.metrics.gauge("announced_ips", lambda: len(self.l2_controller.announced()))
         self.metrics.gauge("members", lambda: len(self.membership.live()))
+        self.metrics.counter("cluster_report_errors_total", lambda: float(getattr(self.reporter, "failures", 0)))
         self._decide_desired()  # the tables exist (not announced) before start: status and metrics read them
 
     # --- lifecycle ---------------------------------------------------------------
@@ -172,17 +174,20 @@ class Speaker:
         try:
             if self._work:
                 self._work.cancel()
+                # A take may be waiting for the kernel's answer to its route add: let the
+                # reconcile end before undoing what it asked for (remove_requested below).
+                await asyncio.wait({self._work}, timeout=STOP_WORK_S)
             for source in self.sources:
                 await source.stop()
             if self.reporter is not None:
                 # nothing is announced from here any more: take this node's records off its Services
-                self.reporter.want({key: {} for key in self.desired.cluster_services.values()})
+                self.reporter.want({key: {} for key in self.desired.cluster_services.values()}, self.desired.recorded)
                 await asyncio.to_thread(self.reporter.stop, REPORT_FLUSH_S)
             for a in self.l2_controller.announced():
                 await self.routes.remove(a.address)
                 self.l2_controller.carried_out(L2Action("release", a.address, a.interfaces, "stopping"))
-            for addr in self._draining | self._pending_route_removals:
-                await self.routes.remove(addr)
+            # the draining and pending removals, and any route whose add was cancelled in flight
+            await self.routes.remove_requested()
             self.membership.close()
             self.health.close()
             await self.forwarding.close()
@@ -238,8 +243,15 @@ class Speaker:
         returns the L2 withdrawals the change needs."""
         merged = merge((s.name, s.snapshot()) for s in self.sources)
         if merged.conflicts != self._conflicts:
-            for name, kept, ignored in merged.conflicts:
-                log.warning("service %s is given by %s and by %s: %s's is ignored", name, kept, ignored, ignored)
+            for c in merged.conflicts:
+                if c in self._conflicts:
+                    continue  # said once
+                if c.same_addresses:  # site.yml applied the inventory's service to the cluster too
+                    log.info("service %s is given by %s and by %s with the same addresses: %s's copy is used",
+                             c.name, c.kept, c.ignored, c.kept)
+                else:
+                    log.warning("service %s is given by %s and by %s with other addresses: %s's is ignored",
+                                c.name, c.kept, c.ignored, c.ignored)
             self._conflicts = merged.conflicts
         self.desired = merged.state
         withdrawals = self.l2_controller.set_desired(self.desired, self.config.interfaces_for)
@@ -454,7 +466,7 @@ class Speaker:
             return
         wanted = wanted_reports(self.desired, self.l2_controller.rows(), bgp)
         if wanted != self._reported:
-            self.reporter.want(wanted)
+            self.reporter.want(wanted, self.desired.recorded)
             self._reported = wanted
 
     def _bgp_status(self) -> dict[str, Any]:

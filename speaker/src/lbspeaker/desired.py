@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .config import Config, ServiceConfig
 
@@ -33,12 +33,17 @@ class DesiredServices:
     (``namespace/name``) it was made from, for the services a cluster source
     gives: those are the ones whose announcements are told to the cluster
     (``sources.announcing``); the config file's services are not listed.
+    ``recorded``: the Kubernetes Services (``namespace/name``) that carried this
+    node's record when the source last looked (one of this node's earlier runs
+    announced there): the reporter reads only those, and the ones this node
+    announces, back from the API.
     """
 
     services: tuple[ServiceConfig, ...] = ()
     allowed_nodes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     excluded_nodes: Mapping[str, str] = field(default_factory=dict)
     cluster_services: Mapping[str, str] = field(default_factory=dict)
+    recorded: frozenset[str] = frozenset()
 
     def l2_services(self) -> tuple[ServiceConfig, ...]:
         return tuple(s for s in self.services if s.mode == "l2")
@@ -96,11 +101,21 @@ class StaticSource:
                 self._changed()
 
 
+class Conflict(NamedTuple):
+    """A service name two sources give: the copy of ``kept`` is used, the one of ``ignored`` is not.
+    ``same_addresses``: both copies hold the same addresses (site.yml applied the inventory's service to the
+    cluster: the usual case, nothing to fix), or not (two different services under one name)."""
+
+    name: str
+    kept: str
+    ignored: str
+    same_addresses: bool
+
+
 @dataclass(frozen=True)
 class Merged:
     state: DesiredServices
-    # (service name, the source it was taken from, the source whose copy was ignored)
-    conflicts: tuple[tuple[str, str, str], ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
 
 
 def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
@@ -115,18 +130,24 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
     allowed: dict[str, frozenset[str]] = {}
     excluded: dict[str, str] = {}
     cluster: dict[str, str] = {}
-    conflicts: list[tuple[str, str, str]] = []
+    recorded: set[str] = set()
+    conflicts: list[Conflict] = []
+    by_name: dict[str, ServiceConfig] = {}
     for source, state in snapshots:
         for svc in state.services:
             if svc.name in owner:
-                conflicts.append((svc.name, owner[svc.name], source))
+                same = sorted(map(str, svc.addresses)) == sorted(map(str, by_name[svc.name].addresses))
+                conflicts.append(Conflict(svc.name, owner[svc.name], source, same))
                 continue
             owner[svc.name] = source
+            by_name[svc.name] = svc
             services.append(svc)
             if svc.name in state.allowed_nodes:
                 allowed[svc.name] = state.allowed_nodes[svc.name]
             if svc.name in state.cluster_services:
                 cluster[svc.name] = state.cluster_services[svc.name]
+                if cluster[svc.name] in state.recorded:
+                    recorded.add(cluster[svc.name])
         for node, why in state.excluded_nodes.items():
             excluded.setdefault(node, why)
-    return Merged(DesiredServices(tuple(services), allowed, excluded, cluster), tuple(conflicts))
+    return Merged(DesiredServices(tuple(services), allowed, excluded, cluster, frozenset(recorded)), tuple(conflicts))

@@ -90,7 +90,11 @@ class LocalRoutes:
     def __init__(self) -> None:
         self.ipr: Any = None
         self.lo_index = 1
-        self.installed: set[IPAddress] = set()
+        self.installed: set[IPAddress] = set()  # the kernel said it added them
+        # Asked for and not removed since, recorded before the kernel answers: an add whose
+        # caller was cancelled (the speaker stopping) or timed out may be in the kernel all
+        # the same. remove_requested() removes them all.
+        self.requested: set[IPAddress] = set()
 
     async def open(self) -> None:
         self.ipr = AsyncIPRoute(strict_check=True)
@@ -121,6 +125,7 @@ class LocalRoutes:
         await self._exchange(route_message(ip, self.lo_index), kind, flags | NLM_F_ACK)
 
     async def add(self, ip: IPAddress) -> None:
+        self.requested.add(ip)
         try:
             await self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ip)
         except OSError as exc:
@@ -135,6 +140,16 @@ class LocalRoutes:
         except OSError as exc:
             if exc.errno not in (errno.ESRCH, errno.ENOENT):
                 log.error("cannot remove local route for %s: %s", ip, exc)
+                return  # it may still be there: still requested
+        self.requested.discard(ip)
+
+    async def remove_requested(self) -> int:
+        """Remove every route asked for and not removed since, whether or not the kernel
+        answered the add (on stop: a take cancelled in flight leaves no route behind)."""
+        pending = list(self.requested)
+        for ip in pending:
+            await self.remove(ip)
+        return len(pending)
 
     async def remove_leftovers(self) -> int:
         """Delete every local route carrying our protocol number (from a killed speaker)."""
@@ -147,6 +162,7 @@ class LocalRoutes:
         for ip in found:
             await self.remove(ip)
         self.installed.clear()
+        self.requested.clear()
         return len(found)
 
 

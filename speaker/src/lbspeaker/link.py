@@ -21,7 +21,8 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
 log = logging.getLogger(__name__)
 
 EVENT_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
-REOPEN_DELAY_S = 1.0
+REOPEN_DELAY_S = 1.0  # the second reopen in a row waits this long, each further one twice as long ...
+REOPEN_MAX_DELAY_S = 30.0  # ... up to this
 SIOCGIFADDR = 0x8915
 IF_INET6 = "/proc/net/if_inet6"
 IFA_F_DADFAILED = 0x08
@@ -84,6 +85,14 @@ def unserved_families(ifnames: Iterable[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def reopen_delay(failures: int) -> float:
+    """How long to wait before subscribing again after ``failures`` reads in a row ended the
+    socket: the first at once (an overrun: events were lost), then a back-off, bounded."""
+    if failures <= 1:
+        return 0.0
+    return min(REOPEN_DELAY_S * float(1 << min(failures - 2, 16)), REOPEN_MAX_DELAY_S)
+
+
 def link_usable(ifname: str) -> bool:
     try:
         with open(f"/sys/class/net/{ifname}/operstate", encoding="ascii") as fh:
@@ -99,7 +108,8 @@ class LinkWatcher:
     Events arrive on a pyroute2 ``AsyncIPRoute`` bound to the link and address groups,
     read by a task on the speaker's loop (nothing is polled). When the socket
     overflows (ENOBUFS: events were lost), it is replaced by a new one and the state
-    is read again from sysfs."""
+    is read again from sysfs; so it is when the socket ends without ``close()`` (with a
+    warning, and a bounded back-off when that repeats)."""
 
     def __init__(self, on_up: Callable[[str], None], on_addresses: Callable[[], None] = lambda: None) -> None:
         self.on_up = on_up
@@ -123,12 +133,19 @@ class LinkWatcher:
         """Subscribe before returning: no event after this call is missed."""
         await self._open()
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="link-events")
+        self._reader.add_done_callback(self._reader_done)
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None
         self._close_socket()
+
+    @staticmethod
+    def _reader_done(task: asyncio.Task[None]) -> None:
+        """Say so if the watch ended on an error (it is never awaited)."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("link events are no longer watched: %r", exc, exc_info=exc)
 
     async def _open(self) -> None:
         ipr = AsyncIPRoute()
@@ -145,16 +162,25 @@ class LinkWatcher:
             self.ipr = None
 
     async def _read(self) -> None:
+        failures = 0  # reads in a row that ended the socket
         while self.ipr is not None:
+            ipr = self.ipr
             try:
                 # one datagram's messages per get(): one on_addresses() per datagram at most
-                messages = [msg async for msg in self.ipr.get()]
+                messages = [msg async for msg in ipr.get()]
             except (OSError, NetlinkError) as exc:  # ENOBUFS on overrun
                 log.warning("link events lost (%s): reading link state again", exc)
-                await self._reopen()
+                failures += 1
+                await self._reopen(failures)
                 continue
-            if not messages:  # the socket was closed
-                return
+            if not messages:  # pyroute2's socket ended
+                if self.ipr is not ipr:
+                    return  # close(): ours
+                log.warning("link events stopped (the event socket ended): subscribing again")
+                failures += 1
+                await self._reopen(failures)
+                continue
+            failures = 0
             try:
                 events, addresses = link_events(messages)
                 for index, up in events:
@@ -164,19 +190,26 @@ class LinkWatcher:
             except Exception:  # a failing callback must not end the watch
                 log.exception("handling link events failed")
 
-    async def _reopen(self) -> None:
+    async def _reopen(self, failures: int = 1) -> None:
         """A new socket (pyroute2's cannot be used after an overrun), then the state
         from sysfs: what changed while events were lost is seen either way."""
         self._close_socket()
+        await asyncio.sleep(reopen_delay(failures))
         while self.ipr is None:
             try:
                 await self._open()
-            except OSError as exc:
+            except (OSError, NetlinkError) as exc:
                 log.error("cannot subscribe to link events: %s; retrying", exc)
                 await asyncio.sleep(REOPEN_DELAY_S)
-        for index, (name, _up) in list(self.state.items()):
-            self._update(index, link_usable(name))
-        self.on_addresses()
+        try:  # a failing callback must not end the watch (as in _read)
+            for index, (name, _up) in list(self.state.items()):
+                self._update(index, link_usable(name))
+        except Exception:
+            log.exception("handling link state after subscribing again failed")
+        try:
+            self.on_addresses()
+        except Exception:
+            log.exception("handling address changes after subscribing again failed")
 
     def _update(self, index: int, up: bool) -> None:
         if index not in self.state:

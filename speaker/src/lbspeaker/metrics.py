@@ -80,6 +80,9 @@ FAMILIES: dict[str, Family] = {
     "forwarding_apply_errors_total": Family(
         "counter", "Forwarding rulesets nftables refused or could not load (retried)"),
     "reloads_total": Family("counter", "Configuration reloads, by result", ("result",)),
+    "cluster_report_errors_total": Family(
+        "counter", "Calls telling the Kubernetes cluster which node announces a Service's address (reading or "
+        "writing its record on the Service) that failed (retried)"),
 }
 
 

@@ -1,6 +1,6 @@
-"""Runs LocalRoutes or LinkWatcher inside a network namespace (``ip netns exec NS python
-netlink_agent.py routes|links``) and prints what it saw as one JSON line, for
-test_netlink_netns.py. Every wait is bounded; the namespace is the test's."""
+"""Runs LocalRoutes, LinkWatcher or a whole Speaker inside a network namespace (``ip netns
+exec NS python netlink_agent.py routes|links|stop-during-take``) and prints what it saw as
+one JSON line, for test_netlink_netns.py. Every wait is bounded; the namespace is the test's."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import yaml
+from lbspeaker import config as config_mod
+from lbspeaker.daemon import Speaker
 from lbspeaker.host import LocalRoutes, RouteError
 from lbspeaker.link import LinkWatcher, unserved_families
+from pyroute2.netlink.rtnl import RTM_NEWROUTE
 
 WAIT_S = 5.0
 
@@ -124,8 +131,47 @@ async def links() -> dict[str, object]:
     return seen
 
 
+async def stop_during_take() -> dict[str, object]:
+    """A Speaker leading one IP on lbnl0 (198.51.100.7/24 there) is stopped while the kernel's
+    answer to its route add is outstanding: the kernel has the route, the speaker has no
+    answer yet. Whatever it asked for must be gone after stop()."""
+    seen: dict[str, object] = {}
+    doc = {
+        "node": "node1",
+        "nodes": [{"name": "node1", "address": "198.51.100.7"}],
+        "membership": {"secret": "s" * 32, "interval_ms": 20, "dead_after": 2},
+        "interfaces": ["lbnl0"],
+        "services": [{"name": "default/web", "addresses": ["198.51.100.100"]}],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "speaker.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        speaker = Speaker(str(path), config_mod.load(str(path)))
+    routes = speaker.routes
+    real = routes._request
+    added = asyncio.Event()
+
+    async def late_answer(kind: int, flags: int, ip: Any) -> None:
+        await real(kind, flags, ip)  # the kernel has done it ...
+        if kind == RTM_NEWROUTE:
+            added.set()
+            await asyncio.sleep(60)  # ... and its answer is slow to reach the speaker
+
+    routes._request = late_answer  # type: ignore[method-assign]
+    await speaker.start()
+    try:
+        await asyncio.wait_for(added.wait(), WAIT_S)
+        seen["take_in_flight"] = True
+    except TimeoutError:
+        seen["take_in_flight"] = False
+    seen["during"] = ours()
+    await asyncio.wait_for(speaker.stop(), 20)
+    seen["after_stop"] = ours()
+    return seen
+
+
 def main() -> int:
-    scenario = {"routes": routes, "links": links}[sys.argv[1]]
+    scenario = {"routes": routes, "links": links, "stop-during-take": stop_during_take}[sys.argv[1]]
     print(json.dumps(asyncio.run(scenario())))
     return 0
 

@@ -78,3 +78,17 @@ def test_link_and_address_events_and_an_overrun(netns):
     assert seen["addresses_after_overrun"]
     assert seen["up_after_overrun"]
     assert seen["closed"]
+
+
+def test_a_route_added_while_the_speaker_stops_is_removed(netns):
+    """stop() cancels the reconcile while the kernel's answer to a route add is outstanding:
+    the kernel has the route, the speaker has not recorded it. It must not stay behind."""
+    sh("ip", "-n", netns, "link", "add", "lbnl0", "type", "veth", "peer", "name", "lbnl1")
+    sh("ip", "-n", netns, "link", "set", "lbnl1", "up")
+    sh("ip", "-n", netns, "link", "set", "lbnl0", "up")
+    sh("ip", "-n", netns, "addr", "add", "198.51.100.7/24", "dev", "lbnl0")
+    seen = run_agent(netns, "stop-during-take")
+    assert seen["take_in_flight"], "the speaker never added its route: the test proved nothing"
+    assert seen["during"] == ["198.51.100.100"]
+    assert seen["after_stop"] == []
+    assert "proto 199" not in sh("ip", "-n", netns, "route", "show", "table", "local").stdout

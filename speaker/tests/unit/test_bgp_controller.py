@@ -2,10 +2,10 @@
 
 import ipaddress
 
-from lbspeaker.bgp.config import RouteAdvertisement, parse_bgp_config
+from lbspeaker.bgp.config import RouteAdvertisement, parse_bgp_config, route_advertisement
 from lbspeaker.bgp.manager import Announcement, routes_for_peer
 from lbspeaker.config import ServiceConfig
-from lbspeaker.core.advertisements import parse_advertisement
+from lbspeaker.core.advertisements import AGGREGATION_LENGTH, AGGREGATION_LENGTH_V6, parse_advertisement
 from lbspeaker.core.dataplane import HealthCheck
 from lbspeaker.decisions.bgp import BgpController, announcements
 from lbspeaker.decisions.view import Eligibility
@@ -120,3 +120,13 @@ def test_a_local_cluster_service_is_never_aggregated():
     config = parse_bgp_config({"asn": 64501, "router_id": "198.51.100.11",
                                "peers": [{"address": "198.51.100.1", "asn": 64500}]})
     assert [str(n) for n in routes_for_peer(config, config.peers[0], (ann,))] == ["203.0.113.10/32"]
+
+
+def test_unset_aggregation_lengths_are_host_routes_from_either_kind_of_advertisement():
+    assert (AGGREGATION_LENGTH, AGGREGATION_LENGTH_V6) == (32, 128)
+    section = parse_bgp_config({"asn": 64501, "router_id": "198.51.100.11",
+                                "peers": [{"address": "198.51.100.1", "asn": 64500}],
+                                "advertisements": [{"communities": ["65000:1"]}]}).advertisements[0]
+    cluster = route_advertisement(parse_advertisement({"pools": ["wan"]}, "bgp", 0, "kubernetes."))
+    for ad in (section, cluster, RouteAdvertisement()):
+        assert (ad.aggregation_length, ad.aggregation_length_v6) == (AGGREGATION_LENGTH, AGGREGATION_LENGTH_V6)

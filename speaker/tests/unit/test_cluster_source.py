@@ -16,8 +16,10 @@ from lbspeaker.config import parse_cluster
 from lbspeaker.controller.kube import ENDPOINT_SLICES, NODES, SERVICES
 from lbspeaker.core.cluster import NODE_UNKNOWN_GRACE_S, ClusterState, DesiredService
 from lbspeaker.core.pools import parse_pool_list
+from lbspeaker.desired import merge
 from lbspeaker.errors import ConfigError
-from lbspeaker.sources.cluster import ClusterSource, desired_from_cluster
+from lbspeaker.sources.announcing import annotation_key
+from lbspeaker.sources.cluster import ClusterSource, desired_from_cluster, trim_service
 
 POOLS = parse_pool_list([{"name": "lan", "addresses": ["198.51.100.100-198.51.100.109"]}])
 
@@ -280,3 +282,44 @@ def test_a_node_silent_for_less_than_the_grace_keeps_announcing_and_is_left_out_
         assert later.nodes["n1"] == "NotReady: Ready is Unknown (NodeStatusUnknown)"
         assert later.announcers("apps/web") == {"n2"}
         assert kube.lists[NODES] == 1  # no new list or event: the timer
+
+
+def test_a_control_plane_clock_ahead_does_not_keep_a_silent_node_announcing(monkeypatch):
+    # the control plane's clock is an hour ahead: the Unknown's lastTransitionTime is in our future. The
+    # grace must still end NODE_UNKNOWN_GRACE_S after this source first saw it (shortened here)
+    monkeypatch.setattr("lbspeaker.core.cluster.NODE_UNKNOWN_GRACE_S", 0.5)
+    kube = FakeKube()
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    silent = node("n1", ready="Unknown")
+    silent["status"]["conditions"][0].update(reason="NodeStatusUnknown", lastTransitionTime=ahead.isoformat())
+    kube.items[NODES] = [silent, node("n2")]
+    kube.items[SERVICES] = [service("web", "198.51.100.100")]
+    with Harness(kube) as h:
+        first = h.wait(lambda s: True)
+        assert first.nodes == {"n1": "", "n2": ""}
+        later = h.wait(lambda s: s.nodes["n1"] != "")
+        assert later.nodes["n1"] == "NotReady: Ready is Unknown (NodeStatusUnknown)"
+        assert kube.lists[NODES] == 1  # no new list or event: the timer
+
+
+def test_this_nodes_record_is_kept_in_the_cache_and_named_in_the_desired_state():
+    mine, theirs = annotation_key("node1"), annotation_key("node2")
+    web, api = service("web", "198.51.100.100"), service("api", "198.51.100.101")
+    web["metadata"]["annotations"] = {mine: '{"node": "node1"}', theirs: "{}", "other": "x"}
+    api["metadata"]["annotations"] = {theirs: "{}"}
+    assert trim_service(web, (mine,))["metadata"]["annotationKeys"] == [mine]
+    assert "annotationKeys" not in trim_service(api, (mine,))["metadata"]  # another node's: nothing to wake on
+    rewritten = {**web, "metadata": {**web["metadata"], "annotations": {mine: '{"node": "node1", "addresses": {}}'}}}
+    assert trim_service(rewritten, (mine,)) == trim_service(web, (mine,))  # the record rewritten: no change
+    kube = FakeKube()
+    kube.items[SERVICES] = [web, api]
+    kube.items[NODES] = [node("node1")]
+    h = Harness(kube)
+    h.source = ClusterSource(kube, POOLS, h.states.append, load_balancer_class="baremetal.lb/speaker",
+                             loop=h.loop, debounce_s=0.05, annotations=(mine,))
+    with h:
+        h.wait(lambda s: len(s.services) == 2)
+        assert h.source.annotated(mine) == frozenset({"apps/web"})
+    desired = desired_from_cluster(_state(), _cluster_config(), "node1", {"apps/web", "apps/gone"})
+    assert desired.recorded == frozenset({"apps/web"})
+    assert merge([("cluster", desired)]).state.recorded == frozenset({"apps/web"})

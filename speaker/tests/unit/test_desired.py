@@ -2,6 +2,7 @@
 
 import asyncio
 import ipaddress
+from dataclasses import replace
 
 from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig, StatusConfig
 from lbspeaker.core.dataplane import HealthCheck
@@ -46,7 +47,9 @@ def test_merge_keeps_the_first_sources_service_and_reports_the_conflict():
     )
     merged = merge([("config", DesiredServices((mine,))), ("cluster", cluster)])
     assert merged.state.services == (mine, other)
-    assert merged.conflicts == (("default/web", "config", "cluster"),)
+    assert merged.conflicts == (("default/web", "config", "cluster", False),)  # A here, B there
+    same = merge([("config", DesiredServices((mine,))), ("cluster", DesiredServices((replace(theirs, addresses=(A,)),)))])
+    assert same.conflicts == (("default/web", "config", "cluster", True),)  # site.yml applied it: the same address
     # the ignored copy's allow-list does not restrict the kept one
     assert merged.state.allowed_nodes == {"shop/cart": frozenset({"n1"})}
     assert merged.state.excluded_nodes == {"n3": "NotReady"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,9 +20,9 @@ from lbspeaker.config import Config, MembershipConfig, NodeConfig, ServiceConfig
 from lbspeaker.controller.kube import ApiError
 from lbspeaker.daemon import Speaker
 from lbspeaker.decisions.bgp import BgpDecision
-from lbspeaker.decisions.l2 import L2Announcement
+from lbspeaker.decisions.l2 import RECORD_REASONS, L2Announcement
 from lbspeaker.decisions.report import BGP_REASONS, ReportCall, apply_call, report_calls, wanted_reports
-from lbspeaker.decisions.view import MembershipView
+from lbspeaker.decisions.view import Eligibility, MembershipView
 from lbspeaker.desired import DesiredServices, merge
 from lbspeaker.sources.announcing import AnnouncementReporter, ReportWorker, annotation_key
 
@@ -52,7 +53,7 @@ def test_only_cluster_services_are_reported_and_only_what_this_node_announces():
     )
     assert wanted == {
         "ns/web": {
-            str(V4): ("l2", "elected among 3 eligible nodes (Cluster) [a, b, c]"),
+            str(V4): ("l2", RECORD_REASONS["Cluster"]),  # not the row's reason, which names the candidates
             str(B4): ("bgp", BGP_REASONS["Local"]),
         },
         "ns/dns": {},  # still wanted, nothing announced here: stale records get withdrawn, not forgotten
@@ -103,11 +104,15 @@ class MemoryApi:
         self.events: list[str] = []
         self.requests: list[str] = []
         self.down = False
+        self.refuse: dict[str, int] = {}  # Service key -> the HTTP status every request about it gets
 
     def _check(self, what: str) -> None:
         self.requests.append(what)
         if self.down:
             raise ConnectionRefusedError(f"{what}: connection refused")
+        key = what.split(" ", 1)[1]
+        if key in self.refuse:
+            raise ApiError(self.refuse[key], "refused", what)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any]:
         self._check(f"GET {namespace}/{name}")
@@ -158,15 +163,14 @@ def worker(api):
 
 def test_the_worker_announces_withdraws_and_clears(api, worker):
     reason = "elected among 3 eligible nodes (Cluster) [node1, node2, node3]"
+    before = datetime.now(UTC).replace(microsecond=0)  # "since" is written to the second
     worker.want({"ns/web": {"198.51.100.100": ("l2", reason)}, "ns/api": {}})
     settle(worker)
-    assert api.record("ns/web", "node1") == {
-        "198.51.100.100": {
-            "mode": "l2",
-            "reason": reason,
-            "since": api.record("ns/web", "node1")["198.51.100.100"]["since"],
-        }
-    }
+    record = api.record("ns/web", "node1")
+    since = record["198.51.100.100"].pop("since")
+    assert record == {"198.51.100.100": {"mode": "l2", "reason": reason}}
+    assert before <= datetime.strptime(since, "%Y-%m-%dT%H:%M:%S%z") <= datetime.now(UTC)  # RFC 3339, UTC, now
+    assert since.endswith("Z")
     assert api.events == [f"announcing 198.51.100.100 from node node1 (l2): {reason}"]
     assert api.record("ns/api", "node1") == {}
     worker.want({"ns/web": {}, "ns/api": {}})  # another node leads now
@@ -196,7 +200,7 @@ def test_a_restarted_speaker_withdraws_what_its_last_run_left(api):
     w = ReportWorker(AnnouncementReporter(api), "node1")  # type: ignore[arg-type]
     w.start()
     try:
-        w.want({"ns/web": {}})  # this run does not announce it
+        w.want({"ns/web": {}}, recorded={"ns/web"})  # this run does not announce it; the source saw the record
         settle(w)
     finally:
         w.stop()
@@ -246,7 +250,7 @@ class Recorder:
     def start(self) -> None:
         pass
 
-    def want(self, wanted: Any) -> None:
+    def want(self, wanted: Any, recorded: Any = ()) -> None:
         self.wanted.append(json.loads(json.dumps(wanted)))
 
     def stop(self, flush_s: float = 0.0) -> None:
@@ -260,25 +264,122 @@ def test_the_daemon_reports_its_takeovers_of_cluster_services_only_and_only_on_c
     cluster = DesiredServices((ServiceConfig("ns/web", (V4,)),), cluster_services={"ns/web": "ns/web"})
     recorder = Recorder()
     speaker = Speaker("/etc/baremetal-lb/speaker.yaml", config, sources=[ClusterSnapshot(cluster)], reporter=recorder)
-    speaker._report()
+    speaker._report(())
     assert recorder.wanted == [{"ns/web": {}}]  # known, not announced here yet: nothing about static-web
 
     plan = speaker.l2_controller.plan(MembershipView(True, {"node1": frozenset()}), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
-    speaker._report()
-    speaker._report()  # nothing changed: nothing handed over again
-    assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", "only eligible node (Cluster)"]}}]
+    speaker._report(())
+    speaker._report(())  # nothing changed: nothing handed over again
+    assert recorder.wanted[1:] == [{"ns/web": {str(V4): ["l2", RECORD_REASONS["Cluster"]]}}]
 
     live = {"node1": frozenset(), "node2": frozenset()}
     plan = speaker.l2_controller.plan(MembershipView(True, live), speaker._eligibility())
     for action in plan.actions:
         speaker.l2_controller.carried_out(action)
-    speaker._report()
-    if election.rank(live, V4)[0] == "node1":  # kept, with the reason naming both candidates now
-        assert recorder.wanted[-1] == {
-            "ns/web": {str(V4): ["l2", "elected among 2 eligible nodes (Cluster) [node1, node2]"]}
-        }
-    else:  # node2 ranks first: released here, so withdrawn from the record
-        assert [a.kind for a in plan.actions] == ["release"]
-        assert recorder.wanted[-1] == {"ns/web": {}}
+    speaker._report(())
+    assert election.rank(live, V4) == ["node2", "node1"]  # fixed by the hash: node2 takes V4 over
+    assert [a.kind for a in plan.actions] == ["release"]
+    assert recorder.wanted[-1] == {"ns/web": {}}  # released here, so withdrawn from the record
+
+
+def wait_for(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_services_with_nothing_to_report_cost_no_call():
+    keys = [f"ns/s{i:03}" for i in range(200)]
+    api = MemoryApi(*keys)
+    w = ReportWorker(AnnouncementReporter(api), "node1")  # type: ignore[arg-type]
+    w.start()
+    try:
+        w.want({k: {} for k in keys})  # nothing announced here, no record seen by the source
+        settle(w)
+        assert api.requests == []
+        w.want({**{k: {} for k in keys}, "ns/s150": {"198.51.100.100": ("l2", "elected among the eligible nodes")}})
+        settle(w)
+        assert api.requests == ["GET ns/s150", "PATCH ns/s150", "POST event"]  # the takeover, and only it
+        api.requests.clear()
+        w.want({k: {} for k in keys})  # released: withdrawn without reading anything again
+        settle(w)
+        assert api.requests == ["PATCH ns/s150"]
+    finally:
+        w.stop()
+    assert annotation_key("node1") not in api.services["ns/s150"]["metadata"]["annotations"]
+
+
+def test_a_service_that_keeps_failing_does_not_hold_up_the_others():
+    api = MemoryApi("ns/a", "ns/b", "ns/c", "ns/d")
+    api.refuse["ns/b"] = 403  # say, no RBAC in that namespace
+    api.refuse["ns/c"] = 422
+    w = ReportWorker(AnnouncementReporter(api), "node1", log_every_s=60)  # type: ignore[arg-type]
+    w.start()
+    try:
+        w.want({k: {f"198.51.100.10{i}": ("l2", "r")} for i, k in enumerate(sorted(api.services))})
+        wait_for(lambda: api.record("ns/a", "node1") and api.record("ns/d", "node1"))
+        wait_for(lambda: api.requests.count("GET ns/b") >= 2)  # retried
+        assert not w.idle()
+        assert w.failures >= 3
+        api.refuse.clear()
+        settle(w, timeout=20)  # the back-off is bounded
+    finally:
+        w.stop()
+    assert {k: list(api.record(k, "node1")) for k in sorted(api.services)} == {
+        "ns/a": ["198.51.100.100"], "ns/b": ["198.51.100.101"], "ns/c": ["198.51.100.102"], "ns/d": ["198.51.100.103"]}
+    assert len(api.events) == 4
+
+
+def test_a_service_deleted_and_created_again_gets_its_record(api, worker):
+    worker.want({"ns/web": {"198.51.100.100": ("l2", "r1")}})
+    settle(worker)
+    fresh = json.loads(json.dumps(api.services["ns/web"]))
+    fresh["metadata"]["annotations"] = {}
+    del api.services["ns/web"]  # deleted; the source has not seen it yet, and this node's reason changes
+    api.requests.clear()
+    worker.want({"ns/web": {"198.51.100.100": ("l2", "r2")}})
+    wait_for(lambda: "PATCH ns/web" in api.requests)  # refused: 404
+    api.services["ns/web"] = fresh  # created again within the source's debounce: the same want stands
+    settle(worker, timeout=15)
+    assert api.record("ns/web", "node1")["198.51.100.100"]["reason"] == "r2"
+    assert api.events[-1] == "announcing 198.51.100.100 from node node1 (l2): r2"  # a takeover on the new Service
+    assert worker.failures == 0  # a Service gone is no failure
+
+
+def test_a_candidate_joining_or_leaving_rewrites_no_record():
+    from lbspeaker.decisions.l2 import L2Controller  # noqa: PLC0415
+
+    for policy in ("Cluster", "Local"):
+        c = L2Controller("node1")
+        svc = ServiceConfig("ns/web", (V4,), external_traffic_policy=policy)
+        d = DesiredServices((svc,), cluster_services={"ns/web": "ns/web"})
+        others = [n for n in (f"node{i}" for i in range(2, 40)) if election.rank(["node1", n], V4)[0] == "node1"][:3]
+        wanted = []
+        reasons = []
+        for live in (["node1"], ["node1", others[0]], ["node1", *others], ["node1", others[1]]):
+            view = {n: frozenset({"ns/web"}) for n in live}
+            if policy == "Local":
+                d = DesiredServices((svc,), {"ns/web": frozenset(live)}, cluster_services={"ns/web": "ns/web"})
+            c.set_desired(d, lambda s: ("eth0",))
+            for action in c.plan(MembershipView(True, view), Eligibility("node1", frozenset({"ns/web"}))).actions:
+                c.carried_out(action)
+            row = c.rows()[0]
+            assert row.leader == "node1" and row.announcing
+            reasons.append(row.reason)
+            wanted.append(wanted_reports(d, c.rows(), ()))
+        assert len(set(reasons)) == 4  # /status names the candidates
+        assert all(w == wanted[0] for w in wanted), wanted  # the record does not
+        assert wanted[0]["ns/web"][str(V4)][0] == "l2"
+
+
+def test_the_reporters_failures_are_a_metric():
+    nodes = (NodeConfig("node1", ipaddress.ip_address("198.51.100.11")),)
+    config = Config("node1", nodes, MembershipConfig(b"s" * 32), ("eth0",), StatusConfig(), ())
+    recorder = Recorder()
+    speaker = Speaker("/etc/baremetal-lb/speaker.yaml", config, reporter=recorder)
+    recorder.failures = 3  # type: ignore[attr-defined]
+    body = speaker.status_server.body_for("/metrics")[2].decode()
+    assert "\nlbspeaker_cluster_report_errors_total 3.0\n" in body

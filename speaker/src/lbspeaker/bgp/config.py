@@ -14,7 +14,13 @@ from typing import Any
 
 from lbspeaker.errors import ConfigError
 
-from ..core.advertisements import Advertisement, parse_community, parse_large_community
+from ..core.advertisements import (
+    AGGREGATION_LENGTH,
+    AGGREGATION_LENGTH_V6,
+    Advertisement,
+    parse_community,
+    parse_large_community,
+)
 from ..core.dataplane import IPAddress
 from ..core.fields import boolean, integer, mapping, sequence
 from ..core.limits import password_problem
@@ -71,8 +77,8 @@ class RouteAdvertisement:
     communities: tuple[int, ...] = ()
     large_communities: tuple[tuple[int, int, int], ...] = ()
     local_pref: int | None = None
-    aggregation_length: int = 32
-    aggregation_length_v6: int = 128
+    aggregation_length: int = AGGREGATION_LENGTH
+    aggregation_length_v6: int = AGGREGATION_LENGTH_V6
 
 
 @dataclass(frozen=True)
@@ -237,8 +243,10 @@ def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdv
             parse_large_community(c, f"{path}.large_communities[{i}]")
             for i, c in enumerate(sequence(data.get("large_communities"), f"{path}.large_communities"))),
         local_pref=local_pref,
-        aggregation_length=integer(data.get("aggregation_length"), f"{path}.aggregation_length", 0, 32, 32),
-        aggregation_length_v6=integer(data.get("aggregation_length_v6"), f"{path}.aggregation_length_v6", 0, 128, 128),
+        aggregation_length=integer(data.get("aggregation_length"), f"{path}.aggregation_length", 0,
+                                   AGGREGATION_LENGTH, AGGREGATION_LENGTH),
+        aggregation_length_v6=integer(data.get("aggregation_length_v6"), f"{path}.aggregation_length_v6", 0,
+                                      AGGREGATION_LENGTH_V6, AGGREGATION_LENGTH_V6),
     )
 
 
@@ -256,8 +264,8 @@ def route_advertisement(ad: Advertisement) -> RouteAdvertisement:
         large_communities=tuple(parse_large_community(c, f"{field_name}.large_communities[{i}]")
                                 for i, c in enumerate(ad.large_communities)),
         local_pref=ad.local_pref,
-        aggregation_length=32 if ad.aggregation_length is None else ad.aggregation_length,
-        aggregation_length_v6=128 if ad.aggregation_length_v6 is None else ad.aggregation_length_v6,
+        aggregation_length=AGGREGATION_LENGTH if ad.aggregation_length is None else ad.aggregation_length,
+        aggregation_length_v6=AGGREGATION_LENGTH_V6 if ad.aggregation_length_v6 is None else ad.aggregation_length_v6,
     )
 
 

@@ -87,9 +87,27 @@ def _no_leader_reason(services: Iterable[ServiceConfig]) -> str:
 NAMES_SHOWN = 8  # candidates named in a reason; more are counted
 
 
+def _local(services: Iterable[ServiceConfig]) -> bool:
+    """Whether the IP's candidates are the nodes with a serving endpoint (every service on it is Local)."""
+    return all(s.external_traffic_policy == "Local" for s in services)
+
+
+# Why this node leads, as told to the cluster (``decisions.report``): without the candidates, which /status
+# names, so that a node joining or leaving does not rewrite the record of every address this node leads.
+RECORD_REASONS = {
+    "Cluster": "elected among the eligible nodes (Cluster)",
+    "Local": "elected among the nodes with a serving endpoint (Local)",
+}
+
+
+def record_reason(services: Iterable[ServiceConfig]) -> str:
+    """The reason told to the cluster for an IP this node announces over L2: stable while it leads."""
+    return RECORD_REASONS["Local" if _local(services) else "Cluster"]
+
+
 def _leader_reason(services: Iterable[ServiceConfig], candidates: tuple[str, ...]) -> str:
     """Why this node leads: how many nodes could have, and which (an operator's first question)."""
-    local = all(s.external_traffic_policy == "Local" for s in services)
+    local = _local(services)
     if len(candidates) == 1:
         return "only node with a serving endpoint (Local)" if local else "only eligible node (Cluster)"
     names = sorted(candidates)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from ..desired import DesiredServices
 from .bgp import BgpDecision
-from .l2 import L2Announcement
+from .l2 import L2Announcement, record_reason
 
 # Why a BGP node advertises: the policy's rule, without the session count (that is /status's business),
 # so that a peer going up or down does not rewrite every Service's record.
@@ -47,19 +47,23 @@ def wanted_reports(
     desired: DesiredServices, l2_rows: Iterable[L2Announcement], bgp: Iterable[BgpDecision]
 ) -> dict[str, dict[str, tuple[str, str]]]:
     """Per cluster Service in ``desired``, the addresses this node announces: L2 where it is the elected
-    announcer and carried the take out, BGP where it hands the route to its BGP speaker.
+    announcer and carried the take out, BGP where it hands the route to its BGP speaker. The reasons are
+    the policies' (``l2.RECORD_REASONS``, ``BGP_REASONS``), which do not change with the other nodes.
 
     Every cluster Service of ``desired`` has an entry, empty when this node announces none of its
     addresses: the entry says the Service is still wanted (its stale addresses are withdrawn, not forgotten).
     """
     out: dict[str, dict[str, tuple[str, str]]] = {key: {} for key in desired.cluster_services.values()}
+    by_name = {s.name: s for s in desired.services}
     for row in l2_rows:
         if not row.announcing:
             continue
+        # the policy's reason, not the row's (that one names the candidates: /status's business)
+        reason = record_reason(by_name[n] for n in row.services if n in by_name)
         for name in row.services:
             key = desired.cluster_services.get(name)
             if key is not None:
-                out[key][str(row.address)] = ("l2", row.reason)
+                out[key][str(row.address)] = ("l2", reason)
     for d in bgp:
         key = desired.cluster_services.get(d.service)
         if key is not None and d.advertise:

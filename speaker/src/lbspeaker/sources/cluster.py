@@ -24,19 +24,21 @@ apiserver withdraws nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from ..config import ClusterConfig, ServiceConfig
 from ..controller.kube import ENDPOINT_SLICES, NODES, SERVICES, ApiError, Kube, WatchStream, backoff
 from ..core.advertisements import pool_announcement
-from ..core.cluster import ClusterState, cluster_state, is_ours, key_of
+from ..core.cluster import ClusterState, UnknownSeen, cluster_state, is_ours, key_of
 from ..core.pools import Pool
 from ..desired import DesiredServices
+from .announcing import annotation_key
 
 log = logging.getLogger("lbspeaker.sources.cluster")
 
@@ -53,10 +55,14 @@ def _meta(obj: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {k: meta[k] for k in keys if k in meta}
 
 
-def trim_service(obj: Mapping[str, Any]) -> Obj:
+def trim_service(obj: Mapping[str, Any], annotations: Collection[str] = ()) -> Obj:
+    """A Service's fields the decisions read; of its annotations, which of ``annotations`` it carries (this
+    node's record, so that the reporter knows where an earlier run left one without reading every Service),
+    as ``metadata.annotationKeys``: not their values, so that a record rewritten wakes nobody."""
     spec = obj.get("spec") or {}
+    present = sorted(k for k in (obj.get("metadata") or {}).get("annotations") or {} if k in annotations)
     return {
-        "metadata": _meta(obj, "namespace", "name", "uid"),
+        "metadata": {**_meta(obj, "namespace", "name", "uid"), **({"annotationKeys": present} if present else {})},
         "spec": {k: spec[k] for k in ("type", "loadBalancerClass", "ports", "externalTrafficPolicy") if k in spec},
         "status": obj.get("status") or {},
     }
@@ -238,6 +244,7 @@ class ClusterSource:
         loop: asyncio.AbstractEventLoop | None = None,
         debounce_s: float = DEBOUNCE_S,
         watch_timeout_s: int = WATCH_TIMEOUT_S,
+        annotations: Collection[str] = (),
     ) -> None:
         self.kube = kube
         self.pools = tuple(pools)
@@ -251,6 +258,8 @@ class ClusterSource:
         self.emitted = 0
         self._pending = threading.Lock()  # held from a change until its evaluation starts: one wake-up at a time
         self._recheck_handle: asyncio.TimerHandle | None = None
+        # the nodes' Ready=Unknown graces as the last evaluation saw them (ClusterState.unknown)
+        self._unknown: Mapping[str, UnknownSeen] = {}
         self.informers = {
             kind: Informer(
                 kube,
@@ -263,7 +272,7 @@ class ClusterSource:
                 watch_timeout_s=watch_timeout_s,
             )
             for kind, path, trim, key in (
-                ("services", SERVICES, trim_service, key_of),
+                ("services", SERVICES, functools.partial(trim_service, annotations=tuple(annotations)), key_of),
                 ("endpointslices", ENDPOINT_SLICES, trim_slice, key_of),
                 ("nodes", NODES, trim_node, _node_key),
             )
@@ -284,7 +293,13 @@ class ClusterSource:
             load_balancer_class=config.load_balancer_class,
             serve_unclassed=config.serve_unclassed,
             loop=loop,
+            annotations=(annotation_key(config.node_name),),
         )
+
+    def annotated(self, annotation: str) -> frozenset[str]:
+        """The Services (``namespace/name``) that carry ``annotation`` (one of those the source was told to keep)."""
+        services = self.informers["services"].items()
+        return frozenset(key_of(s) for s in services if annotation in s["metadata"].get("annotationKeys", ()))
 
     @property
     def synced(self) -> bool:
@@ -309,9 +324,16 @@ class ClusterSource:
         ours = [
             s for s in self.informers["services"].items() if is_ours(s, self.load_balancer_class, self.serve_unclassed)
         ]
-        return cluster_state(
-            ours, self.informers["endpointslices"].items(), self.informers["nodes"].items(), self.pools, time.time()
+        state = cluster_state(
+            ours,
+            self.informers["endpointslices"].items(),
+            self.informers["nodes"].items(),
+            self.pools,
+            time.time(),
+            unknown=self._unknown,
         )
+        self._unknown = state.unknown  # every evaluation, even one whose state is unchanged
+        return state
 
     def _recheck(self, at: float | None) -> None:
         """Evaluate again when a node verdict changes by time alone (a Ready=Unknown outlasting its grace)."""
@@ -348,7 +370,9 @@ class ClusterSource:
 # -- the cluster as the daemon's source of desired state (lbspeaker.desired.Source) ---------------------
 
 
-def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) -> DesiredServices:
+def desired_from_cluster(
+    state: ClusterState, config: ClusterConfig, node: str, recorded: Collection[str] = ()
+) -> DesiredServices:
     """What the cluster asks of the speakers, in the daemon's terms (pure).
 
     Each Service's mode (and, for L2, interfaces; and the nodes that may announce it) follows its
@@ -357,7 +381,8 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
     Service carries its pool's advertisements meant for this node (``nodes`` empty or naming it): their
     communities, local-pref, peers and aggregation are its BGP policy here.
     ``Local`` Services may be announced only from nodes with a serving endpoint. Node names are the
-    cluster's, except that this speaker's ``kubernetes.node_name`` is ``node``.
+    cluster's, except that this speaker's ``kubernetes.node_name`` is ``node``. ``recorded``: the Services
+    that carry this node's record (``DesiredServices.recorded``), kept for the Services given here.
     """
 
     def speaker_name(name: str) -> str:
@@ -373,7 +398,7 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
             mode, candidates, interfaces = plan.mode, plan.nodes, plan.interfaces
             # this node's: an advertisement with nodes applies to the routes of those nodes only (MetalLB's
             # nodeSelectors on a BGPAdvertisement)
-            policy = tuple(ad for ad in plan.advertisements if not ad.nodes or config.node_name in ad.nodes)
+            policy = tuple(ad for ad in plan.advertisements if ad.applies_to(config.node_name))
             policy = policy if mode == "bgp" else ()
         else:
             mode, candidates, interfaces, policy = "l2", None, (), ()
@@ -394,7 +419,8 @@ def desired_from_cluster(state: ClusterState, config: ClusterConfig, node: str) 
         if nodes is not None:
             allowed[key] = nodes
     excluded = {speaker_name(n): why for n, why in state.nodes.items() if why}
-    return DesiredServices(tuple(services), allowed, excluded, {s.name: s.name for s in services})
+    keys = {s.name: s.name for s in services}
+    return DesiredServices(tuple(services), allowed, excluded, keys, frozenset(k for k in recorded if k in keys))
 
 
 class ClusterDesiredSource:
@@ -427,7 +453,9 @@ class ClusterDesiredSource:
             await asyncio.to_thread(source.stop)
 
     def _on_state(self, state: ClusterState) -> None:
-        desired = desired_from_cluster(state, self.config, self.node)
+        source = self.source
+        recorded = source.annotated(annotation_key(self.config.node_name)) if source is not None else frozenset()
+        desired = desired_from_cluster(state, self.config, self.node, recorded)
         if desired != self._state:
             before, self._state = self._state, desired
             # INFO only when the counts move (a Service or an excluded node came or went); every other

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.baremetal.lb.plugins.module_utils.advertisements import (
+    applies_to_node,
     parse_advertisement,
     parse_advertisements,
     pool_announcement,
@@ -19,6 +20,24 @@ NODES = ["node-a", "node-b", "node-c"]
 
 def ads(l2=(), bgp=()):
     return parse_advertisements(list(l2), "l2") + parse_advertisements(list(bgp), "bgp")
+
+
+# --- the node rule -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nodes", "node", "applies"),
+    [
+        ((), "node-a", True),
+        (None, "node-a", True),
+        (("node-a", "node-b"), "node-b", True),
+        (("node-a",), "node-b", False),
+    ],
+)
+def test_an_advertisement_applies_to_every_node_or_the_nodes_it_names(nodes, node, applies):
+    assert applies_to_node(nodes, node) is applies
+    ad = parse_advertisement({"pools": ["lan"], "nodes": list(nodes or ())}, "bgp", 0)
+    assert ad.applies_to(node) is applies
 
 
 # --- the mode rule -------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from ansible_collections.baremetal.lb.plugins.module_utils.announcements import (
     inventory_errors,
     node_config,
     resolve,
 )
+from ansible_collections.baremetal.lb.plugins.module_utils.errors import InputError
 
 SERVICES = [
     {"namespace": "demo", "name": "web", "ports": [{"port": 80}]},
@@ -149,3 +151,59 @@ def test_node_config_carries_the_kubernetes_section_and_brings_bgp_for_it():
     assert "bgp" not in node2  # the advertisement is node1's only
     assert "kubernetes" not in node_config("node1", nodes, settings)  # not a cluster node: no section, no bgp
     assert "bgp" not in node_config("node1", nodes, settings)
+
+
+RACK_PEERS = [
+    {"name": "tor-a", "address": "198.51.100.1", "asn": 64500, "nodes": ["node1"]},
+    {"name": "tor-b", "address": "198.51.100.2", "asn": 64500, "nodes": ["node2"]},
+]
+RACK_NODES = [{"name": f"node{i}", "address": f"198.51.100.1{i}"} for i in (1, 2)]
+
+
+def rack_settings(bgp_advertisements, cluster=None):
+    plan = resolve(ALLOCATIONS, SERVICES, L2, bgp_advertisements)
+    return {
+        "interfaces": ["eth0"],
+        "membership": {"secret_file": "/etc/baremetal-lb/membership.secret"},
+        "status": {"address": "127.0.0.1", "port": 7473},
+        "services": plan["services"],
+        "bgp_advertisements": plan["bgp_advertisements"],
+        "bgp_asn": 64501,
+        "bgp_router_id": "198.51.100.12",
+        "bgp_peers": RACK_PEERS,
+        "kubernetes": cluster,
+    }
+
+
+def test_node_config_keeps_other_racks_peers_out_of_a_nodes_advertisements():
+    """A peer with nodes goes to those nodes only: an advertisement naming it uses it there only."""
+    both = [{"pools": ["routed"], "peers": ["tor-a", "tor-b"], "communities": ["64500:100"]}]
+    for node, own in (("node1", "tor-a"), ("node2", "tor-b")):
+        bgp = node_config(node, RACK_NODES, rack_settings(both))["bgp"]
+        assert [p["name"] for p in bgp["peers"]] == [own]
+        assert bgp["advertisements"] == [{"services": ["demo/routed"], "peers": [own], "communities": ["64500:100"]}]
+    # one naming the other rack's peer only is left out (no peers would mean every peer), the other kept whole
+    split = [{"pools": ["routed"], "peers": ["tor-a"], "local_pref": 300}, {"pools": ["routed"], "local_pref": 100}]
+    bgp = node_config("node2", RACK_NODES, rack_settings(split))["bgp"]
+    assert bgp["advertisements"] == [{"services": ["demo/routed"], "local_pref": 100}]
+    # a name that is nobody's peer stays, for the speaker to refuse by its field (bgp.advertisements[0].peers[1])
+    typo = [{"pools": ["routed"], "peers": ["tor-a", "tor-b", "spine"]}]
+    assert node_config("node2", RACK_NODES, rack_settings(typo))["bgp"]["advertisements"][0]["peers"] == [
+        "tor-b", "spine"]
+
+
+def test_node_config_checks_the_clusters_advertisements_peers_against_every_peer():
+    cluster = {"kubeconfig": "/k", "node_name": "node2", "pools": [{"name": "routed", "addresses": ["203.0.113.0/24"]}],
+               "bgp_advertisements": [{"pools": ["routed"], "peers": ["tor-a", "198.51.100.2"]}]}
+    node2 = node_config("node2", RACK_NODES, rack_settings([], cluster))
+    assert node2["kubernetes"] == cluster  # as given: the same on every node
+    assert [p["name"] for p in node2["bgp"]["peers"]] == ["tor-b"]
+    # the other rack's peer only: nothing for tor-b, so no bgp section for it
+    theirs = {**cluster, "bgp_advertisements": [{"pools": ["routed"], "peers": ["tor-a"]}]}
+    assert "bgp" not in node_config("node2", RACK_NODES, rack_settings([], theirs))
+    assert "bgp" in node_config("node1", RACK_NODES, rack_settings([], theirs))
+    nobodys = {**cluster, "bgp_advertisements": [{"pools": ["routed"], "nodes": ["node1"], "peers": ["tor-a", "spine"]}]}
+    with pytest.raises(InputError) as exc:
+        node_config("node2", RACK_NODES, rack_settings([], nobodys))
+    assert str(exc.value) == (
+        "lb_bgp_advertisements[0].peers[1]: is not a peer in lb_bgp_peers (by name or address) (got 'spine')")

@@ -178,3 +178,29 @@ def test_the_state_says_when_a_verdict_changes_by_time_alone():
     assert later.nodes["n1"].startswith("NotReady") and later.nodes["n2"] == ""
     assert later.recheck_at == at + 10 + NODE_UNKNOWN_GRACE_S
     assert cluster_state([], [], nodes, POOLS).recheck_at is None  # no time given: every verdict at once
+
+
+def test_a_control_plane_clock_ahead_does_not_lengthen_the_grace():
+    """The Unknown's lastTransitionTime is the control plane's clock: an hour ahead of ours, the grace
+    still lasts NODE_UNKNOWN_GRACE_S of ours, from when this speaker first saw the condition."""
+    at = datetime(2026, 12, 3, 15, 40, tzinfo=UTC).timestamp()
+    nodes = [unknown_node("2026-12-03T16:40:00Z", "n1"), node("n2")]  # "now" on a control plane 1 h ahead
+    assert node_exclusion(nodes[0], at) == ""  # it just went silent: within the grace
+    first = cluster_state([], [], nodes, POOLS, at)
+    assert first.nodes == {"n1": "", "n2": ""}
+    assert first.recheck_at == at + NODE_UNKNOWN_GRACE_S  # not an hour and a half from now
+    still = cluster_state([], [], nodes, POOLS, at + NODE_UNKNOWN_GRACE_S - 1, unknown=first.unknown)
+    assert still.nodes["n1"] == "" and still.recheck_at == at + NODE_UNKNOWN_GRACE_S
+    over = cluster_state([], [], nodes, POOLS, at + NODE_UNKNOWN_GRACE_S, unknown=still.unknown)
+    assert over.nodes["n1"] == "NotReady: Ready is Unknown (NodeStatusUnknown)" and over.recheck_at is None
+    # it stays over: the next evaluations do not start the grace again
+    later = cluster_state([], [], nodes, POOLS, at + 600, unknown=over.unknown)
+    assert later.nodes["n1"].startswith("NotReady") and later.recheck_at is None
+    # Ready again, then Unknown again (a new lastTransitionTime): a new grace, from when it is seen
+    back = cluster_state([], [], [node("n1"), node("n2")], POOLS, at + 700, unknown=later.unknown)
+    assert back.nodes["n1"] == "" and back.unknown == {}
+    again = [unknown_node("2026-12-03T16:52:00Z", "n1"), node("n2")]
+    assert cluster_state([], [], again, POOLS, at + 720, unknown=later.unknown).nodes["n1"] == ""
+    # a control plane clock behind ours: its own lastTransitionTime counts, as without skew
+    behind = cluster_state([], [], [unknown_node("2026-12-03T15:39:00Z")], POOLS, at, unknown=first.unknown)
+    assert behind.nodes["n1"].startswith("NotReady")

@@ -103,3 +103,27 @@ def test_a_json_file_is_read_as_json(tmp_path: Path) -> None:
     write(tmp_path, "host_vars/ctl2.lb_services.json", '{"lb_services": [{"name": "web", "prots": [80]}]}')
     with pytest.raises(AnsibleParserError, match=r"ctl2\.lb_services\.json: lb_services\[0\]\.prots: unknown key"):
         get_vars(tmp_path, Host("ctl2"))
+
+
+@pytest.mark.parametrize(("first", "second"), [(".yml", ".json"), (".yml", ".yaml"), (".yaml", ".json")])
+def test_two_files_for_one_name_are_refused_naming_both(tmp_path: Path, first: str, second: str) -> None:
+    one = write(tmp_path, f"host_vars/ctl1.lb_services{first}", WEB)
+    other = write(tmp_path, f"host_vars/ctl1.lb_services{second}", '{"lb_services": []}' if second == ".json" else API)
+    with pytest.raises(AnsibleParserError) as error:
+        get_vars(tmp_path, Host("ctl1"))
+    message = str(error.value)
+    assert str(one) in message and str(other) in message
+    assert "only one" in message
+
+
+def test_a_file_removed_after_it_was_found_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "host_vars" / "ctl1.lb_services.yml"
+    gone.parent.mkdir(parents=True)
+    real_isfile = os.path.isfile
+    # as if the file was there when looked for and removed before it was read
+    monkeypatch.setattr(plugin.os.path, "isfile", lambda path: path == str(gone) or real_isfile(path))
+    with pytest.raises(AnsibleParserError) as error:
+        get_vars(tmp_path, Host("ctl1"))
+    message = str(error.value)
+    assert message.startswith(f"{gone}: cannot read it: ")
+    assert "No such file" in message
