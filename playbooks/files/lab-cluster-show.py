@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """The lab's cluster, shown as a user of it sees it (docs/lab.md, "The cluster").
 
 On the control node, with the lab's kubeconfig: ``helm upgrade --install`` of the lab's chart
@@ -7,8 +7,10 @@ Service of each policy in each mode (files/lab-cluster-services.yml), then, per 
 address the controller gave it, one request from a client (the LAN client for L2, the remote
 client behind the router for BGP) with the backend that answered and the source address it saw,
 the nodes ``kubectl describe`` names (the speakers' record and their ``nodeAssigned`` Events), and
-for BGP the router's kernel route. Then the Local Services' one pod moves to another node
-(``helm upgrade --set localNode=...``) and the same is shown again: the old node withdrew.
+for BGP the router's kernel route; for the Cluster ones, 30 requests (which pods answered, what they saw).
+Then the Local Services' one pod moves to another node (``helm upgrade --set localNode=...``) while the LAN
+client asks every 10 ms, and the same is shown again: the old node withdrew. kube-proxy on each node
+forwards; the speakers announce.
 
     lab-cluster-show.py --kubeconfig FILE --helm BIN --chart DIR --services FILE
                         --client CONTAINER --remote CONTAINER --router CONTAINER

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """The lab's Kubernetes control plane, on this control node, and the way its hosts reach it.
 
 ``up`` starts (or keeps, when every process of it still runs) the control plane of the tests

@@ -110,7 +110,7 @@ def read_line(stream: IO[str], timeout: float, what: str, limit: int = 65536) ->
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"{what}: no line within {timeout:g} s (got {line.decode(errors='replace')!r})")
-        readable, _, _ = select.select([fd], [], [], left)
+        readable = select.select([fd], [], [], left)[0]
         if readable:
             byte = os.read(fd, 1)
             if not byte:

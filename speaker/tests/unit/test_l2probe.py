@@ -17,7 +17,7 @@ def pair() -> tuple[socket.socket, socket.socket]:
 def test_the_queued_frames_are_drained_and_counted() -> None:
     a, b = pair()
     with a, b:
-        for _ in range(5):
+        for _frame in range(5):
             b.send(b"frame")
         assert l2probe.drain(a, limit=10) == 5
         assert l2probe.drain(a, limit=10) == 0
@@ -26,7 +26,7 @@ def test_the_queued_frames_are_drained_and_counted() -> None:
 def test_a_flood_that_never_stops_is_an_error_not_a_hang() -> None:
     a, b = pair()
     with a, b:
-        for _ in range(11):
+        for _frame in range(11):
             b.send(b"frame")
         with pytest.raises(RuntimeError, match=r"more than 10 frames queued"):
             l2probe.drain(a, limit=10)
