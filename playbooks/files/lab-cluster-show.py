@@ -54,6 +54,8 @@ class Lab:
     router: str
     nodes: dict[str, str]  # name -> LAN address
     client_address: dict[str, str]  # client container -> its address
+    applied: float = 0.0  # time.monotonic() of the step's kubectl apply or helm upgrade
+    step: str = "kubectl apply"  # what the answers' delay is counted from ("": not told)
     problems: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
@@ -136,7 +138,12 @@ def show(lab: Lab, name: str, mode: str, policy: str, local_node: str, *, since:
     # L2: one node, the pod's under Local; BGP: the pod's node under Local, every node under Cluster
     want = [local_node] if policy == "Local" else sorted(lab.nodes) if mode == "bgp" else None
     names = lab.settle(name, (lambda got: got == want) if want else (lambda got: len(got) == 1))
+    # the speakers may announce before kube-proxy on the node has the Service's rules (a refused connection
+    # meanwhile: the node holds the address, nothing DNATs it yet): the first answer is waited for, bounded
     node, saw = lab.ask(client, ip)
+    while not node and time.monotonic() - lab.applied < WAIT_S:
+        time.sleep(0.2)
+        node, saw = lab.ask(client, ip)
     lab.say(f"{NAMESPACE}/{name}  {ip}  {mode}, {policy}")
     for line in lab.describe(name, since):
         lab.say(f"  kubectl describe: {line}")
@@ -145,7 +152,8 @@ def show(lab: Lab, name: str, mode: str, policy: str, local_node: str, *, since:
         lab.say(f"  router's route to {ip}: via {', '.join(hops) or 'nothing'}")
         lab.expect(hops == want, f"{name}: the router routes {ip} via {hops}, expected {want}")
     who = "LAN client" if mode == "l2" else "remote client"
-    lab.say(f"  {who} -> {ip}: answered by {node or '-'}, which saw {saw}")
+    after = f"  ({time.monotonic() - lab.applied:.1f} s after {lab.step})" if lab.step else ""
+    lab.say(f"  {who} -> {ip}: answered by {node or '-'}, which saw {saw}{after}")
     lab.expect(bool(node), f"{name}: no answer from {ip} ({saw})")
     if mode == "l2":
         lab.expect(len(names) == 1, f"{name}: {len(names)} nodes recorded as announcing {ip} over L2: {names}")
@@ -191,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         lab.say(f"  {' '.join(line.split()[:1] + line.split()[5:7])}")
     lab.say(f"$ kubectl apply -f files/lab-cluster-services.yml  (Services in {NAMESPACE}, one per mode and policy)")
     lab.run(["kubectl", f"--kubeconfig={args.kubeconfig}", "apply", "-f", args.services])
+    lab.applied = time.monotonic()
     lab.say()
     for name, mode, policy in services:
         show(lab, name, mode, policy, args.start, since=step)
@@ -205,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"http://{local_ip}/", str(MOVE_WATCH_S)], stdout=subprocess.PIPE, text=True)
     time.sleep(2.0)  # asking before the move
     lab.run([*helm, "upgrade", "--wait", "--timeout", "60s", RELEASE, args.chart, "--set", f"localNode={args.to}"])
+    lab.applied, lab.step = time.monotonic(), ""  # the watch above tells when it answered
     out, _err = watch.communicate(timeout=MOVE_WATCH_S + 60)
     seen = json.loads(out or "{}")
     order = " -> ".join(seen.get("answered_by", [])) or "nobody"
