@@ -113,8 +113,9 @@ class Lab:
         return sorted(by_address.get(h, h) for h in hops)
 
     def describe(self, name: str, since: str) -> list[str]:
-        """Who announces, as ``kubectl describe service`` tells it: the record's keys (one per announcing node), and
-        the ``nodeAssigned`` Events of this step (``since``: RFC 3339; earlier runs' Events are left out)."""
+        """Who announces, as ``kubectl describe service`` tells it: the record's keys (one per announcing node) from
+        its output, and the ``nodeAssigned`` Events it lists, read with ``kubectl get events`` so that only this
+        step's are shown (``since``: RFC 3339; earlier runs' Events are left out)."""
         text = self.kubectl("describe", "service", name)
         keys = [ln.split("Annotations:")[-1].strip() for ln in text.splitlines()
                 if ln.split("Annotations:")[-1].strip().startswith("announcing.baremetal.lb/")]

@@ -126,21 +126,19 @@ def merge(snapshots: Iterable[tuple[str, DesiredServices]]) -> Merged:
     A node excluded by any source is excluded.
     """
     services: list[ServiceConfig] = []
-    owner: dict[str, str] = {}
+    kept: dict[str, tuple[str, ServiceConfig]] = {}  # service name -> (the source it was taken from, its copy)
     allowed: dict[str, frozenset[str]] = {}
     excluded: dict[str, str] = {}
     cluster: dict[str, str] = {}
     recorded: set[str] = set()
     conflicts: list[Conflict] = []
-    by_name: dict[str, ServiceConfig] = {}
     for source, state in snapshots:
         for svc in state.services:
-            if svc.name in owner:
-                same = sorted(map(str, svc.addresses)) == sorted(map(str, by_name[svc.name].addresses))
-                conflicts.append(Conflict(svc.name, owner[svc.name], source, same))
+            if svc.name in kept:
+                first, copy = kept[svc.name]
+                conflicts.append(Conflict(svc.name, first, source, set(svc.addresses) == set(copy.addresses)))
                 continue
-            owner[svc.name] = source
-            by_name[svc.name] = svc
+            kept[svc.name] = (source, svc)
             services.append(svc)
             if svc.name in state.allowed_nodes:
                 allowed[svc.name] = state.allowed_nodes[svc.name]
