@@ -45,7 +45,11 @@ the next send or the next deadline. Arrivals do not wake anything (they wait
 in the socket for the next tick, at most one interval), and the asyncio loop
 wakes only when something changed. A wakeup of the asyncio loop costs about
 200 us of CPU on a small VM, a bare thread wakeup about 60 us
-(docs/speaker.md, "Cost"): this is what lets the default heartbeat be 25 ms.
+(docs/speaker.md, "Cost"). A tick is the idle cost, so it is kept short: a
+poll(2) for the wait, the HMAC from precomputed pads (``MacKey``), and a
+heartbeat that says what the peer's last one said checked and taken without
+decoding (``Membership._steady``); docs/reliability.md has where a tick's
+time goes.
 The thread never calls into the daemon: what it sends about this node is a
 snapshot the loop refreshes (``nudge``), and what it learns reaches the
 daemon through ``call_soon_threadsafe``.
@@ -55,9 +59,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import json
 import logging
+import os
+import select
 import socket
 import struct
 import threading
@@ -75,6 +82,7 @@ MAGIC = b"LBM1"
 HEARTBEAT = 1
 LEAVING = 2
 HEADER = struct.Struct("!4sBBHQQI")
+SEQUENCE_AT = struct.calcsize("!4sBBHQ")  # the sequence's offset: what comes before it is fixed per sender
 MAC_LEN = 32
 MAX_PAYLOAD = 60000
 BOTH_FAMILIES = frozenset({4, 6})
@@ -127,12 +135,49 @@ def _decode_payload(payload: bytes) -> tuple[frozenset[str], bool, frozenset[int
     return frozenset(str(s) for s in doc["local"]), ready, frozenset(families), tuple(sorted(lost.items()))
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class MacKey:
+    """HMAC-SHA256 (RFC 2104) with the key's two padded blocks hashed once.
+
+    ``hmac.digest`` sets OpenSSL 3 up afresh on every call (a fetch by name,
+    about 27 us cold on a small VM); a MAC here is two copies of a hash state
+    and two updates, about 10 us cold. The same bytes as ``hmac.digest``
+    (tests/unit/test_membership.py checks it)."""
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self.inner = hashlib.sha256(key.translate(_IPAD))
+        self.outer = hashlib.sha256(key.translate(_OPAD))
+
+    def mac(self, data: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(data)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+@functools.lru_cache(maxsize=8)
+def mac_key(secret: bytes) -> MacKey:
+    return MacKey(secret)
+
+
+def pack(kind: int, name: bytes, incarnation: int, sequence: int, payload: bytes, *, key: MacKey) -> bytes:
+    """One signed datagram (the wire format in the module docstring)."""
+    body = HEADER.pack(MAGIC, kind, 0, len(name), incarnation, sequence, len(payload)) + name + payload
+    return body + key.mac(body)
+
+
 def encode(msg: Message, secret: bytes) -> bytes:
-    name = msg.node.encode()
     payload = _encode_payload(msg.local_healthy, msg.ready, msg.families, msg.lost)
-    head = HEADER.pack(MAGIC, msg.kind, 0, len(name), msg.incarnation, msg.sequence, len(payload))
-    body = head + name + payload
-    return body + hmac.digest(secret, body, "sha256")
+    return pack(msg.kind, msg.node.encode(), msg.incarnation, msg.sequence, payload, key=mac_key(secret))
 
 
 def decode(data: bytes, secret: bytes) -> Message:
@@ -145,7 +190,7 @@ def decode(data: bytes, secret: bytes) -> Message:
         raise BadMessage("malformed", "bad magic")
     if HEADER.size + name_len + payload_len != len(body):
         raise BadMessage("malformed", "lengths do not match the datagram")
-    if not hmac.compare_digest(mac, hmac.digest(secret, body, "sha256")):
+    if not hmac.compare_digest(mac, mac_key(secret).mac(body)):
         raise BadMessage("bad_mac", "HMAC does not verify")
     if kind not in (HEARTBEAT, LEAVING):
         raise BadMessage("malformed", f"unknown kind {kind}")
@@ -171,6 +216,9 @@ class Peer:
     lost_me: int = 0  # how many times this peer says it declared this node dead
     lost: int = 0  # how many times this node declared this peer dead
     on_current_secret: bool = False  # heard signing with this node's (current) secret
+    # the last heartbeat taken the full way, but for its sequence and MAC (Membership._steady)
+    head: bytes = b""
+    tail: bytes = b""
 
 
 class Membership:
@@ -208,6 +256,9 @@ class Membership:
         # the pacer thread; every change of peers, sequence or socket happens under the lock
         self._pacer: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wakeup: tuple[int, int] | None = None  # a pipe: written to stop the pacer's poll
+        self._lost: tuple[tuple[str, int], ...] = ()  # what _send_all says of the peers this node declared dead
+        self._next_deadline = float("inf")  # when the first live peer's time runs out
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mine: tuple[frozenset[str], frozenset[int]] = (frozenset(), BOTH_FAMILIES)
@@ -222,7 +273,9 @@ class Membership:
         if config.membership.secret != self.secret:
             for p in self.peers.values():
                 p.on_current_secret = False
+                p.tail = b""
         self.secret = config.membership.secret
+        self._key = mac_key(self.secret)
         self.previous_secret = config.membership.previous_secret
         self.previous_until = config.membership.previous_until
         self.interval = config.membership.interval_ms / 1000.0
@@ -238,6 +291,8 @@ class Membership:
                 peers[n.name] = peer
             self.peers = peers
             self.by_address = {p.address: p for p in peers.values()}
+            self._targets = [(p.address, config.membership.port) for p in peers.values()]
+            self._lost = tuple(sorted((p.name, p.lost) for p in peers.values() if p.lost))
 
     @property
     def settled(self) -> bool:
@@ -287,6 +342,7 @@ class Membership:
         self._loop = asyncio.get_running_loop()
         self._refresh()
         self._stop.clear()
+        self._wakeup = os.pipe()
         self._pacer = threading.Thread(target=self._pace, name="membership", daemon=True)
         self._pacer.start()
 
@@ -312,7 +368,13 @@ class Membership:
         pacer, self._pacer = self._pacer, None
         if pacer is not None:
             self._stop.set()
+            if self._wakeup is not None:
+                os.write(self._wakeup[1], b"x")
             pacer.join(timeout=2.0)
+        if self._wakeup is not None and (pacer is None or not pacer.is_alive()):
+            for fd in self._wakeup:
+                os.close(fd)
+            self._wakeup = None
 
     def nudge(self) -> None:
         """Send a heartbeat now (eligibility changed), so peers re-elect at once."""
@@ -329,7 +391,15 @@ class Membership:
         """The pacer thread: read what arrived, send every interval, and in between
         sleep until a peer's time runs out, so detection takes dead_after and not
         up to one interval more. Nothing here wakes the asyncio loop unless
-        something changed."""
+        something changed.
+
+        Each tick is what a heartbeat costs at rest, so it touches little: the
+        wait is one poll(2) on a pipe that only a stop writes to (an Event's
+        wait allocates a lock and a waiter list each time), and the datagram is
+        packed without building a Message (docs/reliability.md, "Idle cost")."""
+        assert self._wakeup is not None
+        poller = select.poll()
+        poller.register(self._wakeup[0], select.POLLIN)
         next_send = time.monotonic()
         while not self._stop.is_set():
             with self._lock:
@@ -339,9 +409,9 @@ class Membership:
                     self._send_all(HEARTBEAT)
                     next_send = now + self.interval
                 self._expire()
-                deadlines = [p.last_seen + self.dead_after for p in self.peers.values() if p.alive]
-            wake = min([next_send, *deadlines])
-            self._stop.wait(max(0.0005, wake - time.monotonic() + 0.0005))
+                wake = min(next_send, self._next_deadline)
+            # poll(2) takes whole milliseconds, rounded up: at most 1 ms late
+            poller.poll(max(0.5, (wake - time.monotonic()) * 1000 + 0.5))
 
     def previous_secret_valid(self) -> bool:
         """Inside the window after a rotation: the old secret is still accepted (and sent)."""
@@ -358,19 +428,19 @@ class Membership:
         if not self.sock:
             return
         local_healthy, families = self._mine if self._on_pacer() else self._refresh()
-        lost = tuple(sorted((p.name, p.lost) for p in self.peers.values() if p.lost))
+        payload = _encode_payload(local_healthy, self.ready, families, self._lost)
         secrets = [self.secret]
         if self.previous_secret is not None and self.previous_secret_valid() and not all(
             p.on_current_secret for p in self.peers.values()
         ):
             secrets.insert(0, self.previous_secret)
+        name = self.node.encode()
         for secret in secrets:
             self.sequence += 1
-            msg = Message(kind, self.node, self.incarnation, self.sequence, local_healthy, self.ready, families, lost)
-            data = encode(msg, secret)
-            for p in self.peers.values():
+            data = pack(kind, name, self.incarnation, self.sequence, payload, key=mac_key(secret))
+            for target in self._targets:
                 try:
-                    self.sock.sendto(data, (p.address, self.config.membership.port))
+                    self.sock.sendto(data, target)
                     self.sent += 1
                 except OSError:  # link down or no route: the peer will time us out
                     self._count("heartbeats_send_errors_total")
@@ -385,13 +455,20 @@ class Membership:
             self._count("membership_stalls_total")
             return
         changed = False
+        deadline = float("inf")
         for p in self.peers.values():
-            if p.alive and now - p.last_seen > self.dead_after:
+            if not p.alive:
+                continue
+            if now - p.last_seen > self.dead_after:
                 p.alive = False
                 p.lost += 1
                 changed = True
                 log.warning("node %s declared dead (no heartbeat for %.0f ms)", p.name, (now - p.last_seen) * 1000)
+            else:
+                deadline = min(deadline, p.last_seen + self.dead_after)
+        self._next_deadline = deadline
         if changed:
+            self._lost = tuple(sorted((p.name, p.lost) for p in self.peers.values() if p.lost))
             self._changed(False)
 
     # --- to the daemon, on the loop's thread -------------------------------------
@@ -428,7 +505,33 @@ class Membership:
                 continue
             self.datagram_received(data, addr)
 
+    def _steady(self, data: bytes, addr: tuple[str | object, ...]) -> bool:
+        """The common case, cheaply: a live peer's heartbeat that says what its last
+        one said (same kind, name, incarnation and payload; a higher sequence;
+        signed with the current secret) only moves its sequence and last_seen.
+        Anything else, or anything that does not verify, takes the full way
+        (which counts drops). Decoding a heartbeat costs about 45 us cold on a
+        small VM, this about a third of it (docs/reliability.md, "Idle cost")."""
+        peer = self.by_address.get(addr[0])  # type: ignore[arg-type]
+        if (
+            peer is None
+            or not peer.alive
+            or not peer.tail
+            or data[:SEQUENCE_AT] != peer.head  # magic, kind, name length, incarnation
+            or data[SEQUENCE_AT + 8 : -MAC_LEN] != peer.tail  # payload length, name, payload
+        ):
+            return False
+        sequence = int.from_bytes(data[SEQUENCE_AT : SEQUENCE_AT + 8], "big")
+        if sequence <= peer.sequence or not hmac.compare_digest(data[-MAC_LEN:], self._key.mac(data[:-MAC_LEN])):
+            return False
+        peer.sequence = sequence
+        peer.last_seen = time.monotonic()
+        self.received += 1
+        return True
+
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        if self._steady(data, addr):
+            return
         try:
             current = True
             try:
@@ -459,6 +562,8 @@ class Membership:
                 self._changed(False)
             return
         peer.last_seen = time.monotonic()
+        if current:
+            peer.head, peer.tail = data[:SEQUENCE_AT], data[SEQUENCE_AT + 8 : -MAC_LEN]
         joined = not peer.alive
         lost_me = dict(msg.lost).get(self.node, 0)
         # It took our IPs for a moment: clients may still hold its MAC (module docstring).

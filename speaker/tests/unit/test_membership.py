@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 import zlib
+from dataclasses import replace
 
 import pytest
 from lbspeaker import membership
@@ -321,5 +322,70 @@ def test_a_rotation_keeps_old_and_new_nodes_talking_until_everyone_has_the_new_s
         m.datagram_received(membership.encode(Message(HEARTBEAT, "node2", 1, 3, frozenset()), old), src)
         assert m.peers["node2"].sequence == 2
         assert m.metrics.get("heartbeats_dropped_total", reason="bad_mac") == 1
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("key", [b"k", b"s" * 32, b"x" * 64, bytes(range(200))])
+def test_mac_key_is_hmac_sha256(key):
+    for data in (b"", b"heartbeat", bytes(range(256)) * 5):
+        assert membership.MacKey(key).mac(data) == hmac.digest(key, data, "sha256")
+
+
+def test_steady_heartbeats_take_the_short_way_and_anything_else_the_full_one():
+    """The short way (Membership._steady) only moves sequence and last_seen: it must
+    still refuse a replay, a forged MAC, and hand over anything that says something new."""
+
+    async def scenario():
+        metrics = Metrics()
+        changes = []
+        m = Membership(make_config(), frozenset, changes.append, metrics)
+        src = ("198.51.100.12", 7946)
+        peer = m.peers["node2"]
+
+        def hb(seq, local=frozenset({"a/b"}), secret=SECRET):
+            return membership.encode(Message(HEARTBEAT, "node2", 10, seq, local), secret)
+
+        m.datagram_received(hb(1), src)
+        assert peer.alive and changes == [True] and peer.tail
+        second = hb(2)
+        assert m._steady(second, src)  # the same as the last but its sequence
+        assert peer.sequence == 2 and m.received == 2
+        peer.last_seen -= 1.0
+        m.datagram_received(hb(3), src)
+        assert time.monotonic() - peer.last_seen < 0.5 and peer.sequence == 3
+        m.datagram_received(second, src)  # replay of a steady one
+        assert metrics.get("heartbeats_dropped_total", reason="replay") == 1 and peer.sequence == 3
+        forged = bytearray(hb(4))
+        forged[-1] ^= 1
+        assert not m._steady(bytes(forged), src)
+        m.datagram_received(bytes(forged), src)
+        assert metrics.get("heartbeats_dropped_total", reason="bad_mac") == 1 and peer.sequence == 3
+        assert not m._steady(hb(4), ("198.51.100.99", 7946))  # right bytes, wrong address
+        # something new (a Local service became healthy) goes the full way and is seen
+        m.datagram_received(hb(5, frozenset({"a/b", "c/d"})), src)
+        assert m.live()["node2"] == frozenset({"a/b", "c/d"}) and changes == [True, False]
+        assert m.received == 4
+        # after a secret change nothing is short until the peer was heard on the new secret
+        assert m.peers["node2"].tail
+        m.configure(replace(make_config(), membership=MembershipConfig(b"n" * 32, 7946, 50, 4)))
+        assert not m.peers["node2"].tail and not m.peers["node2"].on_current_secret
+
+    asyncio.run(scenario())
+
+
+def test_the_pacer_stops_at_once_even_with_a_long_interval():
+    async def scenario():
+        config = replace(make_config(), membership=MembershipConfig(SECRET, 0, 10000, 3))
+        config = replace(config, nodes=(NodeConfig("node1", ipaddress.ip_address("127.0.0.1")), config.nodes[1]))
+        m = Membership(config, frozenset, lambda _joined: None, Metrics())
+        await m.start()
+        await asyncio.sleep(0.05)  # the pacer is in its 10 s wait
+        pacer = m._pacer
+        started = time.monotonic()
+        m.close()
+        assert pacer is not None and not pacer.is_alive()
+        assert time.monotonic() - started < 1.0
+        assert m._wakeup is None  # the pipe is closed
 
     asyncio.run(scenario())
