@@ -69,7 +69,7 @@ def data_model_errors(
     """The peers' and advertisements' mistakes of :func:`inventory_errors` (all but the secret's)."""
     errors: list[str] = []
     pool_names = {p.get("name") for p in pools or []}
-    peer_keys: set[str] = set()
+    known_peers: set[str] = set()
     for i, peer in enumerate(bgp_peers or []):
         where = f"lb_bgp_peers[{i}]"
         if not isinstance(peer, Mapping):
@@ -85,7 +85,7 @@ def data_model_errors(
         password = peer.get("password")
         if password is not None and (problem := password_problem(password)):
             errors.append(f"{where}.password: {problem}")
-        peer_keys.update(_peer_keys(peer))
+        known_peers.update(peer_keys(peer))
     for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
         for i, ad in enumerate(ads or []):
             if not isinstance(ad, Mapping):
@@ -96,7 +96,7 @@ def data_model_errors(
                     errors.append(f"{var}[{i}].pools[{j}]: {pool!r} is not a pool in lb_pools")
             if var == "lb_bgp_advertisements":
                 for j, peer_name in enumerate(_as_list(ad.get("peers"))):
-                    if str(peer_name) not in peer_keys:
+                    if str(peer_name) not in known_peers:
                         errors.append(f"{var}[{i}].peers[{j}]: {peer_name!r} {UNKNOWN_PEER}")
     return errors
 
@@ -104,8 +104,10 @@ def data_model_errors(
 UNKNOWN_PEER = "is not a peer in lb_bgp_peers (by name or address)"
 
 
-def _peer_keys(peer: Mapping[str, Any]) -> set[str]:
-    """The names an advertisement's ``peers`` may give ``peer`` by: its name, its address as written and parsed."""
+def peer_keys(peer: Mapping[str, Any]) -> set[str]:
+    """The names an advertisement's ``peers`` may give ``peer`` by: its name, its address as written and parsed.
+
+    The one rule for the collection's checks and the speaker's config (``lbspeaker.bgp.config``)."""
     address = peer.get("address")
     keys = {str(n) for n in (peer.get("name"), address) if n not in (None, "")}
     with contextlib.suppress(ValueError):
@@ -207,7 +209,7 @@ class _NodePeers:
         self.own: set[str] = set()
         elsewhere: set[str] = set()
         for peer in peers:
-            (self.own if _selects(peer, node) else elsewhere).update(_peer_keys(peer))
+            (self.own if _selects(peer, node) else elsewhere).update(peer_keys(peer))
         self.elsewhere = elsewhere - self.own
         self.known = self.own | elsewhere
 

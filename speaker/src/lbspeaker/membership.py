@@ -85,6 +85,11 @@ HEADER = struct.Struct("!4sBBHQQI")
 SEQUENCE_AT = struct.calcsize("!4sBBHQ")  # the sequence's offset: what comes before it is fixed per sender
 MAC_LEN = 32
 MAX_PAYLOAD = 60000
+# SO_TIMESTAMPNS (asm-generic/socket.h; not in Python's socket module): each datagram carries the
+# kernel's receive time, a struct timespec in CLOCK_REALTIME, as a control message of that type.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@qq")
+TIMESTAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 BOTH_FAMILIES = frozenset({4, 6})
 
 
@@ -246,6 +251,7 @@ class Membership:
         self.started = time.monotonic()
         self.ready = False  # set by the daemon once it leads what it is elected for
         self.last_tick = self.started
+        self._drained = self.started  # when the pacer last read the socket
         self.sock: socket.socket | None = None
         self.secret = b""
         self.sent = 0
@@ -338,6 +344,7 @@ class Membership:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((str(me.address), self.config.membership.port))
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock = sock
         self._loop = asyncio.get_running_loop()
         self._refresh()
@@ -492,20 +499,35 @@ class Membership:
     # --- receiving -----------------------------------------------------------
 
     def _drain(self) -> None:
-        """What arrived since the last tick (bounded: under a flood the rest waits a tick)."""
+        """What arrived since the last tick (bounded: under a flood the rest waits a tick).
+
+        A heartbeat counts from when the kernel received it, not from this tick: a
+        datagram read up to one interval late would otherwise push the peer's
+        deadline that much later, and detection would take dead_after plus up to
+        one interval. The kernel's time is wall-clock; it is moved onto the
+        monotonic clock and kept between the previous drain and now, which is
+        when it must have arrived whatever the wall clock did meanwhile."""
         if self.sock is None:
             return
+        now = time.monotonic()
+        offset = time.time() - now
+        since, self._drained = self._drained, now
         for _unused in range(256):
             try:
-                data, addr = self.sock.recvfrom(MAX_PAYLOAD + 1024)
+                data, ancillary, _flags, addr = self.sock.recvmsg(MAX_PAYLOAD + 1024, TIMESTAMP_SPACE)
             except BlockingIOError:
                 return
             except OSError:  # e.g. ICMP unreachable reported on the socket
                 self._count("heartbeats_send_errors_total")
                 continue
-            self.datagram_received(data, addr)
+            arrived = now
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+                    sec, nsec = TIMESPEC.unpack_from(value)
+                    arrived = min(now, max(since, sec + nsec / 1e9 - offset))
+            self.datagram_received(data, addr, arrived)
 
-    def _steady(self, data: bytes, addr: tuple[str | object, ...]) -> bool:
+    def _steady(self, data: bytes, addr: tuple[str | object, ...], arrived: float) -> bool:
         """The common case, cheaply: a live peer's heartbeat that says what its last
         one said (same kind, name, incarnation and payload; a higher sequence;
         signed with the current secret) only moves its sequence and last_seen.
@@ -525,12 +547,15 @@ class Membership:
         if sequence <= peer.sequence or not hmac.compare_digest(data[-MAC_LEN:], self._key.mac(data[:-MAC_LEN])):
             return False
         peer.sequence = sequence
-        peer.last_seen = time.monotonic()
+        peer.last_seen = arrived
         self.received += 1
         return True
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        if self._steady(data, addr):
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...], arrived: float | None = None) -> None:
+        """One datagram; ``arrived`` is when the kernel received it (monotonic; default now)."""
+        if arrived is None:
+            arrived = time.monotonic()
+        if self._steady(data, addr, arrived):
             return
         try:
             current = True
@@ -561,7 +586,7 @@ class Membership:
                 peer.alive = False
                 self._changed(False)
             return
-        peer.last_seen = time.monotonic()
+        peer.last_seen = arrived
         if current:
             peer.head, peer.tail = data[:SEQUENCE_AT], data[SEQUENCE_AT + 8 : -MAC_LEN]
         joined = not peer.alive

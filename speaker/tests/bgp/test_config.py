@@ -131,3 +131,16 @@ def test_announcement_accepts_text_and_checks_policy() -> None:
     assert Announcement("a", "203.0.113.1").address == ipaddress.ip_address("203.0.113.1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="policy"):
         Announcement("a", ipaddress.ip_address("203.0.113.1"), "Sometimes")
+
+
+def test_a_peer_named_by_its_address_however_written_is_that_peer() -> None:
+    """The collection's check (core announcements.peer_keys) takes an address as written;
+    the speaker must take it too and match the session on it, not refuse the config."""
+    cfg = parse_bgp_config(base(
+        peers=[{"address": "2001:DB8:1::1", "asn": 64501}, {"address": "198.51.100.1", "asn": 64500, "name": "r1"}],
+        advertisements=[{"services": ["web6"], "peers": ["2001:DB8:1::1"]}]))
+    assert cfg.advertisements[0].peers == ("2001:db8:1::1",)
+    ibgp6, r1 = cfg.peers
+    anns = [Announcement("web6", ipaddress.ip_address("2001:db8:ff::5"))]
+    assert ipaddress.ip_network("2001:db8:ff::5/128") in routes_for_peer(cfg, ibgp6, anns)
+    assert not routes_for_peer(cfg, r1, anns)

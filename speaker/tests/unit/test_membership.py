@@ -349,7 +349,7 @@ def test_steady_heartbeats_take_the_short_way_and_anything_else_the_full_one():
         m.datagram_received(hb(1), src)
         assert peer.alive and changes == [True] and peer.tail
         second = hb(2)
-        assert m._steady(second, src)  # the same as the last but its sequence
+        assert m._steady(second, src, time.monotonic())  # the same as the last but its sequence
         assert peer.sequence == 2 and m.received == 2
         peer.last_seen -= 1.0
         m.datagram_received(hb(3), src)
@@ -358,10 +358,10 @@ def test_steady_heartbeats_take_the_short_way_and_anything_else_the_full_one():
         assert metrics.get("heartbeats_dropped_total", reason="replay") == 1 and peer.sequence == 3
         forged = bytearray(hb(4))
         forged[-1] ^= 1
-        assert not m._steady(bytes(forged), src)
+        assert not m._steady(bytes(forged), src, time.monotonic())
         m.datagram_received(bytes(forged), src)
         assert metrics.get("heartbeats_dropped_total", reason="bad_mac") == 1 and peer.sequence == 3
-        assert not m._steady(hb(4), ("198.51.100.99", 7946))  # right bytes, wrong address
+        assert not m._steady(hb(4), ("198.51.100.99", 7946), time.monotonic())  # right bytes, wrong address
         # something new (a Local service became healthy) goes the full way and is seen
         m.datagram_received(hb(5, frozenset({"a/b", "c/d"})), src)
         assert m.live()["node2"] == frozenset({"a/b", "c/d"}) and changes == [True, False]
@@ -387,5 +387,36 @@ def test_the_pacer_stops_at_once_even_with_a_long_interval():
         assert pacer is not None and not pacer.is_alive()
         assert time.monotonic() - started < 1.0
         assert m._wakeup is None  # the pipe is closed
+
+    asyncio.run(scenario())
+
+
+def test_a_heartbeat_counts_from_when_the_kernel_received_it_not_from_the_tick_that_read_it():
+    """Read up to one interval late, a heartbeat stamped with the read time would
+    push the peer's deadline that much later: detection dead_after + an interval."""
+
+    async def scenario():
+        nodes = (NodeConfig("node1", ipaddress.ip_address("127.0.0.1")),
+                 NodeConfig("node2", ipaddress.ip_address("127.0.0.2")))
+        config = Config("node1", nodes, MembershipConfig(SECRET, 0, 10000, 3), (), StatusConfig(), ())
+        m = Membership(config, frozenset, lambda _joined: None, Metrics())
+        await m.start()  # the pacer's first tick, then a 10 s wait
+        try:
+            await asyncio.sleep(0.05)
+            port = m.sock.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(("127.0.0.2", 0))
+                sent = time.monotonic()
+                peer.sendto(membership.encode(Message(HEARTBEAT, "node2", 1, 1, frozenset()), SECRET),
+                            ("127.0.0.1", port))
+                await asyncio.sleep(0.3)
+                with m._lock:
+                    m._drain()
+                read = time.monotonic()
+            last_seen = m.peers["node2"].last_seen
+            assert m.peers["node2"].alive
+            assert sent <= last_seen < sent + 0.1 < read - 0.15, (sent, last_seen, read)
+        finally:
+            m.close()
 
     asyncio.run(scenario())

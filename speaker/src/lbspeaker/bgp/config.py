@@ -21,6 +21,7 @@ from ..core.advertisements import (
     parse_community,
     parse_large_community,
 )
+from ..core.announcements import peer_keys
 from ..core.dataplane import IPAddress
 from ..core.fields import boolean, integer, mapping, sequence
 from ..core.limits import password_problem
@@ -217,7 +218,14 @@ ADV_KEYS = {"services", "addresses", "peers", "communities", "large_communities"
             "aggregation_length", "aggregation_length_v6"}
 
 
-def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdvertisement:
+def _canonical(reference: str) -> str:
+    try:
+        return str(ipaddress.ip_address(reference))
+    except ValueError:
+        return reference
+
+
+def _parse_advertisement(value: Any, path: str, known_peers: set[str]) -> RouteAdvertisement:
     data = mapping(value, path, ADV_KEYS)
     services = tuple(str(s) for s in sequence(data.get("services"), f"{path}.services"))
     addresses: list[IPNetwork] = []
@@ -228,8 +236,10 @@ def _parse_advertisement(value: Any, path: str, peer_keys: set[str]) -> RouteAdv
             raise ConfigError(f"{path}.addresses[{i}]", a, "must be an address or CIDR") from None
     peers = tuple(str(p) for p in sequence(data.get("peers"), f"{path}.peers"))
     for i, p in enumerate(peers):
-        if p not in peer_keys:
+        if p not in known_peers:
             raise ConfigError(f"{path}.peers[{i}]", p, "names no configured peer (use its name or address)")
+    # an address however written names the peer by its canonical form, the one sessions are matched on
+    peers = tuple(_canonical(p) for p in peers)
     local_pref = data.get("local_pref")
     if local_pref is not None:
         local_pref = integer(local_pref, f"{path}.local_pref", 0, 0xFFFFFFFF)
@@ -290,7 +300,7 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
             if key in seen and seen[key] != i:
                 raise ConfigError(f"{field}.peers[{i}]", key, f"duplicates peers[{seen[key]}]")
             seen[key] = i
-    keys = {p.key for p in peers} | {str(p.address) for p in peers}
+    keys: set[str] = set().union(*(peer_keys(raw) for raw in peers_raw))
     ads_raw = data.get("advertisements")
     ads = (RouteAdvertisement(),) if ads_raw is None else tuple(
         _parse_advertisement(a, f"{field}.advertisements[{i}]", keys)
