@@ -86,6 +86,10 @@ def data_model_errors(
         if password is not None and (problem := password_problem(password)):
             errors.append(f"{where}.password: {problem}")
         known_peers.update(peer_keys(peer))
+    valid = [(i, p) for i, p in enumerate(bgp_peers or []) if isinstance(p, Mapping)]
+    for (j, key, i) in peer_clashes([p for _, p in valid], selected=True):
+        errors.append(f"lb_bgp_peers[{valid[j][0]}]: {key!r} {DUPLICATE_PEER} lb_bgp_peers[{valid[i][0]}]"
+                      " on a node both are meant for")
     for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
         for i, ad in enumerate(ads or []):
             if not isinstance(ad, Mapping):
@@ -102,6 +106,33 @@ def data_model_errors(
 
 
 UNKNOWN_PEER = "is not a peer in lb_bgp_peers (by name or address)"
+DUPLICATE_PEER = "names a peer already named by"
+
+
+def peer_clashes(peers: Sequence[Mapping[str, Any]], *, selected: bool = False) -> list[tuple[int, str, int]]:
+    """Peers named alike: ``(j, key, i)`` for each ``peers[j]`` sharing a key (:func:`peer_keys`) with an
+    earlier ``peers[i]``, the first such ``i`` and key.
+
+    A name or an address must point at one peer: an advertisement's ``peers`` and the speaker's sessions
+    are matched by them. With ``selected``, two peers meant for disjoint ``nodes`` (the inventory's
+    selection; none means every node) do not clash: no node has both (one router address seen from two
+    racks). The one rule for ``validate``'s inventory check and the speaker's config (one node's peers).
+    """
+    keys = [peer_keys(p) for p in peers]
+    clashes: list[tuple[int, str, int]] = []
+    for j in range(len(peers)):
+        for i in range(j):
+            common = keys[i] & keys[j]
+            if common and not (selected and _disjoint(peers[i], peers[j])):
+                clashes.append((j, min(common), i))
+                break
+    return clashes
+
+
+def _disjoint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two items with optional ``nodes`` lists are meant for no node in common."""
+    na, nb = _as_list(a.get("nodes")), _as_list(b.get("nodes"))
+    return bool(na) and bool(nb) and not {str(n) for n in na} & {str(n) for n in nb}
 
 
 def peer_keys(peer: Mapping[str, Any]) -> set[str]:

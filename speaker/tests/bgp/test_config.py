@@ -56,6 +56,10 @@ def test_full_peer() -> None:
     (base(peers=[{"address": "198.51.100.1", "asn": 1, "password": "x" * 81}]), "bgp.peers[0].password"),
     (base(peers=[{"address": "198.51.100.1", "asn": 1, "colour": "red"}]), "bgp.peers[0].colour"),
     (base(peers=[{"address": "198.51.100.1", "asn": 1}, {"address": "198.51.100.1", "asn": 2}]), "bgp.peers[1]"),
+    # one address however written, and a name that is another peer's address: the same rule as validate's
+    (base(peers=[{"address": "2001:db8:1::1", "asn": 1}, {"address": "2001:DB8:1:0::1", "asn": 2}]), "bgp.peers[1]"),
+    (base(peers=[{"address": "198.51.100.1", "asn": 1}, {"name": "198.51.100.1", "address": "198.51.100.2", "asn": 1}]),
+     "bgp.peers[1]"),
     (base(advertisements=[{"communities": ["64500:100", "70000:1"]}]), "bgp.advertisements[0].communities[1]"),
     (base(advertisements=[{"large_communities": ["1:2"]}]), "bgp.advertisements[0].large_communities[0]"),
     (base(advertisements=[{"aggregation_length": 33}]), "bgp.advertisements[0].aggregation_length"),

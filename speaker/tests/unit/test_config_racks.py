@@ -14,7 +14,7 @@ import pytest
 from lbspeaker import config
 from lbspeaker.bgp.config import route_advertisement
 from lbspeaker.bgp.manager import Announcement, routes_for_peer
-from lbspeaker.core.announcements import node_config, resolve
+from lbspeaker.core.announcements import inventory_errors, node_config, resolve
 from lbspeaker.core.errors import InputError
 from lbspeaker.errors import ConfigError
 
@@ -124,3 +124,21 @@ def test_a_hand_written_config_may_name_other_nodes_peers_in_the_kubernetes_sect
     raw["kubernetes"]["bgp_advertisements"] = [{"pools": ["routed"], "peers": ["tor-a"]}]
     cfg = config.parse(raw, check_interfaces=False)
     assert cfg.kubernetes is not None and cfg.kubernetes.advertisements[0].peers == ("tor-a",)
+
+
+def test_one_router_address_seen_from_two_racks_is_two_peers_not_a_duplicate():
+    """The same ToR address in each rack (each rack's own router): validate and each node's speaker take it;
+    meant for a node in common, validate refuses it by the rule the speaker refuses it by."""
+    same = [{**PEERS[0], "name": "tor"}, {**PEERS[1], "name": "tor", "address": "198.51.100.1"}]
+    ads = [{"pools": ["routed"], "peers": ["tor"]}]
+    assert inventory_errors(SECRET, same, [], ads, POOLS) == []
+    for node in ("node1", "node2"):
+        cfg = parsed(node, {**settings(ads), "bgp_peers": same})
+        assert cfg.bgp is not None and [str(p.address) for p in cfg.bgp.peers] == ["198.51.100.1"]
+    overlapping = [same[0], {**same[1], "nodes": ["node2", "node1"]}]
+    assert inventory_errors(SECRET, overlapping, [], ads, POOLS) == [
+        "lb_bgp_peers[1]: '198.51.100.1' names a peer already named by lb_bgp_peers[0] on a node both are meant for"
+    ]
+    with pytest.raises(ConfigError) as exc:  # what node1's speaker would have said, later
+        parsed("node1", {**settings(ads), "bgp_peers": overlapping})
+    assert exc.value.field == "bgp.peers[1]"

@@ -21,7 +21,7 @@ from ..core.advertisements import (
     parse_community,
     parse_large_community,
 )
-from ..core.announcements import peer_keys
+from ..core.announcements import DUPLICATE_PEER, peer_clashes, peer_keys
 from ..core.dataplane import IPAddress
 from ..core.fields import boolean, integer, mapping, sequence
 from ..core.limits import password_problem
@@ -294,12 +294,8 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
         raise ConfigError(f"{field}.router_id", data["router_id"], "must be a non-zero IPv4 address")
     peers_raw = sequence(data.get("peers"), f"{field}.peers")
     peers = tuple(_parse_peer(p, f"{field}.peers[{i}]") for i, p in enumerate(peers_raw))
-    seen: dict[str, int] = {}
-    for i, p in enumerate(peers):
-        for key in sorted({p.key, str(p.address)}):
-            if key in seen and seen[key] != i:
-                raise ConfigError(f"{field}.peers[{i}]", key, f"duplicates peers[{seen[key]}]")
-            seen[key] = i
+    for j, key, i in peer_clashes(peers_raw):
+        raise ConfigError(f"{field}.peers[{j}]", key, f"{DUPLICATE_PEER} peers[{i}]")
     keys: set[str] = set().union(*(peer_keys(raw) for raw in peers_raw))
     ads_raw = data.get("advertisements")
     ads = (RouteAdvertisement(),) if ads_raw is None else tuple(

@@ -106,6 +106,25 @@ def test_inventory_errors_name_the_variable():
     assert inventory_errors(None, [], [], [], [])[0].startswith("lb_membership_secret: is required")
 
 
+def test_peers_named_alike_are_refused_unless_meant_for_different_nodes():
+    peers = [
+        {"name": "tor", "address": "198.51.100.1", "asn": 64500},
+        {"name": "tor", "address": "198.51.100.2", "asn": 64500},  # the name again
+        {"address": "198.51.100.1", "asn": 64501},  # the first one's address
+        {"name": "198.51.100.3", "address": "198.51.100.4", "asn": 64500},
+        {"address": "198.51.100.3", "asn": 64500},  # an address that is the peer above's name
+        {"name": "edge", "address": "2001:db8::1", "asn": 64500, "nodes": ["node1"]},
+        {"name": "edge", "address": "2001:DB8::1", "asn": 64500, "nodes": ["node2"]},  # another rack: fine
+    ]
+    assert inventory_errors(SECRET, peers, [], [], []) == [
+        "lb_bgp_peers[1]: 'tor' names a peer already named by lb_bgp_peers[0] on a node both are meant for",
+        "lb_bgp_peers[2]: '198.51.100.1' names a peer already named by lb_bgp_peers[0] on a node both are meant for",
+        "lb_bgp_peers[4]: '198.51.100.3' names a peer already named by lb_bgp_peers[3] on a node both are meant for",
+    ]
+    peers[6]["nodes"] = ["node2", "node1"]
+    assert inventory_errors(SECRET, peers, [], [], [])[-1].startswith("lb_bgp_peers[6]: '2001:db8::1' names a peer")
+
+
 def test_a_service_without_namespace_keeps_its_policy_and_data_plane_keys():
     """allocate saves it as default/NAME; the plan must find its spec under that key."""
     services = [
