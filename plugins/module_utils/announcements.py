@@ -86,9 +86,9 @@ def data_model_errors(
         if password is not None and (problem := password_problem(password)):
             errors.append(f"{where}.password: {problem}")
         known_peers.update(peer_keys(peer))
-    valid = [(i, p) for i, p in enumerate(bgp_peers or []) if isinstance(p, Mapping)]
-    for (j, key, i) in peer_clashes([p for _, p in valid], selected=True):
-        errors.append(f"lb_bgp_peers[{valid[j][0]}]: {key!r} {DUPLICATE_PEER} lb_bgp_peers[{valid[i][0]}]"
+    index = [i for i, peer in enumerate(bgp_peers or []) if isinstance(peer, Mapping)]  # mappings only, by position
+    for j, key, i in peer_clashes([(bgp_peers or [])[n] for n in index], selected=True):
+        errors.append(f"lb_bgp_peers[{index[j]}]: {key!r} {DUPLICATE_PEER} lb_bgp_peers[{index[i]}]"
                       " on a node both are meant for")
     for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
         for i, ad in enumerate(ads or []):

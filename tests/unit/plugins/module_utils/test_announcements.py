@@ -121,6 +121,10 @@ def test_peers_named_alike_are_refused_unless_meant_for_different_nodes():
         "lb_bgp_peers[2]: '198.51.100.1' names a peer already named by lb_bgp_peers[0] on a node both are meant for",
         "lb_bgp_peers[4]: '198.51.100.3' names a peer already named by lb_bgp_peers[3] on a node both are meant for",
     ]
+    # entries are named by their place in lb_bgp_peers, a broken one before them included
+    assert inventory_errors(SECRET, ["x", *peers[:2]], [], [], [])[1:] == [
+        "lb_bgp_peers[2]: 'tor' names a peer already named by lb_bgp_peers[1] on a node both are meant for"
+    ]
     peers[6]["nodes"] = ["node2", "node1"]
     assert inventory_errors(SECRET, peers, [], [], [])[-1].startswith("lb_bgp_peers[6]: '2001:db8::1' names a peer")
 
