@@ -86,8 +86,9 @@ def data_model_errors(
         if password is not None and (problem := password_problem(password)):
             errors.append(f"{where}.password: {problem}")
         known_peers.update(peer_keys(peer))
-    index = [i for i, peer in enumerate(bgp_peers or []) if isinstance(peer, Mapping)]  # mappings only, by position
-    for j, key, i in peer_clashes([(bgp_peers or [])[n] for n in index], selected=True):
+    entries = list(bgp_peers or [])
+    index = [n for n, peer in enumerate(entries) if isinstance(peer, Mapping)]  # the mappings, by their place
+    for j, key, i in peer_clashes([entries[n] for n in index], selected=True):
         errors.append(f"lb_bgp_peers[{index[j]}]: {key!r} {DUPLICATE_PEER} lb_bgp_peers[{index[i]}]"
                       " on a node both are meant for")
     for var, ads in (("lb_l2_advertisements", l2_advertisements), ("lb_bgp_advertisements", bgp_advertisements)):
@@ -116,7 +117,8 @@ def peer_clashes(peers: Sequence[Mapping[str, Any]], *, selected: bool = False) 
     A name or an address must point at one peer: an advertisement's ``peers`` and the speaker's sessions
     are matched by them. With ``selected``, two peers meant for disjoint ``nodes`` (the inventory's
     selection; none means every node) do not clash: no node has both (one router address seen from two
-    racks). The one rule for ``validate``'s inventory check and the speaker's config (one node's peers).
+    racks). The one rule for site.yml's inventory check (:func:`inventory_errors`) and the speaker's
+    configuration (one node's peers).
     """
     keys = [peer_keys(p) for p in peers]
     clashes: list[tuple[int, str, int]] = []

@@ -294,7 +294,8 @@ def parse_bgp_config(data: Mapping[str, Any], field: str = "bgp") -> BgpConfig:
         raise ConfigError(f"{field}.router_id", data["router_id"], "must be a non-zero IPv4 address")
     peers_raw = sequence(data.get("peers"), f"{field}.peers")
     peers = tuple(_parse_peer(p, f"{field}.peers[{i}]") for i, p in enumerate(peers_raw))
-    for j, key, i in peer_clashes(peers_raw):
+    if clashes := peer_clashes(peers_raw):
+        j, key, i = clashes[0]
         raise ConfigError(f"{field}.peers[{j}]", key, f"{DUPLICATE_PEER} peers[{i}]")
     keys: set[str] = set().union(*(peer_keys(raw) for raw in peers_raw))
     ads_raw = data.get("advertisements")
