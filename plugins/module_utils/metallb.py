@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .advertisements import check_community, check_large_community, parse_advertisement
-from .announcements import data_model_errors
+from .announcements import data_model_errors, peer_clashes, peer_keys
 from .errors import InputError, refuse_unknown_keys
 from .fields import boolean, integer
 from .limits import password_problem
@@ -567,6 +567,14 @@ def _peer(
     return peer, my_asn, notes
 
 
+def _clashing(carried: Sequence[Mapping[str, Any]], peer: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(key, name)`` when ``peer`` names a peer already carried on a node both are for, else None."""
+    for j, key, i in peer_clashes([*carried, peer], selected=True):
+        if j == len(carried):
+            return key, str(carried[i]["name"])
+    return None
+
+
 def _timers(doc: Document, peer: dict[str, Any]) -> list[NotCarried]:
     """hold_time and keepalive_time by MetalLB's rule (parseTimers): one given, the other follows (x3, /3)."""
     spec = doc.spec
@@ -793,6 +801,17 @@ def translate(documents: Iterable[tuple[str, object]]) -> Migration:
     for doc in by_kind["BGPPeer"]:
         peer, my_asn, peer_notes = _peer(doc, profiles, bgp_asn)
         notes += peer_notes
+        if peer is not None and (clash := _clashing(peers, peer)):
+            key, holder = clash
+            notes.append(
+                doc.not_carried(
+                    "spec.peerAddress" if key in peer_keys({"address": peer["address"]}) else "metadata.name",
+                    f"refused: {key!r} also names BGPPeer {holder!r}, and some node would use both "
+                    "(a name or an address is one peer on a node; only kubernetes.io/hostname selectors keep "
+                    "two racks apart): the peer is left out",
+                )
+            )
+            peer = None
         if peer is not None:
             bgp_asn = my_asn if bgp_asn is None else bgp_asn
             peers.append(peer)

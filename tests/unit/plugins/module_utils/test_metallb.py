@@ -505,6 +505,24 @@ def test_peers_that_cannot_be_carried_are_left_out_with_their_advertisements():
     ]
 
 
+def test_one_router_address_in_two_racks_is_carried_by_hostname_and_refused_by_label():
+    def rack(name, *hosts, **labels):
+        selector = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": list(hosts)}]}
+        return peer(name, nodeSelectors=[{"matchLabels": labels} if labels else selector])
+
+    migration = run(rack("tor-a", "n1", "n2"), rack("tor-b", "n3"))  # the same peerAddress, disjoint nodes
+    assert [(p["name"], p["nodes"]) for p in migration.inventory["lb_bgp_peers"]] == [
+        ("tor-a", ["n1", "n2"]), ("tor-b", ["n3"])]
+    assert fields(migration) == []
+    # by rack labels we cannot follow: both would be every node's, one address two peers on each node
+    migration = run(rack("tor-a", rack="a"), rack("tor-b", rack="b"), ad("BGPAdvertisement", "both", peers=["tor-a", "tor-b"]))
+    assert [p["name"] for p in migration.inventory["lb_bgp_peers"]] == ["tor-a"]
+    assert migration.inventory["lb_bgp_advertisements"] == [{"name": "both", "peers": ["tor-a"]}]
+    notes = {(n.name, n.field): n.reason for n in migration.not_carried}
+    assert notes[("tor-b", "spec.peerAddress")].startswith("refused: '198.51.100.1' also names BGPPeer 'tor-a'")
+    assert ("both", "spec.peers[1]") in notes
+
+
 def test_a_pool_our_rules_refuse_is_reported_not_written():
     migration = run(
         pool("a", addresses=["203.0.113.0/24"]),
