@@ -56,7 +56,7 @@ def test_full_peer() -> None:
     (base(peers=[{"address": "198.51.100.1", "asn": 1, "password": "x" * 81}]), "bgp.peers[0].password"),
     (base(peers=[{"address": "198.51.100.1", "asn": 1, "colour": "red"}]), "bgp.peers[0].colour"),
     (base(peers=[{"address": "198.51.100.1", "asn": 1}, {"address": "198.51.100.1", "asn": 2}]), "bgp.peers[1]"),
-    # one address however written, and a name that is another peer's address: the same rule as validate's
+    # one address however written, and a name that is another peer's address: site.yml's check's rule
     (base(peers=[{"address": "2001:db8:1::1", "asn": 1}, {"address": "2001:DB8:1:0::1", "asn": 2}]), "bgp.peers[1]"),
     (base(peers=[{"address": "198.51.100.1", "asn": 1}, {"name": "198.51.100.1", "address": "198.51.100.2", "asn": 1}]),
      "bgp.peers[1]"),

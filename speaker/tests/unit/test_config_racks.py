@@ -127,8 +127,8 @@ def test_a_hand_written_config_may_name_other_nodes_peers_in_the_kubernetes_sect
 
 
 def test_one_router_address_seen_from_two_racks_is_two_peers_not_a_duplicate():
-    """The same ToR address in each rack (each rack's own router): validate and each node's speaker take it;
-    meant for a node in common, validate refuses it by the rule the speaker refuses it by."""
+    """The same ToR address in each rack (each rack's own router): site.yml's inventory check and each node's
+    speaker take it; meant for a node in common, the check refuses it by the rule the speaker refuses it by."""
     same = [{**PEERS[0], "name": "tor"}, {**PEERS[1], "name": "tor", "address": "198.51.100.1"}]
     ads = [{"pools": ["routed"], "peers": ["tor"]}]
     assert inventory_errors(SECRET, same, [], ads, POOLS) == []
